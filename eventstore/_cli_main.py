@@ -1,0 +1,53 @@
+"""The ``unbroken`` command: one entry point gathering every package's commands.
+
+Each package registers its subcommands through the ``unbroken.commands``
+entry-point group (see pyproject.toml), so this module imports nothing above
+the event store and the layering in DESIGN.md stays one-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1  # the command ran and found a problem (violation, damage, bad rows)
+EXIT_USAGE = 2  # the command line was wrong
+EXIT_ERROR = 3  # the command could not run (missing file, unreachable store)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The root parser with every registered subcommand attached."""
+    parser = argparse.ArgumentParser(
+        prog="unbroken",
+        description="Replay, property-test and soak-test decision systems built on events.",
+        epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage error, 3 could not run.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for entry in sorted(entry_points(group="unbroken.commands"), key=lambda e: e.name):
+        entry.load()(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``unbroken`` command and return its exit code."""
+    from ._errors import StoreError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except StoreError as e:
+        print(f"unbroken {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except FileNotFoundError as e:
+        print(f"unbroken {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"unbroken {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The event store contract that every backend implements.
+
+The contract mirrors KurrentDB: streams with gapless 0-based revisions, one
+global log with strictly increasing positions (starting at 1), optimistic
+concurrency by expected version, idempotent appends by event id, and
+catch-up-then-live subscriptions that resume from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+import msgspec
+
+from ._errors import InvalidArgument, StoreClosed
+from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
+
+PAGE_SIZE: Final = 1000
+
+
+class ReadFilter(msgspec.Struct, frozen=True):
+    """Which events ``read_all`` and ``subscribe`` return.
+
+    An event passes when its stream starts with any of ``stream_prefixes``
+    (or there are none) and its type is one of ``types`` (or there are none).
+    """
+
+    stream_prefixes: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+    def matches(self, event: RecordedEvent) -> bool:
+        """True when ``event`` passes this filter."""
+        if self.types and event.type not in self.types:
+            return False
+        return not self.stream_prefixes or event.stream.startswith(self.stream_prefixes)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.stream_prefixes and not self.types
+
+
+NO_FILTER: Final = ReadFilter()
+
+
+class EventStore(abc.ABC):
+    """A durable, append-only store of events in streams."""
+
+    uri: str
+
+    # -- writing ----------------------------------------------------------
+    @abc.abstractmethod
+    def append(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
+    ) -> AppendResult:
+        """Append ``events`` to ``stream`` atomically: all are stored or none.
+
+        Raises ``WrongExpectedVersion`` if the stream is not at ``expected``
+        (``ANY``, ``NO_STREAM``, ``EXISTS`` or the revision of its last event).
+        Re-appending a batch whose ids are all stored already returns the
+        original result and writes nothing; a batch that repeats only some
+        stored ids raises ``DuplicateIdConflict``. Returns after the events
+        are durable.
+        """
+
+    async def append_async(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
+    ) -> AppendResult:
+        """``append`` for asyncio callers; never blocks the event loop."""
+        batch = list(events)
+        return await asyncio.to_thread(self.append, stream, batch, expected)
+
+    # -- reading ----------------------------------------------------------
+    @abc.abstractmethod
+    def read_stream(
+        self,
+        stream: str,
+        from_revision: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Events of one stream in revision order, starting at ``from_revision``.
+
+        ``from_revision`` defaults to the first event (or the last, backwards)
+        and is inclusive. A stream that does not exist yields nothing.
+        """
+
+    @abc.abstractmethod
+    def read_all(
+        self,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        filter: ReadFilter = NO_FILTER,
+    ) -> Iterator[RecordedEvent]:
+        """Every event in global order from ``from_position`` (inclusive).
+
+        Reads lazily in pages, so memory does not grow with the log. Raises
+        ``CorruptEvent`` on an event whose bytes fail their checksum.
+        """
+
+    @abc.abstractmethod
+    def stream_revision(self, stream: str) -> int | None:
+        """The revision of the stream's last event, or None if it has none."""
+
+    @abc.abstractmethod
+    def last_position(self) -> int:
+        """The position of the newest event in the store, 0 when it is empty."""
+
+    # -- subscriptions ----------------------------------------------------
+    def subscribe(
+        self, from_position: int | None = None, filter: ReadFilter = NO_FILTER
+    ) -> Subscription:
+        """Catch up on stored events, then follow new ones as they are appended.
+
+        ``from_position`` is a checkpoint: the position of the last event the
+        caller has processed; delivery starts after it (None: from the start).
+        The subscription is a sync and an async iterator; its ``position`` is
+        the checkpoint to save.
+        """
+        from ._subscription import Subscription
+
+        return Subscription(self, from_position or 0, filter)
+
+    @abc.abstractmethod
+    def wait_for_append(self, after_position: int, timeout: float) -> bool:
+        """Block until an event after ``after_position`` may exist or ``timeout`` passes.
+
+        Returns True when woken by an append. Spurious wake-ups are allowed:
+        callers re-read to see what is there.
+        """
+
+    async def wait_for_append_async(self, after_position: int, timeout: float) -> bool:
+        """``wait_for_append`` for asyncio callers."""
+        return await asyncio.to_thread(self.wait_for_append, after_position, timeout)
+
+    # -- lifecycle --------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release resources; later calls raise ``StoreClosed``. Idempotent."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uri}>"
+
+
+def check_open(closed: bool, uri: str) -> None:
+    """Raise ``StoreClosed`` when the store has been closed."""
+    if closed:
+        raise StoreClosed(f"store {uri} is closed")
+
+
+def check_read_args(start: int | None, limit: int | None, what: str) -> None:
+    """Reject negative starts and limits with a clear message."""
+    if start is not None and (not isinstance(start, int) or start < 0):
+        raise InvalidArgument(f"{what} must be a non-negative integer, got {start!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise InvalidArgument(f"limit must be a non-negative integer, got {limit!r}")
+
+
+# Imported late: Subscription needs EventStore for its annotations only.
+from ._subscription import Subscription  # noqa: E402

@@ -1,0 +1,119 @@
+"""The event envelope: what callers append and what the store gives back."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+import msgspec
+
+from ._errors import InvalidEvent
+
+
+class ExpectedState:
+    """A symbolic expected version: ``ANY``, ``NO_STREAM`` or ``EXISTS``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> str:
+        return self.name
+
+
+ANY: Final = ExpectedState("ANY")
+NO_STREAM: Final = ExpectedState("NO_STREAM")
+EXISTS: Final = ExpectedState("EXISTS")
+
+Expected = ExpectedState | int
+
+
+class Metadata(msgspec.Struct, frozen=True, omit_defaults=True, array_like=True):
+    """Who caused an event and how its data is encoded."""
+
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    source: str | None = None
+    content_type: str = "application/json"
+    extra: dict[str, str] = {}
+
+
+EMPTY_METADATA: Final = Metadata()
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An event to append.
+
+    ``data`` is bytes or a payload struct (encoded as JSON on append). ``id`` is
+    the idempotency key: appending the same id again writes nothing and returns
+    the original result. A missing id is generated once, at construction, so
+    retrying the same ``NewEvent`` object is idempotent too.
+    """
+
+    type: str
+    data: Any
+    id: uuid.UUID | None = None
+    stream: str | None = None
+    occurred_at: int | None = None
+    metadata: Metadata | dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            msgspec.structs.force_setattr(self, "id", uuid.uuid4())
+        elif not isinstance(self.id, uuid.UUID):
+            raise InvalidEvent(f"event id must be a uuid.UUID, got {type(self.id).__name__}")
+        if isinstance(self.metadata, dict):
+            msgspec.structs.force_setattr(self, "metadata", metadata_from_dict(self.metadata))
+
+    @classmethod
+    def of(cls, payload: msgspec.Struct, **kwargs: Any) -> NewEvent:
+        """Build an event whose type is the payload struct's tag."""
+        return cls(type_of(payload), payload, **kwargs)
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, array_like=True):
+    """An event as stored: with stream revision (0-based, gapless) and global position."""
+
+    id: uuid.UUID
+    stream: str
+    revision: int
+    position: int
+    recorded_at: int
+    occurred_at: int
+    type: str
+    data: bytes
+    metadata: Metadata = EMPTY_METADATA
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Positions of the first and last event written and the stream's next revision."""
+
+    first_position: int
+    last_position: int
+    next_revision: int
+
+
+def type_of(payload: msgspec.Struct) -> str:
+    """The event type of a tagged payload struct."""
+    tag = msgspec.inspect.type_info(type(payload)).tag
+    if not isinstance(tag, str):
+        raise InvalidEvent(f"{type(payload).__name__} is not a tagged payload struct")
+    return tag
+
+
+def metadata_from_dict(raw: dict) -> Metadata:
+    """Build ``Metadata`` from a plain dict; unknown keys go to ``extra``."""
+    known = {f for f in Metadata.__struct_fields__ if f != "extra"}
+    values = {k: v for k, v in raw.items() if k in known}
+    extra = {str(k): v for k, v in raw.items() if k not in known and k != "extra"}
+    extra.update(raw.get("extra") or {})
+    try:
+        return msgspec.convert({**values, "extra": extra}, Metadata)
+    except msgspec.ValidationError as e:
+        raise InvalidEvent(f"metadata: {e}") from e

@@ -1,0 +1,103 @@
+"""Checks applied to every event before any backend stores it.
+
+Names are only ever bound as SQL parameters; these checks exist so that a
+hostile or broken producer gets a clear error instead of a stored surprise
+(control bytes in a name, a 10 MB stream name, a reserved ``$`` prefix).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from ._errors import InvalidEvent
+from ._types import EMPTY_METADATA, Metadata, NewEvent
+
+MAX_STREAM_BYTES: Final = 500
+MAX_TYPE_BYTES: Final = 200
+MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_DATA_BYTES: Final = 16 * 1024 * 1024
+MAX_BATCH: Final = 10_000
+_JSON = msgspec.json.Encoder()
+
+
+def check_name(kind: str, value: object, max_bytes: int) -> str:
+    """Return ``value`` if it is a usable stream or type name, else raise ``InvalidEvent``."""
+    if not isinstance(value, str):
+        raise InvalidEvent(f"{kind} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidEvent(f"{kind} must not be empty")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise InvalidEvent(f"{kind} {value[:40]!r}... is {size} bytes; the limit is {max_bytes}")
+    bad = _first_control_char(value)
+    if bad is not None:
+        raise InvalidEvent(
+            f"{kind} {value!r} contains control character U+{ord(value[bad]):04X} at offset {bad}"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidEvent(f"{kind} {value!r} is not valid UTF-8 text (lone surrogate)") from e
+    return value
+
+
+def check_stream(stream: object) -> str:
+    """Validate a stream name; names starting with ``$`` are reserved for the system."""
+    name = check_name("stream name", stream, MAX_STREAM_BYTES)
+    if name.startswith("$"):
+        raise InvalidEvent(f"stream name {name!r}: names starting with '$' are reserved")
+    return name
+
+
+def check_metadata(metadata: Metadata | None) -> Metadata:
+    """Validate metadata text fields and total size."""
+    if metadata is None:
+        return EMPTY_METADATA
+    if not isinstance(metadata, Metadata):
+        raise InvalidEvent(f"metadata must be Metadata or a dict, got {type(metadata).__name__}")
+    texts = [metadata.correlation_id, metadata.causation_id, metadata.source, metadata.content_type]
+    for key, value in metadata.extra.items():
+        texts.extend((key, value))
+    for text in texts:
+        if text is not None:
+            check_name("metadata value", text, MAX_METADATA_BYTES)
+    if len(_JSON.encode(metadata)) > MAX_METADATA_BYTES:
+        raise InvalidEvent(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def check_batch(stream: str, events: object) -> list[NewEvent]:
+    """Validate one append batch; every event must belong to ``stream``."""
+    check_stream(stream)
+    batch = list(events)  # type: ignore[call-overload]
+    if not batch:
+        raise InvalidEvent(f"stream {stream!r}: an append needs at least one event")
+    if len(batch) > MAX_BATCH:
+        raise InvalidEvent(f"stream {stream!r}: {len(batch)} events in one append; limit {MAX_BATCH}")
+    seen = set()
+    for index, event in enumerate(batch):
+        where = f"stream {stream!r}, event {index}"
+        if not isinstance(event, NewEvent):
+            raise InvalidEvent(f"{where}: expected NewEvent, got {type(event).__name__}")
+        if event.stream is not None and event.stream != stream:
+            raise InvalidEvent(f"{where}: event names stream {event.stream!r}")
+        if event.id in seen:
+            raise InvalidEvent(f"{where}: id {event.id} appears twice in one batch")
+        seen.add(event.id)
+        check_name("event type", event.type, MAX_TYPE_BYTES)
+        check_metadata(event.metadata)  # type: ignore[arg-type]
+        if event.occurred_at is not None and (
+            not isinstance(event.occurred_at, int) or isinstance(event.occurred_at, bool)
+        ):
+            raise InvalidEvent(f"{where}: occurred_at must be integer nanoseconds")
+    return batch
+
+
+def _first_control_char(value: str) -> int | None:
+    for index, char in enumerate(value):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0:
+            return index
+    return None

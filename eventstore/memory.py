@@ -1,0 +1,151 @@
+"""In-memory backend: the full contract, nothing on disk. For tests and replays."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
+from ._payloads import encode_data
+from ._rules import StoredId, check_expected, repeated_result, validate_expected
+from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
+from ._validation import check_batch, check_metadata
+
+
+class MemoryStore(EventStore):
+    """Events in lists behind one lock; thread-safe; lost when the process ends."""
+
+    def __init__(self, uri: str = "memory://", clock: Callable[[], int] = time.time_ns) -> None:
+        self.uri = uri
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._ids: dict[uuid.UUID, StoredId] = {}
+        self._last_recorded_at = 0
+        self._closed = False
+
+    def append(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
+    ) -> AppendResult:
+        batch = check_batch(stream, events)
+        validate_expected(expected)
+        encoded = [(e, encode_data(e), check_metadata(e.metadata)) for e in batch]  # type: ignore[arg-type]
+        with self._lock:
+            check_open(self._closed, self.uri)
+            ids = [e.id for e in batch]
+            stored = {i: self._ids[i] for i in ids if i in self._ids}
+            repeat = repeated_result(stream, ids, stored)  # type: ignore[arg-type]
+            if repeat is not None:
+                return repeat
+            history = self._streams.get(stream)
+            check_expected(stream, expected, len(history) - 1 if history else None)
+            return self._write(stream, encoded)
+
+    def _write(self, stream: str, encoded: list) -> AppendResult:
+        history = self._streams.setdefault(stream, [])
+        now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
+        first = len(self._log) + 1
+        for event, data, metadata in encoded:
+            recorded = RecordedEvent(
+                id=event.id,
+                stream=stream,
+                revision=len(history),
+                position=len(self._log) + 1,
+                recorded_at=now,
+                occurred_at=now if event.occurred_at is None else event.occurred_at,
+                type=event.type,
+                data=data,
+                metadata=metadata,
+            )
+            self._log.append(recorded)
+            history.append(recorded)
+            self._ids[event.id] = StoredId(stream, recorded.revision, recorded.position)
+        self._lock.notify_all()
+        return AppendResult(first, len(self._log), len(history))
+
+    def read_stream(
+        self,
+        stream: str,
+        from_revision: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        check_read_args(from_revision, limit, "from_revision")
+        with self._lock:
+            check_open(self._closed, self.uri)
+            history = list(self._streams.get(stream, ()))
+        return _window(history, from_revision, backwards, limit, key=lambda e: e.revision)
+
+    def read_all(
+        self,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        filter: ReadFilter = NO_FILTER,
+    ) -> Iterator[RecordedEvent]:
+        check_read_args(from_position, limit, "from_position")
+        with self._lock:
+            check_open(self._closed, self.uri)
+            log = self._log if not backwards else list(self._log)
+        matching = (e for e in _ordered(log, from_position, backwards) if filter.matches(e))
+        return _take(matching, limit)
+
+    def stream_revision(self, stream: str) -> int | None:
+        with self._lock:
+            check_open(self._closed, self.uri)
+            history = self._streams.get(stream)
+            return len(history) - 1 if history else None
+
+    def last_position(self) -> int:
+        with self._lock:
+            check_open(self._closed, self.uri)
+            return len(self._log)
+
+    def wait_for_append(self, after_position: int, timeout: float) -> bool:
+        with self._lock:
+            if self._closed or len(self._log) > after_position:
+                return True
+            return self._lock.wait(timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+
+def _ordered(log: list[RecordedEvent], start: int | None, backwards: bool) -> Iterator[RecordedEvent]:
+    """Events from position ``start`` (inclusive) onwards or backwards; positions are index+1."""
+    if backwards:
+        top = len(log) if start is None else min(start, len(log))
+        return (log[i] for i in range(top - 1, -1, -1))
+    first = max((start or 1) - 1, 0)
+    # The log only grows, so iterating by index is safe against concurrent appends.
+    end = len(log)
+    return (log[i] for i in range(first, end))
+
+
+def _window(
+    history: list[RecordedEvent],
+    start: int | None,
+    backwards: bool,
+    limit: int | None,
+    key: Callable[[RecordedEvent], int],
+) -> Iterator[RecordedEvent]:
+    if backwards:
+        chosen = [e for e in reversed(history) if start is None or key(e) <= start]
+    else:
+        chosen = [e for e in history if start is None or key(e) >= start]
+    return _take(iter(chosen), limit)
+
+
+def _take(events: Iterator[RecordedEvent], limit: int | None) -> Iterator[RecordedEvent]:
+    if limit is None:
+        yield from events
+        return
+    for count, event in enumerate(events):
+        if count >= limit:
+            return
+        yield event
