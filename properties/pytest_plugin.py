@@ -1,0 +1,3 @@
+"""pytest plugin for unbroken (kept light to import)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Shared test configuration. Each test folder keeps its own fixtures in its own conftest."""
