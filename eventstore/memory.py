@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import uuid
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
