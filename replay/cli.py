@@ -1,4 +1,4 @@
-"""Subcommands of this package for the ``unbroken`` command (filled in as features land)."""
+"""Subcommands of replay/: import, export, replay, diff, query."""
 
 from __future__ import annotations
 
@@ -6,4 +6,9 @@ import argparse
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add this package's subcommands to the ``unbroken`` parser."""
+    """Add replay's subcommands to the ``unbroken`` parser."""
+    from ._cli_io import register as register_io
+    from ._cli_run import register as register_run
+
+    register_run(commands)
+    register_io(commands)
