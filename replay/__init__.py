@@ -1,1 +1,18 @@
-"""replay package."""
+"""Replay recorded events through projections in virtual time, and trace every step.
+
+``run(deliveries, projection)`` is the entry point; ``deliveries_of(events)``
+is the identity schedule. Traces are Parquet tables (``load_trace`` reads one
+back); ``check_determinism`` and ``diff_projections`` compare replays.
+"""
+
+from ._clock import VirtualClock as VirtualClock
+from ._context import ReplayContext as ReplayContext
+from ._delivery import Delivery as Delivery
+from ._delivery import Drop as Drop
+from ._delivery import deliveries_of as deliveries_of
+from ._errors import ReplayError as ReplayError
+from ._runner import RunResult as RunResult
+from ._runner import run as run
+from ._trace import TraceWriter as TraceWriter
+from ._trace import empty_frame as empty_frame
+from ._trace import load_trace as load_trace

@@ -1,0 +1,126 @@
+"""The ``Context`` a projection sees during a replay: virtual now, decisions and timers.
+
+Timers live in a heap of mutable entries ``[due, order, key, payload,
+scheduled_at, alive]``; ``(due, order)`` is unique, so the heap never compares
+further. Replacing or cancelling a timer marks its entry dead instead of
+searching the heap (lazy deletion). Every schedule/cancel is journalled with
+the seq of the step that made it, so a step whose projection raised can be
+undone and the run continues from the previous state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import msgspec
+
+from projections._contract import Decision, Timer
+
+from ._errors import ReplayError
+
+DUE, ORDER, KEY, PAYLOAD, SCHEDULED_AT, ALIVE = range(6)
+
+
+class ReplayContext:
+    """``projections.Context`` backed by the runner's buffers.
+
+    ``now`` is a plain attribute the runner sets before each step; ``cause``
+    is the seq of the delivery or timer being handled.
+    """
+
+    __slots__ = (
+        "now", "cause", "heap", "active", "order", "timer_rows", "journal",
+        "decision_objs", "decision_causes", "decisions",
+    )
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.cause = -1
+        self.heap: list[list] = []
+        self.active: dict[str, list] = {}
+        self.order = 0
+        # (key, scheduled_at, due_at, fired_seq, outcome), emitted once the outcome is known
+        self.timer_rows: list[tuple] = []
+        self.journal: list[tuple] = []
+        self.decision_objs: list[Decision] = []  # the trace buffer; flushed in batches
+        self.decision_causes: list[int] = []
+        self.decisions: list[Decision] = []  # every decision of the run, for RunResult
+
+    # -- the Context protocol ---------------------------------------------
+    def decide(self, decision: Decision) -> Decision:
+        """Record ``decision`` at ``now``; returns it with ``at`` filled in."""
+        if not isinstance(decision, Decision):
+            raise ReplayError(f"ctx.decide takes a projections.Decision, got {type(decision).__name__}")
+        if decision.at != self.now:
+            decision = msgspec.structs.replace(decision, at=self.now)
+        self.decision_objs.append(decision)
+        self.decision_causes.append(self.cause)
+        self.decisions.append(decision)
+        return decision
+
+    def schedule(self, at: int, key: str, payload: Any = None) -> None:
+        """Ask for ``on_timer`` at ``at`` (ns); re-scheduling ``key`` replaces the old timer."""
+        if not isinstance(at, int) or isinstance(at, bool):
+            raise ReplayError(f"ctx.schedule(at=...) must be integer ns, got {at!r} for key {key!r}")
+        old = self.active.get(key)
+        if old is not None:
+            self._retire(old, "replaced")
+        entry = [at, self.order, key, payload, self.now, True]
+        self.order += 1
+        self.active[key] = entry
+        heapq.heappush(self.heap, entry)
+        self.journal.append((self.cause, key, old, entry, len(self.timer_rows)))
+
+    def cancel(self, key: str) -> None:
+        """Forget the timer under ``key``; a key with no timer is a no-op."""
+        old = self.active.pop(key, None)
+        if old is not None:
+            rows_before = len(self.timer_rows)
+            self._retire(old, "cancelled")
+            self.journal.append((self.cause, key, old, None, rows_before))
+
+    # -- used by the runner -----------------------------------------------
+    def _retire(self, entry: list, outcome: str) -> None:
+        entry[ALIVE] = False
+        self.timer_rows.append((entry[KEY], entry[SCHEDULED_AT], entry[DUE], None, outcome))
+
+    def next_due(self) -> int | None:
+        """The due time of the earliest live timer, dropping dead heads on the way."""
+        heap = self.heap
+        while heap and not heap[0][ALIVE]:
+            heapq.heappop(heap)
+        return heap[0][DUE] if heap else None
+
+    def pop_timer(self, seq: int) -> Timer:
+        """Take the earliest live timer off the queue and record it as fired at ``seq``."""
+        entry = heapq.heappop(self.heap)
+        entry[ALIVE] = False
+        del self.active[entry[KEY]]
+        self.timer_rows.append((entry[KEY], entry[SCHEDULED_AT], entry[DUE], seq, "fired"))
+        return Timer(entry[KEY], entry[DUE], entry[PAYLOAD])
+
+    def undo_step(self, seq: int, decisions_before: int) -> None:
+        """Forget the decisions and timer changes the step ``seq`` made (its projection raised)."""
+        extra = len(self.decisions) - decisions_before
+        if extra:
+            del self.decisions[-extra:]
+            del self.decision_objs[-extra:]
+            del self.decision_causes[-extra:]
+        journal = self.journal
+        rows_before = None
+        while journal and journal[-1][0] == seq:
+            _, key, old, new, rows_before = journal.pop()
+            if new is not None:
+                new[ALIVE] = False
+                self.active.pop(key, None)
+            if old is not None:
+                old[ALIVE] = True
+                self.active[key] = old
+        if rows_before is not None:
+            del self.timer_rows[rows_before:]
+
+    def pending_rows(self) -> list[tuple]:
+        """Rows for timers still pending at the end, in (due, scheduling) order."""
+        live = sorted(self.active.values(), key=lambda e: (e[DUE], e[ORDER]))
+        return [(e[KEY], e[SCHEDULED_AT], e[DUE], None, "pending") for e in live]

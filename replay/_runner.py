@@ -1,0 +1,336 @@
+"""The replay runner: deliveries in, state, decisions and a trace out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventstore import decode_payload
+
+from ._context import ReplayContext
+from ._delivery import Delivery, Drop
+from ._errors import ReplayError
+from ._pacing import Pacer, Progress
+from ._trace import TraceWriter
+from ._tracebuf import Digest, TraceBuffer, drop_rows
+
+BATCH_ROWS = 65_536  # deliveries per flush: one Parquet row group, bounded memory
+MAX_TIMER_CHAIN = 100_000
+COUNTED = ("deliveries", "drops", "decisions", "timers", "faults")  # runs-row order
+FAULT_SOURCE_FIELD = {"Fault": "source", "ModbusFault": "device"}
+
+
+class RunResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a replay produced.
+
+    ``decisions`` are the decisions of this run with ``at`` set (for a resumed
+    run: those after the snapshot). ``counts`` holds the row counts of the
+    whole run as in the ``runs`` row: events, deliveries, drops, decisions,
+    timers, faults. ``digest`` is sha256 over every trace row
+    but ``runs``; identical replays give identical digests, resumed or not.
+    ``tables`` maps table name to a polars DataFrame (built on first access)
+    when the run collected its trace, else None.
+    """
+
+    run_id: str
+    projection: str
+    state: Any
+    decisions: list
+    counts: dict[str, int]
+    digest: str
+    tables: Mapping[str, Any] | None = None
+    trace_dir: Path | None = None
+    resumed_from: int | None = None
+
+
+def run(
+    deliveries: Iterable[Delivery],
+    projection: Any,
+    *,
+    drops: Iterable[Drop] = (),
+    run_id: str = "run",
+    source: str = "",
+    seed: int | None = None,
+    schedule_desc: str = "identity",
+    trace_dir: str | Path | None = None,
+    collect: bool = True,
+    snapshot_every: int | None = None,
+    snapshot_dir: str | Path | None = None,
+    resume: bool = False,
+    pace: float | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    strict: bool = False,
+    max_timer_chain: int = MAX_TIMER_CHAIN,
+    sleep: Callable[[float], None] | None = None,
+    monotonic_ns: Callable[[], int] | None = None,
+) -> RunResult:
+    """Replay ``deliveries`` through ``projection`` in virtual time and trace every step.
+
+    1. Order. A list or tuple of deliveries is sorted by ``at``, stably (ties
+       keep input order); any other iterable is consumed lazily and must
+       already be in ``at`` order (else ``ReplayError``).
+    2. Resume. With ``resume=True`` the newest snapshot in ``snapshot_dir``
+       restores state, pending timers, counters and the digest, and the
+       deliveries it covers are skipped (checked against the snapshot).
+    3. Drops. ``drops`` become ``drops`` rows; they are never delivered.
+    4. Timers, then the delivery. Before a delivery at ``t``, every timer due
+       at or before ``t`` fires, in (due time, scheduling order); a timer
+       fires at ``max(due, now)``. So at equal times timers fire before the
+       delivery. Each firing and each delivery takes the next ``seq``.
+    5. Apply. The clock moves to ``at``; ``projection.apply(state, event,
+       ctx)`` folds the event; ``ctx.decide``/``schedule``/``cancel`` land in
+       the trace. ``Fault`` and ``ModbusFault`` events are also ``faults`` rows.
+    6. Errors. A projection that raises gets a ``faults`` row naming the
+       position; with ``strict`` the run stops with ``ReplayError``, otherwise
+       the step is undone (its decisions and timer changes dropped) and the
+       run continues from the previous state.
+    7. Drain. After the last delivery, timers keep firing until none is left.
+       More than ``max_timer_chain`` firings beyond those pending when a
+       chain began, with no delivery between, raise ``ReplayError``.
+    8. Trace. Rows are flushed every ``BATCH_ROWS`` deliveries into the digest,
+       the Parquet files under ``trace_dir`` (if given) and, with ``collect``,
+       memory. Every ``snapshot_every`` deliveries a snapshot is saved.
+    9. Finish. Pending timers become ``pending`` rows, the ``runs`` row
+       records metadata and the digest, and files are published atomically.
+
+    ``pace=k`` replays at k times real speed (``sleep``/``monotonic_ns`` are
+    injectable for tests); ``progress(done, total)`` is called now and then.
+    """
+    runner = _Runner(
+        projection, run_id=run_id, trace_dir=trace_dir, collect=collect,
+        strict=strict, max_timer_chain=max_timer_chain,
+    )
+    meta = _metadata(projection, source, seed, schedule_desc)
+    snaps = _snapshots(snapshot_every, snapshot_dir, trace_dir, resume, meta)
+    try:
+        ordered, total = _ordered(deliveries)
+        skipped = runner.resume(snaps, ordered) if resume else 0
+        if not skipped:
+            runner.emit_drops(list(drops))
+        runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
+        runner.progress = Progress(progress, total) if progress else None
+        runner.loop(ordered, skipped, snaps)
+        runner.fire_until(math.inf)
+        return runner.finish(meta, skipped)
+    except BaseException:
+        runner.abort()
+        raise
+
+
+def _ordered(deliveries: Iterable[Delivery]) -> tuple[Iterator[Delivery], int | None]:
+    if isinstance(deliveries, (list, tuple)):
+        return iter(sorted(deliveries, key=_at)), len(deliveries)
+    return iter(deliveries), None
+
+
+def _at(d: Delivery) -> int:
+    return d.at
+
+
+def _metadata(projection: Any, source: str, seed: int | None, schedule: str) -> dict:
+    config = projection.config() if hasattr(projection, "config") else {}
+    return {
+        "projection": str(getattr(projection, "name", type(projection).__name__)),
+        "version": str(getattr(projection, "version", "")),
+        "config": msgspec.json.encode(config, order="sorted").decode(),
+        "source": str(source),
+        "seed": seed,
+        "schedule": schedule,
+    }
+
+
+def _snapshots(every, directory, trace_dir, resume, meta):
+    if not every and not resume:
+        return None
+    if every is not None and (not isinstance(every, int) or every <= 0):
+        raise ReplayError(f"snapshot_every must be a positive integer, got {every!r}")
+    if directory is None:
+        if trace_dir is None:
+            raise ReplayError("snapshots need snapshot_dir (or trace_dir, whose snapshots/ is used)")
+        directory = Path(trace_dir) / "snapshots"
+    from ._snapshot import SnapshotStore
+
+    return SnapshotStore(directory, every, meta)
+
+
+class _Runner:
+    """One run's moving parts; ``run`` above is the story, this is the machinery."""
+
+    def __init__(self, projection, *, run_id, trace_dir, collect, strict, max_timer_chain):
+        self.projection = projection
+        self.name = str(getattr(projection, "name", type(projection).__name__))
+        self.state = projection.initial()
+        self.ctx = ReplayContext()
+        self.now = -math.inf  # no delivery yet: the first may be at any time
+        self.run_id = run_id
+        self.trace_dir = Path(trace_dir) if trace_dir is not None else None
+        self.writer = TraceWriter(self.trace_dir) if self.trace_dir is not None else None
+        self.buf = TraceBuffer(run_id, self.writer, collect, Digest())
+        self.strict = strict
+        self.max_timer_chain = max_timer_chain
+        self.pacer: Pacer | None = None
+        self.progress: Progress | None = None
+
+    # -- the hot loop -----------------------------------------------------
+    def loop(self, deliveries: Iterator[Delivery], done: int, snaps) -> None:
+        """Deliver everything in order, firing due timers first (steps 4-6, 8)."""
+        ctx, buf, apply = self.ctx, self.buf, self.projection.apply
+        add_seq, add_obj = buf.delivery_seqs.append, buf.delivery_objs.append
+        state, now, pacer = self.state, self.now, self.pacer
+        checkpoint = self._next_checkpoint(done, snaps)
+        for d in deliveries:
+            at = d.at
+            if at < now:
+                self.state = state
+                raise ReplayError(_out_of_order(d, now))
+            if ctx.heap:
+                self.state = state
+                state = self.fire_until(at)
+            if pacer is not None:
+                pacer.wait(at)
+            now = ctx.now = at
+            seq = ctx.cause = ctx.cause + 1
+            add_seq(seq)
+            add_obj(d)
+            event = d.event
+            if event.type in FAULT_SOURCE_FIELD:
+                self._event_fault(event, seq, at)
+            try:
+                state = apply(state, event, ctx)
+            except Exception as e:
+                self._failed(e, seq, at, _event_where(event))
+            done += 1
+            if done >= checkpoint:
+                self.state, self.now = state, now
+                self._checkpoint(done, d, snaps)
+                checkpoint = self._next_checkpoint(done, snaps)
+        self.state, self.now = state, now
+
+    def fire_until(self, t: float) -> Any:
+        """Fire every timer due at or before ``t``, in order (steps 4 and 7)."""
+        ctx, on_timer = self.ctx, self.projection.on_timer
+        state = self.state
+        fired, bound = 0, self.max_timer_chain + len(ctx.active)
+        while (due := ctx.next_due()) is not None and due <= t:
+            if fired >= bound:
+                raise ReplayError(_runaway(self.name, fired, ctx))
+            fired += 1
+            at = ctx.now = max(due, ctx.now)
+            if self.pacer is not None:
+                self.pacer.wait(at)
+            seq = ctx.cause = ctx.cause + 1
+            timer = ctx.pop_timer(seq)
+            try:
+                state = on_timer(state, timer, ctx)
+            except Exception as e:
+                self.state = state
+                self._failed(e, seq, at, f"timer {timer.key!r} due at {timer.at}")
+            self.state = state
+        return state
+
+    # -- faults -----------------------------------------------------------
+    def _event_fault(self, event, seq: int, at: int) -> None:
+        try:
+            payload = decode_payload(event)
+            source = getattr(payload, FAULT_SOURCE_FIELD[event.type])
+            row = (seq, at, source, payload.kind, payload.detail)
+        except Exception as e:  # a fault we cannot read is still a fault
+            row = (seq, at, event.stream, "undecodable", f"position {event.position}: {e}")
+        self.buf.fault_rows.append(row)
+
+    def _failed(self, error: Exception, seq: int, at: int, where: str) -> None:
+        detail = f"{where}: {type(error).__name__}: {error}"
+        self.buf.fault_rows.append((seq, at, f"projection:{self.name}", "projection_error", detail))
+        if self.strict:
+            raise ReplayError(f"projection {self.name!r} raised on {where} (seq {seq}): "
+                              f"{type(error).__name__}: {error}") from error
+        self._undo(seq)
+
+    def _undo(self, seq: int) -> None:
+        ctx = self.ctx
+        causes = ctx.decision_causes
+        n = 0
+        while n < len(causes) and causes[-1 - n] == seq:
+            n += 1
+        ctx.undo_step(seq, len(ctx.decisions) - n)
+
+    # -- checkpoints: flush, snapshot, progress ----------------------------
+    def _next_checkpoint(self, done: int, snaps) -> int:
+        """The next delivery count at which to flush, snapshot or report progress."""
+        periods = [BATCH_ROWS]
+        if snaps is not None and snaps.every:
+            periods.append(snaps.every)
+        if self.progress is not None:
+            periods.append(self.progress.every)
+        return min(done - done % p + p for p in periods)
+
+    def _checkpoint(self, done: int, last: Delivery, snaps) -> None:
+        if done % BATCH_ROWS == 0:
+            self.buf.flush(self.ctx)
+        if snaps is not None and snaps.every and done % snaps.every == 0:
+            self.buf.flush(self.ctx)
+            snaps.save(self, done, last)
+        if self.progress is not None:
+            self.progress.update(done)
+
+    def resume(self, snaps, deliveries: Iterator[Delivery]) -> int:
+        """Restore from the newest snapshot and skip what it covers (step 2)."""
+        if snaps is None:
+            raise ReplayError("resume=True needs snapshot_dir or trace_dir")
+        return snaps.restore(self, deliveries)
+
+    def emit_drops(self, drops: list[Drop]) -> None:
+        """Record the schedule's drops (step 3)."""
+        if drops:
+            rows = drop_rows(drops)
+            self.buf.emit("drops", [list(c) for c in zip(*rows, strict=True)])
+
+    # -- the end ----------------------------------------------------------
+    def finish(self, meta: dict, resumed_from: int) -> RunResult:
+        """Pending timers, last flush, digest, ``runs`` row, publish (step 9)."""
+        ctx, buf = self.ctx, self.buf
+        ctx.timer_rows.extend(ctx.pending_rows())
+        buf.flush(ctx)
+        digest = buf.digest.hexdigest()
+        rows = buf.rows
+        events = buf.first_deliveries + rows["drops"]
+        counts = {"events": events, **{t: rows[t] for t in COUNTED}}
+        run_row = [meta["projection"], meta["version"], meta["config"], meta["source"],
+                   meta["seed"], meta["schedule"], *counts.values(), digest]
+        buf.emit("runs", [[v] for v in run_row])
+        if self.writer is not None:
+            self.writer.close()
+        if self.progress is not None:
+            self.progress.update(rows["deliveries"], final=True)
+        return RunResult(
+            run_id=self.run_id, projection=self.name, state=self.state,
+            decisions=ctx.decisions, counts=counts, digest=digest,
+            tables=buf.frames() if buf.collected is not None else None,
+            trace_dir=self.trace_dir, resumed_from=resumed_from or None,
+        )
+
+    def abort(self) -> None:
+        """The run failed: close files without publishing them."""
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _event_where(event) -> str:
+    return (f"event at position {event.position} (id {event.id}, type {event.type}, "
+            f"stream {event.stream!r})")
+
+
+def _out_of_order(d: Delivery, now: float) -> str:
+    return (f"delivery of position {d.event.position} at {d.at} ns comes after one at {now} ns; "
+            "an iterator of deliveries must be in `at` order (pass a list to have it sorted)")
+
+
+def _runaway(name: str, fired: int, ctx: ReplayContext) -> str:
+    keys = sorted(ctx.active)[:3]
+    return (f"projection {name!r} fired {fired} timers without a delivery in between and keeps "
+            f"scheduling more (pending keys include {keys}, virtual time {ctx.now}); it probably "
+            "re-schedules forever. Fix on_timer, or raise max_timer_chain if this is intended.")

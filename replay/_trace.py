@@ -1,0 +1,132 @@
+"""The trace writer: one directory per run, one Parquet file per table.
+
+Tables and columns come from ``replay/_schema.py``. Rows arrive as column
+batches and go out as Parquet row groups, so memory stays flat in the log's
+length. Files are written under a ``.partial`` name and renamed on ``close``:
+a trace directory never holds a half-written table under its real name.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import msgspec
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ._errors import ReplayError
+from ._schema import TABLES
+
+_ARROW_SCALARS = {
+    msgspec.inspect.StrType: pa.string(),
+    msgspec.inspect.IntType: pa.int64(),
+    msgspec.inspect.FloatType: pa.float64(),
+    msgspec.inspect.BoolType: pa.bool_(),
+}
+
+
+def _arrow_type(info: msgspec.inspect.Type) -> pa.DataType:
+    if isinstance(info, msgspec.inspect.UnionType):
+        (inner,) = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        return _arrow_type(inner)
+    if isinstance(info, msgspec.inspect.ListType):
+        return pa.list_(_arrow_type(info.item_type))
+    return _ARROW_SCALARS[type(info)]
+
+
+@cache
+def columns(table: str) -> tuple[str, ...]:
+    """The column names of ``table``, in schema order."""
+    return TABLES[table].__struct_fields__
+
+
+@cache
+def arrow_schema(table: str) -> pa.Schema:
+    """The Arrow schema of ``table``, derived from its row struct in ``_schema.py``."""
+    info = msgspec.inspect.type_info(TABLES[table])
+    return pa.schema(
+        [pa.field(f.name, _arrow_type(f.type), nullable=_nullable(f.type)) for f in info.fields]
+    )
+
+
+def _nullable(info: msgspec.inspect.Type) -> bool:
+    return isinstance(info, msgspec.inspect.UnionType)
+
+
+@cache
+def polars_schema(table: str) -> pl.Schema:
+    """The polars schema of ``table`` (the same types the Parquet files hold)."""
+    return pl.Schema(pl.from_arrow(arrow_schema(table).empty_table()).schema)
+
+
+def empty_frame(table: str) -> pl.DataFrame:
+    """An empty frame with ``table``'s columns and types."""
+    return pl.DataFrame(schema=polars_schema(table))
+
+
+class TraceWriter:
+    """Writes the tables of one run into ``directory`` as Parquet row groups."""
+
+    def __init__(self, directory: str | Path, compression: str = "zstd") -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReplayError(f"cannot create trace directory {self.directory}: {e}") from e
+        self._compression = compression
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        for table in TABLES:  # every table exists from the start, as .partial until close
+            self._writer(table)
+
+    def write(self, table: str, cols: dict[str, list]) -> None:
+        """Append one batch of rows (``cols`` maps every column of ``table`` to a list)."""
+        batch = pa.Table.from_pydict(cols, schema=arrow_schema(table))
+        if batch.num_rows:
+            self._writer(table).write_table(batch)
+
+    def _writer(self, table: str) -> pq.ParquetWriter:
+        writer = self._writers.get(table)
+        if writer is None:
+            writer = pq.ParquetWriter(
+                self._partial(table), arrow_schema(table), compression=self._compression
+            )
+            self._writers[table] = writer
+        return writer
+
+    def _partial(self, table: str) -> Path:
+        return self.directory / f"{table}.parquet.partial"
+
+    def close(self) -> None:
+        """Finish every table (empty tables get a file too) and move them to their real names."""
+        for table in TABLES:
+            self._writer(table).close()
+            self._partial(table).replace(self.directory / f"{table}.parquet")
+        self._writers.clear()
+
+    def abort(self) -> None:
+        """Close the files without publishing them: the run failed.
+
+        They stay as readable ``.partial`` Parquet files holding the rows
+        flushed before the failure, for a post-mortem.
+        """
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+def load_trace(directory: str | Path) -> dict[str, pl.DataFrame]:
+    """Read a trace directory back: table name -> polars DataFrame, every table present."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReplayError(f"trace directory {directory} does not exist")
+    frames = {}
+    for table in TABLES:
+        path = directory / f"{table}.parquet"
+        if not path.exists():
+            partial = list(directory.glob("*.parquet.partial"))
+            hint = " (it holds .partial files: the run did not finish)" if partial else ""
+            raise ReplayError(f"trace {directory} has no {table}.parquet{hint}")
+        frames[table] = pl.read_parquet(path)
+    return frames
