@@ -114,6 +114,8 @@ def metadata_from_dict(raw: dict) -> Metadata:
     extra = {str(k): v for k, v in raw.items() if k not in known and k != "extra"}
     extra.update(raw.get("extra") or {})
     try:
-        return msgspec.convert({**values, "extra": extra}, Metadata)
+        # Metadata is array_like, so convert() wants a list: round-trip through one to type-check.
+        unchecked = Metadata(**values, extra=extra)
+        return msgspec.convert(msgspec.to_builtins(unchecked), Metadata)
     except msgspec.ValidationError as e:
         raise InvalidEvent(f"metadata: {e}") from e

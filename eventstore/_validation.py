@@ -7,6 +7,7 @@ hostile or broken producer gets a clear error instead of a stored surprise
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import msgspec
@@ -20,6 +21,8 @@ MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_DATA_BYTES: Final = 16 * 1024 * 1024
 MAX_BATCH: Final = 10_000
 _JSON = msgspec.json.Encoder()
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, repeated often
 
 
 def check_name(kind: str, value: object, max_bytes: int) -> str:
@@ -31,10 +34,10 @@ def check_name(kind: str, value: object, max_bytes: int) -> str:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise InvalidEvent(f"{kind} {value[:40]!r}... is {size} bytes; the limit is {max_bytes}")
-    bad = _first_control_char(value)
+    bad = _CONTROL.search(value)
     if bad is not None:
         raise InvalidEvent(
-            f"{kind} {value!r} contains control character U+{ord(value[bad]):04X} at offset {bad}"
+            f"{kind} {value!r} contains control character U+{ord(bad.group()):04X} at offset {bad.start()}"
         )
     try:
         value.encode("utf-8")
@@ -71,6 +74,8 @@ def check_metadata(metadata: Metadata | None) -> Metadata:
 def check_batch(stream: str, events: object) -> list[NewEvent]:
     """Validate one append batch; every event must belong to ``stream``."""
     check_stream(stream)
+    if isinstance(events, NewEvent):
+        raise InvalidEvent(f"stream {stream!r}: append takes a list of events; wrap it: [event]")
     batch = list(events)  # type: ignore[call-overload]
     if not batch:
         raise InvalidEvent(f"stream {stream!r}: an append needs at least one event")
@@ -86,8 +91,14 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
         if event.id in seen:
             raise InvalidEvent(f"{where}: id {event.id} appears twice in one batch")
         seen.add(event.id)
-        check_name("event type", event.type, MAX_TYPE_BYTES)
-        check_metadata(event.metadata)  # type: ignore[arg-type]
+        if event.type not in _GOOD_TYPES:
+            check_name("event type", event.type, MAX_TYPE_BYTES)
+        if isinstance(event.data, (bytes, bytearray, memoryview)) and len(event.data) > MAX_DATA_BYTES:
+            raise InvalidEvent(f"{where}: data is {len(event.data)} bytes; the limit is {MAX_DATA_BYTES}")
+            if len(_GOOD_TYPES) < 10_000:
+                _GOOD_TYPES.add(event.type)
+        if event.metadata is not None:
+            check_metadata(event.metadata)  # type: ignore[arg-type]
         if event.occurred_at is not None and (
             not isinstance(event.occurred_at, int) or isinstance(event.occurred_at, bool)
         ):
@@ -95,9 +106,8 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
     return batch
 
 
-def _first_control_char(value: str) -> int | None:
-    for index, char in enumerate(value):
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code < 0xA0:
-            return index
-    return None
+def prepare_batch(stream: str, events: object) -> list[tuple[NewEvent, bytes, Metadata]]:
+    """Validate a batch and encode each event's data: ``(event, data bytes, metadata)``."""
+    from ._payloads import encode_data
+
+    return [(e, encode_data(e), e.metadata or EMPTY_METADATA) for e in check_batch(stream, events)]  # type: ignore[misc]

@@ -8,10 +8,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 
 from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
-from ._payloads import encode_data
 from ._rules import StoredId, check_expected, repeated_result, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
-from ._validation import check_batch, check_metadata
+from ._validation import prepare_batch
 
 
 class MemoryStore(EventStore):
@@ -30,12 +29,11 @@ class MemoryStore(EventStore):
     def append(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
-        batch = check_batch(stream, events)
+        encoded = prepare_batch(stream, events)
         validate_expected(expected)
-        encoded = [(e, encode_data(e), check_metadata(e.metadata)) for e in batch]  # type: ignore[arg-type]
         with self._lock:
             check_open(self._closed, self.uri)
-            ids = [e.id for e in batch]
+            ids = [e.id for e, _, _ in encoded]
             stored = {i: self._ids[i] for i in ids if i in self._ids}
             repeat = repeated_result(stream, ids, stored)  # type: ignore[arg-type]
             if repeat is not None:
@@ -90,8 +88,9 @@ class MemoryStore(EventStore):
         with self._lock:
             check_open(self._closed, self.uri)
             log = self._log if not backwards else list(self._log)
-        matching = (e for e in _ordered(log, from_position, backwards) if filter.matches(e))
-        return _take(matching, limit)
+            # Fix the end under the lock: an append in progress must not show half its batch.
+            ordered = _ordered(log, from_position, backwards)
+        return _take((e for e in ordered if filter.matches(e)), limit)
 
     def stream_revision(self, stream: str) -> int | None:
         with self._lock:

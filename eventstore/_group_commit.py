@@ -1,0 +1,154 @@
+"""Writing a group of append requests in one SQLite transaction.
+
+The fast path writes the whole group with a few ``executemany`` calls: stream
+revisions are loaded once, expected versions are checked in Python, and the
+unique index on event ids catches repeats. If any id repeats (a retry), the
+group is rolled back to its savepoint and written request by request, each in
+its own savepoint, so a retry gets its original result and its neighbours are
+unaffected. Few SQL calls per group matter: each call releases the GIL, and
+with many appender threads getting it back is what costs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from . import _sqlite
+from ._errors import WrongExpectedVersion
+from ._rules import StoredId, check_expected, repeated_result
+from ._types import AppendResult, RecordedEvent
+
+Outcome = AppendResult | BaseException
+_INSERT_EVENTS = (
+    "INSERT INTO events (position, stream_id, revision, type, id, record, checksum)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CHUNK = 500  # names per IN (...) query, under SQLite's parameter limit
+
+
+class RepeatInGroup(Exception):
+    """Two requests in one group share an id: only the one-by-one path can sort it out."""
+
+
+class _Streams:
+    """Stream ids and revisions as this transaction sees them, loaded in one pass."""
+
+    def __init__(self, conn: sqlite3.Connection, names: set[str]) -> None:
+        self.known: dict[str, list[int]] = {}
+        ordered = sorted(names)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for name, stream_id, revision in conn.execute(
+                f"SELECT name, stream_id, revision FROM streams WHERE name IN ({marks})", chunk
+            ):
+                self.known[name] = [stream_id, revision]
+        self.next_id = (conn.execute("SELECT max(stream_id) FROM streams").fetchone()[0] or 0) + 1
+        self.created: list[str] = []
+        self.touched: set[str] = set()
+
+    def current(self, name: str) -> int | None:
+        entry = self.known.get(name)
+        return None if entry is None or entry[1] < 0 else entry[1]
+
+    def claim(self, name: str) -> list[int]:
+        """The ``[stream_id, revision]`` entry of ``name``, creating the stream if needed."""
+        entry = self.known.get(name)
+        if entry is None:
+            entry = self.known[name] = [self.next_id, -1]
+            self.next_id += 1
+            self.created.append(name)
+        self.touched.add(name)
+        return entry
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO streams (stream_id, name, revision) VALUES (?, ?, ?)",
+            [(self.known[n][0], n, self.known[n][1]) for n in self.created],
+        )
+        conn.executemany(
+            "UPDATE streams SET revision = ? WHERE stream_id = ?",
+            [(self.known[n][1], self.known[n][0]) for n in self.touched if n not in self.created],
+        )
+
+
+def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:
+    """Write every request; return their outcomes and the last position written.
+
+    Raises ``sqlite3.IntegrityError`` or ``RepeatInGroup`` when an id repeats,
+    having written nothing the caller cannot roll back to its savepoint.
+    """
+    last = conn.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+    streams = _Streams(conn, {request.stream for request in group})
+    rows: list[tuple] = []
+    outcomes: list[Outcome] = []
+    ids_in_group: set = set()
+    for request in group:
+        ids = [event.id for event, _, _ in request.events]
+        if not ids_in_group.isdisjoint(ids):
+            raise RepeatInGroup
+        ids_in_group.update(ids)
+        try:
+            check_expected(request.stream, request.expected, streams.current(request.stream))
+        except WrongExpectedVersion as wrong:
+            outcomes.append(retry_result(conn, request, wrong))
+            continue
+        entry = streams.claim(request.stream)
+        first = last + 1
+        for event, data, metadata in request.events:
+            entry[1] += 1
+            last += 1
+            recorded = RecordedEvent(
+                event.id, request.stream, entry[1], last, now,
+                now if event.occurred_at is None else event.occurred_at,
+                event.type, data, metadata,
+            )  # fmt: skip
+            record, checksum = _sqlite.encode_record(recorded)
+            rows.append((last, entry[0], entry[1], event.type, event.id.bytes, record, checksum))
+        outcomes.append(AppendResult(first, last, entry[1] + 1))
+    conn.executemany(_INSERT_EVENTS, rows)
+    streams.save(conn)
+    return outcomes, last
+
+
+def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:
+    """Write requests one by one, each in its own savepoint; repeats get their original result."""
+    outcomes: list[Outcome] = []
+    last = 0
+    for request in group:
+        conn.execute("SAVEPOINT request")
+        try:
+            (outcome,), last = write_group(conn, [request], now)
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO request")
+            outcome = retry_result(conn, request, None)
+        conn.execute("RELEASE request")
+        outcomes.append(outcome)
+    return outcomes, last
+
+
+def retry_result(conn: sqlite3.Connection, request: Any, otherwise: BaseException | None) -> Outcome:
+    """The original result when ``request`` repeats stored ids exactly; else ``otherwise``.
+
+    A partial repeat, or ids stored in another stream, gives ``DuplicateIdConflict``.
+    """
+    ids = [event.id for event, _, _ in request.events]
+    marks = ",".join("?" * len(ids))
+    found = conn.execute(
+        "SELECT e.id, s.name, e.revision, e.position FROM events e"
+        f" JOIN streams s USING (stream_id) WHERE e.id IN ({marks})",
+        [i.bytes for i in ids],
+    ).fetchall()
+    by_bytes = {i.bytes: i for i in ids}
+    stored = {by_bytes[raw]: StoredId(name, rev, pos) for raw, name, rev, pos in found}
+    try:
+        repeat = repeated_result(request.stream, ids, stored)
+    except Exception as conflict:
+        return conflict
+    if repeat is not None:
+        return repeat
+    if otherwise is None:
+        raise AssertionError("unique constraint failed without a repeated event id")
+    return otherwise

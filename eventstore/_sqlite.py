@@ -1,0 +1,149 @@
+"""SQLite plumbing for the embedded store: schema, connections, error conversion.
+
+Each event row holds its whole ``RecordedEvent`` as one msgpack ``record``
+blob (id, stream, revision, position, times, type, data, metadata) plus a
+CRC-32 of that blob. The indexed columns (stream, revision, type, id) exist
+for lookups; the record is the truth, and the checksum covers all of it, so a
+swapped, torn or bit-flipped row is caught on read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from ._errors import (
+    CorruptEvent,
+    StoreClosed,
+    StoreDamaged,
+    StoreError,
+    StoreFull,
+    StoreIOError,
+)
+from ._types import RecordedEvent
+
+APPLICATION_ID: Final = 0x756E6272  # "unbr"
+SCHEMA_VERSION: Final = 1
+PAGE_SIZE: Final = 4096
+
+SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS streams (
+        stream_id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        revision INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS events (
+        position INTEGER PRIMARY KEY,
+        stream_id INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        id BLOB NOT NULL,
+        record BLOB NOT NULL,
+        checksum INTEGER NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_id, revision)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (id)",
+)
+
+RECORD_ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
+RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
+
+
+def connect(path: Path, *, writer: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
+    """A connection in autocommit mode with the durable settings (WAL, synchronous=FULL)."""
+    with converted(path):
+        conn = sqlite3.connect(
+            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous = FULL")
+        if not writer:
+            conn.execute("PRAGMA query_only = 1")
+        return conn
+
+
+def initialise(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in a new file, or check that an existing file is ours."""
+    with converted(path):
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        if tables == 0 and app_id == 0:
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+            return
+        if app_id != APPLICATION_ID:
+            raise StoreDamaged(f"{path} is an SQLite file but not an unbroken event store")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise StoreDamaged(
+                f"{path} has store schema version {version}; this unbroken reads version {SCHEMA_VERSION}"
+            )
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"{path}: could not switch to WAL mode (got {mode!r})")
+
+
+def encode_record(event: RecordedEvent) -> tuple[bytes, int]:
+    """The stored bytes of an event and their checksum."""
+    record = RECORD_ENCODER.encode(event)
+    return record, zlib.crc32(record)
+
+
+def decode_rows(rows: list[tuple[int, bytes, int]]) -> Iterator[RecordedEvent]:
+    """Verify and decode ``(position, record, checksum)`` rows; raise ``CorruptEvent`` on damage."""
+    crc32 = zlib.crc32
+    decode = RECORD_DECODER.decode
+    for position, record, checksum in rows:
+        if crc32(record) != checksum:
+            raise CorruptEvent(position)
+        try:
+            event = decode(record)
+        except msgspec.DecodeError as e:
+            raise CorruptEvent(position, f"record does not decode: {e}") from e
+        if event.position != position:
+            raise CorruptEvent(position, f"record says position {event.position}")
+        yield event
+
+
+@contextlib.contextmanager
+def converted(path: Path) -> Iterator[None]:
+    """Turn sqlite3 and OS errors into ``StoreError`` subclasses naming the file."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise convert(e, path) from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise StoreFull(f"{path}: disk full ({e.strerror})") from e
+        raise StoreIOError(f"{path}: {e.strerror or e}") from e
+
+
+def convert(error: sqlite3.Error, path: Path) -> StoreError:
+    """The ``StoreError`` that stands for one sqlite3 error."""
+    text = str(error)
+    lowered = text.lower()
+    if "closed database" in lowered:
+        return StoreClosed(f"store {path} is closed")
+    if "disk is full" in lowered or getattr(error, "sqlite_errorname", "") == "SQLITE_FULL":
+        return StoreFull(f"{path}: disk or size limit full; the append was rolled back ({text})")
+    if "disk i/o error" in lowered:
+        return StoreIOError(f"{path}: I/O error; the append was rolled back ({text})")
+    if "malformed" in lowered or "not a database" in lowered:
+        return StoreDamaged(
+            f"{path} is damaged ({text}); run `unbroken store verify {path}` for details "
+            f"and `unbroken store salvage {path} --out NEW.db` to recover every readable event"
+        )
+    if "readonly" in lowered or "unable to open" in lowered:
+        return StoreIOError(f"{path}: {text}")
+    return StoreError(f"{path}: {text}")

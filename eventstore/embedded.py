@@ -1,0 +1,299 @@
+"""Embedded backend: durable SQLite on disk, the default store.
+
+Durability: WAL with ``synchronous=FULL``, so ``append`` returns only after
+its transaction is on disk. Concurrent appenders are group-committed: each
+request joins a queue, and whichever caller holds the write lock commits every
+queued request in one transaction (each in its own savepoint, so one failed
+request does not fail its neighbours). Other processes may append to the same
+file; each transaction re-reads positions and revisions, never a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Final
+
+from . import _sqlite
+from ._contract import (
+    NO_FILTER,
+    PAGE_SIZE,
+    EventStore,
+    ReadFilter,
+    check_open,
+    check_read_args,
+)
+from ._damage import inspect_before_open
+from ._group_commit import RepeatInGroup, write_each, write_group
+from ._rules import validate_expected
+from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
+from ._validation import prepare_batch
+
+_READ_PAGE: Final = PAGE_SIZE * 4
+
+
+class _Request:
+    __slots__ = ("stream", "events", "expected", "future")
+
+    def __init__(self, stream: str, events: list, expected: Expected) -> None:
+        self.stream = stream
+        self.events = events  # [(NewEvent, data bytes, Metadata)]
+        self.expected = expected
+        self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
+
+
+class EmbeddedStore(EventStore):
+    """The contract on one SQLite file; safe across threads, tasks and processes.
+
+    ``recovery`` lists what opening had to repair (for example garbage after
+    the last page, moved to a side file); it is empty for a healthy file.
+    ``max_bytes`` caps the file size: an append past it raises ``StoreFull``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        max_bytes: int | None = None,
+        busy_timeout_ms: int = 30_000,
+    ) -> None:
+        self.path = Path(path)
+        self.uri = f"embedded://{self.path if self.path.is_absolute() else '/./' + str(self.path)}"
+        self._clock = clock
+        self._busy_ms = busy_timeout_ms
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovery = inspect_before_open(self.path)
+        self._writer = _sqlite.connect(self.path, writer=True, busy_timeout_ms=busy_timeout_ms)
+        _sqlite.initialise(self._writer, self.path)
+        if max_bytes is not None:
+            pages = max(1, max_bytes // _sqlite.PAGE_SIZE)
+            self._writer.execute(f"PRAGMA max_page_count = {int(pages)}")
+        self._queue = threading.Condition()
+        self._pending: list[_Request] = []
+        self._committer: threading.Thread | None = None
+        self._appended = threading.Condition()
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._last_recorded_at = 0
+        self._last_committed = 0
+        self._closed = False
+        try:
+            self._verify_tail()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- writing ------------------------------------------------------------
+    def append(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
+    ) -> AppendResult:
+        return self._submit(stream, events, expected).result()
+
+    async def append_async(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
+    ) -> AppendResult:
+        return await asyncio.wrap_future(self._submit(stream, events, expected))
+
+    def _submit(
+        self, stream: str, events: Iterable[NewEvent], expected: Expected
+    ) -> concurrent.futures.Future[AppendResult]:
+        """Validate and encode on the caller's thread, then queue for the committer."""
+        encoded = prepare_batch(stream, events)
+        validate_expected(expected)
+        request = _Request(stream, encoded, expected)
+        with self._queue:
+            check_open(self._closed, self.uri)
+            self._pending.append(request)
+            if self._committer is None:
+                self._committer = threading.Thread(
+                    target=self._commit_loop, name=f"unbroken-commit {self.path.name}", daemon=True
+                )
+                self._committer.start()
+            self._queue.notify()
+        return request.future
+
+    def _commit_loop(self) -> None:
+        """Commit whatever is queued, one transaction per group, until the store closes."""
+        while True:
+            with self._queue:
+                while not self._pending and not self._closed:
+                    self._queue.wait()
+                group, self._pending = self._pending, []
+            if group:
+                self._commit_group(group)
+            elif self._closed:
+                return
+
+    def _commit_group(self, group: list[_Request]) -> None:
+        """One transaction for the group; each caller gets its own outcome."""
+        conn = self._writer
+        try:
+            with _sqlite.converted(self.path):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
+                    outcomes, last = self._write(group, now)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except BaseException as error:  # the whole group failed: every caller hears why
+            for request in group:
+                request.future.set_exception(error)
+            return
+        for request, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, AppendResult):
+                request.future.set_result(outcome)
+            else:
+                request.future.set_exception(outcome)
+        with self._appended:
+            self._last_committed = max(self._last_committed, last)
+            self._appended.notify_all()
+
+    def _write(self, group: list[_Request], now: int) -> tuple[list, int]:
+        conn = self._writer
+        conn.execute("SAVEPOINT grp")
+        try:
+            result = write_group(conn, group, now)
+        except (sqlite3.IntegrityError, RepeatInGroup):
+            conn.execute("ROLLBACK TO grp")
+            result = write_each(conn, group, now)
+        conn.execute("RELEASE grp")
+        return result
+
+    # -- reading ------------------------------------------------------------
+    def read_stream(
+        self,
+        stream: str,
+        from_revision: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        check_read_args(from_revision, limit, "from_revision")
+        check_open(self._closed, self.uri)
+        row = self._query("SELECT stream_id FROM streams WHERE name = ?", (stream,))
+        if not row:
+            return iter(())
+        clause = "stream_id = ? AND revision {} ?"
+        return self._paged(clause, [row[0][0]], "revision", from_revision, backwards, limit)
+
+    def read_all(
+        self,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+        filter: ReadFilter = NO_FILTER,
+    ) -> Iterator[RecordedEvent]:
+        check_read_args(from_position, limit, "from_position")
+        check_open(self._closed, self.uri)
+        clause, params = _filter_sql(filter)
+        return self._paged(clause + "position {} ?", params, "position", from_position, backwards, limit)
+
+    def _paged(
+        self,
+        clause: str,
+        params: list,
+        key: str,
+        start: int | None,
+        backwards: bool,
+        limit: int | None,
+    ) -> Iterator[RecordedEvent]:
+        """Read page by page, each page its own short read transaction."""
+        compare, order = ("<", "DESC") if backwards else (">", "ASC")
+        cursor = (start + 1 if backwards else start - 1) if start is not None else None
+        if cursor is None:
+            cursor = (1 << 62) if backwards else -1
+        remaining = limit
+        sql = (
+            f"SELECT position, record, checksum FROM events WHERE {clause.format(compare)}"
+            f" ORDER BY {key} {order} LIMIT ?"
+        )
+        while remaining is None or remaining > 0:
+            size = _READ_PAGE if remaining is None else min(_READ_PAGE, remaining)
+            rows = self._query(sql, (*params, cursor, size))
+            if not rows:
+                return
+            events = list(_sqlite.decode_rows(rows))
+            yield from events
+            cursor = getattr(events[-1], key)
+            if remaining is not None:
+                remaining -= len(events)
+            if len(rows) < size:
+                return
+
+    def stream_revision(self, stream: str) -> int | None:
+        check_open(self._closed, self.uri)
+        rows = self._query("SELECT revision FROM streams WHERE name = ?", (stream,))
+        return rows[0][0] if rows and rows[0][0] >= 0 else None
+
+    def last_position(self) -> int:
+        check_open(self._closed, self.uri)
+        return self._query("SELECT max(position) FROM events", ())[0][0] or 0
+
+    def _query(self, sql: str, params: tuple | list) -> list:
+        with _sqlite.converted(self.path):
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            return self._reader().execute(sql, params).fetchall()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _sqlite.connect(self.path, writer=False, busy_timeout_ms=self._busy_ms)
+            self._local.conn = conn
+            with self._queue:
+                self._readers.append(conn)
+        return conn
+
+    def _verify_tail(self, count: int = 64) -> None:
+        """Read the newest events once so a damaged tail is reported at open, not later."""
+        for _ in self.read_all(backwards=True, limit=count):
+            pass
+
+    # -- waiting and lifecycle ------------------------------------------------
+    def wait_for_append(self, after_position: int, timeout: float) -> bool:
+        with self._appended:
+            if self._closed or self._last_committed > after_position:
+                return True
+            return self._appended.wait(timeout)
+
+    async def wait_for_append_async(self, after_position: int, timeout: float) -> bool:
+        return await asyncio.to_thread(self.wait_for_append, after_position, timeout)
+
+    def close(self) -> None:
+        """Commit what is already queued, then close every connection. Idempotent."""
+        with self._queue:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.notify_all()
+            committer = self._committer
+        if committer is not None and committer is not threading.current_thread():
+            committer.join()
+        with self._queue:
+            readers, self._readers = self._readers, []
+        for conn in [*readers, self._writer]:
+            conn.close()
+        with self._appended:
+            self._appended.notify_all()
+
+
+def _filter_sql(filter: ReadFilter) -> tuple[str, list]:
+    """SQL conditions (ending in AND) and parameters for a read filter; names are parameters."""
+    clause, params = "", []
+    if filter.types:
+        clause += f"type IN ({','.join('?' * len(filter.types))}) AND "
+        params.extend(filter.types)
+    if filter.stream_prefixes:
+        tests = " OR ".join("substr(name, 1, ?) = ?" for _ in filter.stream_prefixes)
+        clause += f"stream_id IN (SELECT stream_id FROM streams WHERE {tests}) AND "
+        for prefix in filter.stream_prefixes:
+            params.extend((len(prefix), prefix))
+    return clause, params
