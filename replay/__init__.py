@@ -11,6 +11,15 @@ from ._delivery import Delivery as Delivery
 from ._delivery import Drop as Drop
 from ._delivery import deliveries_of as deliveries_of
 from ._errors import ReplayError as ReplayError
+from ._logexport import export_log as export_log
+from ._logimport import import_log as import_log
+from ._logio import ImportReport as ImportReport
+from ._logio import LogReader as LogReader
+from ._logio import read_log as read_log
+from ._logmap import LogError as LogError
+from ._logmap import LogMapping as LogMapping
+from ._logmap import load_mapping as load_mapping
+from ._logreject import Rejection as Rejection
 from ._runner import RunResult as RunResult
 from ._runner import run as run
 from ._trace import TraceWriter as TraceWriter

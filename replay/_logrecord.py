@@ -1,0 +1,251 @@
+"""One parsed log line (a dict of fields) -> a validated ``NewEvent``, or a reason it is bad.
+
+Rules, shared by JSON Lines, CSV and Parquet:
+
+- ``data`` is a JSON object (or its text), a base64 string, or raw bytes (Parquet
+  binary). Objects are stored as compact JSON; base64 and bytes as they are.
+  Known payload types (``eventstore.PAYLOAD_TYPES``) must decode into their struct.
+- ``id``: a UUID is kept as it is (so exported logs re-import to the same ids);
+  any other text or integer becomes ``uuid5(namespace, "id:" + text)``; without
+  an id, ``uuid5`` over the event's stream, type, times, data and metadata.
+  Either way importing the same line twice gives the same id.
+- ``occurred_at``/``recorded_at``: integer (in the mapping's unit, default ns),
+  digits in a string, an RFC 3339 string, or a timezone-aware datetime.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+import uuid
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from eventstore import PAYLOAD_TYPES, InvalidEvent, NewEvent
+
+# The store's own name checks, applied before batching so that one hostile line
+# is quarantined alone instead of failing the whole append batch.
+from eventstore._validation import (
+    MAX_DATA_BYTES,
+    MAX_TYPE_BYTES,
+    check_metadata,
+    check_name,
+    check_stream,
+)
+
+from ._logmap import TIME_UNITS, LogMapping, render_template, template_fields
+
+NAMESPACE: Final = uuid.UUID("5b0a7d52-3f0e-5c43-9a51-6c6f67696d70")
+_INT64_MAX: Final = 2**63 - 1
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+_ENCODE: Final = msgspec.json.Encoder()
+_SORTED: Final = msgspec.json.Encoder(order="sorted")
+_DECODE: Final = msgspec.json.Decoder()
+_PAYLOAD_DECODERS: Final = {tag: msgspec.json.Decoder(cls) for tag, cls in PAYLOAD_TYPES.items()}
+
+
+class BadRecord(ValueError):
+    """This one line or row is unusable; the message says why."""
+
+
+class LogEvent(NamedTuple):
+    """A validated event from one line, with the source's recorded time if it had one."""
+
+    event: NewEvent
+    recorded_at: int | None
+
+
+class RecordConverter:
+    """Turns field dicts into ``LogEvent`` under one mapping."""
+
+    def __init__(self, mapping: LogMapping) -> None:
+        self.mapping = mapping
+        self._unit = TIME_UNITS[mapping.time_unit]
+        self._template = template_fields(mapping.stream_template) if mapping.stream_template else None
+
+    def convert(self, fields: dict[str, Any]) -> LogEvent:
+        """A ``LogEvent`` for ``fields``; raises ``BadRecord`` naming the field and the problem."""
+        m = self.mapping
+        raw_data = fields.get(m.data)
+        type_ = _text(fields, m.type, "type")
+        _store_check(check_name, "event type", type_, MAX_TYPE_BYTES)
+        data = encode_data(raw_data, m.data)
+        stream = self._stream(fields, raw_data, data)
+        check_payload(type_, data)
+        occurred_at = parse_time(fields.get(m.occurred_at), m.occurred_at, self._unit)
+        recorded_at = parse_time(fields.get(m.recorded_at), m.recorded_at, self._unit)
+        metadata = parse_metadata(fields.get(m.metadata), m.metadata)
+        source_id = parse_id(fields.get(m.id), m.id)
+        event_id = source_id or content_id(stream, type_, occurred_at, data, metadata)
+        event = NewEvent(type_, data, event_id, stream, occurred_at, metadata)
+        return LogEvent(event, recorded_at)
+
+    def _stream(self, fields: dict[str, Any], raw_data: Any, data: bytes) -> str:
+        if self._template is None:
+            stream = _text(fields, self.mapping.stream, "stream")
+        else:
+            parsed = _DECODE.decode(data) if _is_json_text(raw_data) else raw_data
+            try:
+                stream = render_template(self._template, fields, parsed)
+            except ValueError as e:
+                raise BadRecord(str(e)) from e
+        _store_check(check_stream, stream)
+        return stream
+
+
+def _store_check(check: Any, *args: Any) -> None:
+    """Apply one of the store's checks, turning its ``InvalidEvent`` into ``BadRecord``."""
+    try:
+        check(*args)
+    except InvalidEvent as e:
+        raise BadRecord(str(e)) from e
+
+
+def _text(fields: dict[str, Any], name: str, role: str) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        raise BadRecord(f"missing field {name!r} (the event's {role})")
+    if not isinstance(value, str):
+        raise BadRecord(f"field {name!r} (the event's {role}) must be text, got {type(value).__name__}")
+    return value
+
+
+def _is_json_text(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip().startswith("{")
+
+
+def encode_data(value: Any, name: str) -> bytes:
+    """The bytes to store for a line's data field."""
+    if value is None:
+        raise BadRecord(f"missing field {name!r} (the event's data)")
+    if isinstance(value, dict):
+        data = _ENCODE.encode(value)
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif _is_json_text(value):
+        data = _json_object_text(value, name)
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except ValueError as e:
+            raise BadRecord(f"field {name!r} is neither a JSON object nor valid base64: {e}") from e
+    else:
+        raise BadRecord(f"field {name!r} must be an object or a base64 string, got {type(value).__name__}")
+    if len(data) > MAX_DATA_BYTES:
+        raise BadRecord(f"field {name!r} holds {len(data)} bytes; the limit is {MAX_DATA_BYTES}")
+    return data
+
+
+def _json_object_text(value: str, name: str) -> bytes:
+    try:
+        parsed = _DECODE.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise BadRecord(f"field {name!r} is not valid JSON: {e}") from e
+    if not isinstance(parsed, dict):
+        raise BadRecord(f"field {name!r} must be a JSON object")
+    return _ENCODE.encode(parsed)
+
+
+def check_payload(type_: str, data: bytes) -> None:
+    """Known payload types must decode into their struct."""
+    decoder = _PAYLOAD_DECODERS.get(type_)
+    if decoder is None:
+        return
+    try:
+        decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise BadRecord(f"data does not fit payload type {type_}: {e}") from e
+
+
+def parse_time(value: Any, name: str, unit: int = 1) -> int | None:
+    """Integer ns since the epoch from an int, digit string, RFC 3339 text or aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise BadRecord(f"field {name!r} must be a time, got a boolean")
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        ns = value * unit
+    elif isinstance(value, str):
+        ns = _rfc3339(value, name)
+    elif isinstance(value, dt.datetime):
+        ns = _datetime_ns(value)
+    else:
+        raise BadRecord(f"field {name!r} must be integer ns or RFC 3339 text, got {type(value).__name__}")
+    if not -_INT64_MAX <= ns <= _INT64_MAX:
+        raise BadRecord(f"field {name!r} = {value!r} is out of range for nanoseconds since 1970")
+    return ns
+
+
+def _rfc3339(text: str, name: str) -> int:
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise BadRecord(f"field {name!r} = {text[:60]!r} is not RFC 3339 (e.g. 2024-05-01T12:00:00.5Z)")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    offset = dt.timedelta(0)
+    if zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    try:
+        moment = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            tzinfo=dt.timezone(offset),
+        )
+    except ValueError as e:
+        raise BadRecord(f"field {name!r} = {text[:60]!r} is not a valid time: {e}") from e
+    return _datetime_ns(moment) + int((fraction or "").ljust(9, "0"))
+
+
+def _datetime_ns(moment: dt.datetime) -> int:
+    # Naive datetimes come from Parquet timestamps without a zone; Parquet means UTC there.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def parse_metadata(value: Any, name: str) -> dict | None:
+    """Metadata as a dict (from an object or its JSON text), checked by the store's rules."""
+    if value is None or value == "":
+        return None
+    if _is_json_text(value):
+        value = _DECODE.decode(_json_object_text(value, name))
+    if not isinstance(value, dict):
+        raise BadRecord(f"field {name!r} must be an object, got {type(value).__name__}")
+    try:
+        check_metadata(NewEvent("x", b"", metadata=value).metadata)  # type: ignore[arg-type]
+    except InvalidEvent as e:
+        raise BadRecord(f"field {name!r}: {e}") from e
+    return value
+
+
+def parse_id(value: Any, name: str) -> uuid.UUID | None:
+    """The event id a source id stands for; None when the line has none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRecord(f"field {name!r} must be text or an integer, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > 500:
+        raise BadRecord(f"field {name!r} is {len(text)} characters; the limit is 500")
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return uuid.uuid5(NAMESPACE, "id:" + text)
+
+
+def content_id(
+    stream: str, type_: str, occurred_at: int | None, data: bytes, metadata: dict | None
+) -> uuid.UUID:
+    """A deterministic id for a line without one: same content and stream, same id."""
+    digest = hashlib.sha256(data).hexdigest()
+    meta = _SORTED.encode(metadata).decode() if metadata else ""
+    name = "\x00".join(("content", stream, type_, str(occurred_at), digest, meta))
+    return uuid.uuid5(NAMESPACE, name)
