@@ -93,10 +93,10 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
         seen.add(event.id)
         if event.type not in _GOOD_TYPES:
             check_name("event type", event.type, MAX_TYPE_BYTES)
-        if isinstance(event.data, (bytes, bytearray, memoryview)) and len(event.data) > MAX_DATA_BYTES:
-            raise InvalidEvent(f"{where}: data is {len(event.data)} bytes; the limit is {MAX_DATA_BYTES}")
             if len(_GOOD_TYPES) < 10_000:
                 _GOOD_TYPES.add(event.type)
+        if isinstance(event.data, (bytes, bytearray, memoryview)) and len(event.data) > MAX_DATA_BYTES:
+            raise InvalidEvent(f"{where}: data is {len(event.data)} bytes; the limit is {MAX_DATA_BYTES}")
         if event.metadata is not None:
             check_metadata(event.metadata)  # type: ignore[arg-type]
         if event.occurred_at is not None and (

@@ -1,0 +1,1 @@
+"""Tests of the event store: one contract suite run against every backend."""
