@@ -1,1 +1,28 @@
-"""projections package."""
+"""Projections: pure folds from events to state and decisions.
+
+The contract (``Projection``, ``Context``, ``Decision``, ``Timer``, ``Status``,
+``EFFECTIVE``), stable reason codes (``projections.reasons``), the domain
+projections and a registry: ``get("arrears", hold_hours="48")`` builds one by
+name from typed or CLI-string config; ``names()`` lists them.
+"""
+
+from . import reasons as reasons
+from ._arrears.config import ArrearsConfig as ArrearsConfig
+from ._arrears.projection import ArrearsProjection as ArrearsProjection
+from ._arrears.state import ArrearsState as ArrearsState
+from ._config import ConfigError as ConfigError
+from ._contract import EFFECTIVE as EFFECTIVE
+from ._contract import Context as Context
+from ._contract import Decision as Decision
+from ._contract import Projection as Projection
+from ._contract import Status as Status
+from ._contract import Timer as Timer
+from ._registry import config_type as config_type
+from ._registry import get as get
+from ._registry import names as names
+from ._registry import parse_pairs as parse_pairs
+from ._registry import register as register
+
+register("arrears", ArrearsProjection, ArrearsConfig)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

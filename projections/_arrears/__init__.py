@@ -1,0 +1,1 @@
+"""The arrears projection's internals; the public names are re-exported by ``projections``."""

@@ -1,0 +1,191 @@
+"""Folding payloads into facts. Every rule here is order-independent (INV-5).
+
+Choices are made by keys, never by arrival: the latest reading is the one with
+the greatest (trusted time, event id); a payment id keeps its earliest
+(paid_at, event id); a balance, flag or calendar day keeps its greatest
+(time, ...). Re-delivering an event changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from eventstore import (
+    AccountBalance,
+    CalendarDay,
+    CustomerFlag,
+    MeterReading,
+    NotificationAck,
+    PaymentReceived,
+    PaymentReversed,
+    RecordedEvent,
+)
+from projections import reasons as R
+from projections._contract import Context, Decision, Status
+
+from .state import Account, Balance, Facts, Flag, Meter, Payment, Reading, Reversal
+
+ACK_RANK = {"accepted": 1, "failed": 2, "delivered": 3}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def account_of(facts: Facts, account_id: str) -> Account:
+    """The account's facts, created empty on first mention."""
+    account = facts.accounts.get(account_id)
+    if account is None:
+        account = facts.accounts[account_id] = Account()
+    return account
+
+
+def fold_reading(
+    facts: Facts, p: MeterReading, event: RecordedEvent, now: int, tolerance_ns: int, ctx: Context
+) -> Account:
+    """Keep the meter's latest reading by trusted time; the register only ever rises.
+
+    The trusted time of a reading is min(device time, arrival), where arrival is
+    the store's ``recorded_at`` bounded by ``now``: a device clock cannot make a
+    reading look fresher than the moment we learned of it.
+    """
+    account = account_of(facts, p.account_id)
+    recorded = event.recorded_at
+    arrival = recorded if 0 < recorded < now else now
+    occurred = event.occurred_at
+    ahead = occurred > arrival + tolerance_ns
+    reading = Reading(min(occurred, arrival), occurred, p.register_kwh, p.estimated, ahead, str(event.id))
+    if ahead:
+        _observe(ctx, "reading", p.account_id, "trust-device-time", R.CLOCK_AHEAD, reading.event_id)
+    meter = account.meters.get(p.meter_id)
+    if meter is None:
+        account.meters[p.meter_id] = Meter(reading, p.register_kwh, p.register_kwh)
+        return account
+    _place(meter, reading, p.account_id, ctx)
+    return account
+
+
+def _place(meter: Meter, reading: Reading, account_id: str, ctx: Context) -> None:
+    latest = meter.latest
+    register = reading.register_kwh
+    if (reading.trusted_at, reading.event_id) > (latest.trusted_at, latest.event_id):
+        if register < meter.max_register_kwh:
+            _observe(ctx, "reading", account_id, "lower-register", R.REGISTER_DECREASE, reading.event_id)
+        meter.latest = reading
+    elif reading.event_id != latest.event_id:
+        _observe(ctx, "reading", account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, reading.event_id)
+    if register > meter.max_register_kwh:
+        meter.max_register_kwh = register
+    elif register < meter.min_register_kwh:
+        meter.min_register_kwh = register
+
+
+def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Context) -> Account | None:
+    """Record a payment once per payment id; returns the account when its debt changed."""
+    account = account_of(facts, p.account_id)
+    payment = Payment(p.amount_minor, event.occurred_at, str(event.id))
+    seen = account.payments.get(p.payment_id)
+    if seen is not None:
+        _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, payment.event_id)
+        if (payment.paid_at, payment.event_id) >= (seen.paid_at, seen.event_id):
+            return None
+    account.payments[p.payment_id] = payment
+    return _refresh_debt(account)
+
+
+def fold_reversal(facts: Facts, p: PaymentReversed, event: RecordedEvent) -> Account | None:
+    """Record a reversal once per payment id; returns the account when its debt changed."""
+    account = account_of(facts, p.account_id)
+    reversal = Reversal(event.occurred_at, str(event.id))
+    seen = account.reversals.get(p.payment_id)
+    if seen is not None and (reversal.reversed_at, reversal.event_id) >= (seen.reversed_at, seen.event_id):
+        return None
+    account.reversals[p.payment_id] = reversal
+    return _refresh_debt(account)
+
+
+def fold_balance(
+    facts: Facts, p: AccountBalance, event: RecordedEvent, offset_ns: int
+) -> Account | None:
+    """Keep the latest statement (reconciled beats provisional at the same time).
+
+    Returns the account when the statement in force changed.
+    """
+    account = account_of(facts, p.account_id)
+    stated = event.occurred_at
+    due = stated if p.due_at is None else p.due_at
+    new = Balance(p.balance_minor, p.provisional, due, stated, period_of(due, offset_ns), str(event.id))
+    old = account.balance
+    if old is not None and _balance_key(new) <= _balance_key(old):
+        return None
+    account.balance = new
+    _refresh_debt(account)
+    return account
+
+
+def _balance_key(b: Balance) -> tuple[int, bool, str]:
+    return (b.stated_at, not b.provisional, b.event_id)
+
+
+def fold_flag(facts: Facts, p: CustomerFlag, event: RecordedEvent) -> Account | None:
+    """Keep each flag as last stated by time; returns the account when it changed."""
+    account = account_of(facts, p.account_id)
+    new = Flag(p.active, event.occurred_at, str(event.id))
+    old = account.flags.get(p.flag)
+    if old is not None and (new.at, new.event_id) <= (old.at, old.event_id):
+        return None
+    account.flags[p.flag] = new
+    return account if old is None or old.active != new.active else None
+
+
+def fold_calendar(facts: Facts, p: CalendarDay, event: RecordedEvent) -> None:
+    """Keep each day's holiday status as last stated by time."""
+    if not _DATE.fullmatch(p.date):
+        raise ValueError(
+            f"CalendarDay at position {event.position} (stream {event.stream!r}): "
+            f"date {p.date!r} is not ISO YYYY-MM-DD"
+        )
+    new = Flag(p.holiday, event.occurred_at, str(event.id))
+    old = facts.calendar.get(p.date)
+    if old is None or (new.at, new.event_id) > (old.at, old.event_id):
+        facts.calendar[p.date] = new
+
+
+def fold_ack(facts: Facts, p: NotificationAck) -> Account:
+    """Keep the strongest stage seen per notice: delivered > failed > accepted."""
+    account = account_of(facts, p.account_id)
+    old = account.acks.get(p.notice_id)
+    if old is None or ACK_RANK[p.stage] > ACK_RANK[old]:
+        account.acks[p.notice_id] = p.stage
+    return account
+
+
+def _refresh_debt(account: Account) -> Account:
+    account.debt_minor = debt_of(account)
+    return account
+
+
+def debt_of(account: Account) -> int:
+    """The statement's balance adjusted by payments and reversals made after it."""
+    balance = account.balance
+    if balance is None:
+        return 0
+    debt, stated = balance.balance_minor, balance.stated_at
+    reversals = account.reversals
+    for payment_id, payment in account.payments.items():
+        reversal = reversals.get(payment_id)
+        if payment.paid_at > stated:
+            if reversal is None:
+                debt -= payment.amount_minor
+        elif reversal is not None and reversal.reversed_at > stated:
+            debt += payment.amount_minor
+    return debt
+
+
+def period_of(t: int, offset_ns: int) -> str:
+    """The billing period (local ``YYYY-MM``) a due time falls in."""
+    return datetime.fromtimestamp((t + offset_ns) // 1_000_000_000, tz=UTC).strftime("%Y-%m")
+
+
+def _observe(ctx: Context, kind: str, subject: str, action: str, reason: str, event_id: str) -> None:
+    """An internal decision refusing what an input would have done, with the reason."""
+    ctx.decide(Decision(kind=kind, subject=subject, action=action, status=Status.BLOCKED,
+                        reasons=(reason,), inputs=(event_id,)))
