@@ -54,6 +54,7 @@ class SalvageReport(msgspec.Struct):
     recovered: int = 0
     lost_positions: list[int] = []
     corrupt_positions: list[int] = []
+    uncertain_after: int | None = None  # reads past this position failed: later events may be lost
     notes: list[str] = []
 
 
@@ -155,6 +156,7 @@ def _check_rows(conn: sqlite3.Connection, report: VerifyReport) -> None:
     missing = scan.missing(seen)
     if missing:
         report.problems.append(f"{len(missing)} positions are unreadable: {_ranges(missing)}")
+    scan.uncertain_after()  # adds its own problem line when reads past the end failed
 
 
 def salvage(source: Path, target: Path) -> SalvageReport:
@@ -204,6 +206,7 @@ def _copy_rows(conn: sqlite3.Connection, target: Path, report: SalvageReport) ->
         side.write_bytes(b"".join(msgspec.json.encode(c) + b"\n" for c in corrupt))
         report.notes.append(f"{len(corrupt)} corrupt rows kept raw in {side}")
     report.lost_positions = scan.missing(seen)
+    report.uncertain_after = scan.uncertain_after()
 
 
 def _insert_verbatim(out: sqlite3.Connection, streams: dict, position: int, record: bytes, checksum: int) -> None:
@@ -242,26 +245,50 @@ class _RowScan:
         self.conn = conn
         self.notes = notes
         self.chunk = chunk
+        self.unreadable: list[int] = []
         self.highest = self._highest_known()
 
     def rows(self):
-        for start in range(1, self.highest + 1, self.chunk):
-            end = min(start + self.chunk - 1, self.highest)
+        """Rows chunk by chunk; past the highest known position, until a chunk is cleanly empty."""
+        start = 1
+        while True:
+            end = start + self.chunk - 1
             try:
-                yield from self._select("position BETWEEN ? AND ?", (start, end))
+                rows = self._select("position BETWEEN ? AND ?", (start, end))
             except sqlite3.DatabaseError:
-                yield from self._one_by_one(start, end)
+                rows = list(self._one_by_one(start, end))
+                if start > self.highest and not rows:
+                    return
+            else:
+                if start > self.highest and not rows:
+                    return
+            if rows:
+                self.highest = max(self.highest, rows[-1][0])
+            yield from rows
+            start = end + 1
 
     def missing(self, seen: list[int]) -> list[int]:
+        """Positions up to the highest readable one that could not be read."""
         present = set(seen)
         return [p for p in range(1, self.highest + 1) if p not in present]
+
+    def uncertain_after(self) -> int | None:
+        """The highest readable position, if reads past it failed (events there may be lost)."""
+        beyond = [p for p in self.unreadable if p > self.highest]
+        if not beyond:
+            return None
+        self.notes.append(
+            f"positions after {self.highest} could not be read ({_ranges(beyond)}): "
+            "events after it may be lost too"
+        )
+        return self.highest
 
     def _one_by_one(self, start: int, end: int):
         for position in range(start, end + 1):
             try:
                 yield from self._select("position = ?", (position,))
             except sqlite3.DatabaseError:
-                self.notes.append(f"position {position}: row unreadable")
+                self.unreadable.append(position)
 
     def _select(self, where: str, params: tuple) -> list:
         return self.conn.execute(
@@ -307,6 +334,9 @@ def _working_copy(
         notes.append(
             f"file is truncated: {work.stat().st_size} bytes, header says {header.pages * header.page_size}"
         )
+        with work.open("r+b") as f:  # page count unknown: SQLite then reads what is there
+            f.seek(28)
+            f.write(b"\x00" * 4)
     return work
 
 
