@@ -29,6 +29,7 @@ class Assessment(msgspec.Struct, frozen=True):
     input_time: int | None
     inputs: tuple[str, ...]
     vulnerable: bool
+    paid_since_statement: bool  # payments after the statement lowered the debt
 
 
 class Assessor:
@@ -79,6 +80,7 @@ class Assessor:
             input_time=input_time,
             inputs=inputs_of(account),
             vulnerable=vulnerable,
+            paid_since_statement=balance is not None and account.debt_minor < balance.balance_minor,
         )
 
     def _readings(self, account: Account, now: int, blockers: list, notes: list) -> tuple[int | None, float]:

@@ -143,7 +143,8 @@ class Notices:
         if NO_DEBT.intersection(a.blockers) or a.vulnerable:
             return self._no_debt_reasons(notice, a)
         blockers = tuple(r for r in a.blockers if r in BAD_INPUT or r == R.NOT_YET_DUE)
-        if not blockers and a.confidence < self.c.min_confidence_external:
+        # A provisional balance lowers confidence but is waited out, not cancelled (SM-AR-011).
+        if not blockers and a.base_confidence < self.c.min_confidence_external:
             return (R.LOW_CONFIDENCE,)
         return blockers
 
@@ -172,7 +173,7 @@ class Notices:
     @staticmethod
     def _no_debt_reasons(notice: Notice, a: Assessment) -> tuple[str, ...]:
         reasons = [R.VULNERABLE_CUSTOMER] if a.vulnerable else []
-        if a.debt_minor < notice.debt_at_hold and a.debt_minor < a.threshold_minor:
+        if a.paid_since_statement and a.debt_minor < a.threshold_minor:
             reasons.append(R.LATE_PAYMENT_CANCELLED)
         reasons.extend(r for r in a.blockers if r in NO_DEBT)
         return tuple(reasons)
