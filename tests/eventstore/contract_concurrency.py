@@ -70,7 +70,7 @@ class ConcurrencyCases:
         # A tiny switch interval makes threads interleave inside an append; a
         # store that publishes a batch event by event gets caught within a few
         # hundred batches (memory:// did, before read_all took its end under the lock).
-        size, batches, budget = 50, 2000, 3.0
+        size, batches, budget = 50, 2000, 1.0
         base = store.last_position()
         done = threading.Event()
 
