@@ -17,25 +17,27 @@ import msgspec
 
 from projections._contract import Decision, Timer
 
+from ._clock import VirtualClock
 from ._errors import ReplayError
 
 DUE, ORDER, KEY, PAYLOAD, SCHEDULED_AT, ALIVE = range(6)
 
 
-class ReplayContext:
-    """``projections.Context`` backed by the runner's buffers.
+class ReplayContext(VirtualClock):
+    """``projections.Context`` backed by the runner's buffers; it is the run's virtual clock.
 
-    ``now`` is a plain attribute the runner sets before each step; ``cause``
-    is the seq of the delivery or timer being handled.
+    ``now`` is a plain attribute (cheap for projections to read); the runner
+    moves it with ``advance_to`` or, in its hot loop, with the same
+    never-backwards check inlined. ``cause`` is the seq of the step being handled.
     """
 
     __slots__ = (
-        "now", "cause", "heap", "active", "order", "timer_rows", "journal",
+        "cause", "heap", "active", "order", "timer_rows", "journal",
         "decision_objs", "decision_causes", "decisions",
     )
 
     def __init__(self) -> None:
-        self.now = 0
+        super().__init__(0)
         self.cause = -1
         self.heap: list[list] = []
         self.active: dict[str, list] = {}

@@ -219,7 +219,7 @@ class _Runner:
             if fired >= bound:
                 raise ReplayError(_runaway(self.name, fired, ctx))
             fired += 1
-            at = ctx.now = max(due, ctx.now)
+            at = ctx.advance_to(max(due, ctx.now))
             if self.pacer is not None:
                 self.pacer.wait(at)
             seq = ctx.cause = ctx.cause + 1

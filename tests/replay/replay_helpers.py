@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 
 from eventstore import (
@@ -86,20 +88,27 @@ class StepClock:
         return self.t
 
 
+def _id(kind: str, i: int) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"replay-tests/{kind}/{i}")
+
+
 def payment_log(n: int = 20, accounts: int = 3, step: int = SECOND,
                 reversals: bool = True, faults: bool = False) -> list[RecordedEvent]:
-    """``n`` payments over ``accounts`` accounts, a reversal every 7th, recorded ``step`` apart."""
+    """``n`` payments over ``accounts`` accounts, a reversal every 7th, recorded ``step`` apart.
+
+    Ids and times are fixed, so two calls give byte-identical logs.
+    """
     store = open_store("memory://", clock=StepClock(step=step))
     for i in range(n):
         account = f"acct-{i % accounts}"
         store.append(account, [NewEvent.of(PaymentReceived(
-            account_id=account, payment_id=f"p{i}", amount_minor=100 + i))])
+            account_id=account, payment_id=f"p{i}", amount_minor=100 + i), id=_id("pay", i))])
         if reversals and i % 7 == 6:
-            store.append(account, [NewEvent.of(PaymentReversed(account_id=account,
-                                                               payment_id=f"p{i}"))])
+            store.append(account, [NewEvent.of(PaymentReversed(
+                account_id=account, payment_id=f"p{i}"), id=_id("rev", i))])
         if faults and i % 5 == 4:
-            store.append("faults", [NewEvent.of(Fault(source="meter-7", kind="timeout",
-                                                      detail=f"poll {i}"))])
+            store.append("faults", [NewEvent.of(Fault(
+                source="meter-7", kind="timeout", detail=f"poll {i}"), id=_id("fault", i))])
     events = list(store.read_all())
     store.close()
     return events
