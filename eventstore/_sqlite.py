@@ -52,6 +52,7 @@ SCHEMA: Final = (
 
 RECORD_ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
 RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
+PAGE_DECODER: Final = msgspec.msgpack.Decoder(list[RecordedEvent])
 
 
 def connect(path: Path, *, writer: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
@@ -100,20 +101,36 @@ def encode_record(event: RecordedEvent) -> tuple[bytes, int]:
     return record, zlib.crc32(record)
 
 
-def decode_rows(rows: list[tuple[int, bytes, int]]) -> Iterator[RecordedEvent]:
-    """Verify and decode ``(position, record, checksum)`` rows; raise ``CorruptEvent`` on damage."""
+def decode_rows(rows: list[tuple[int, bytes, int]]) -> list[RecordedEvent]:
+    """Verify and decode ``(position, record, checksum)`` rows; raise ``CorruptEvent`` on damage.
+
+    The page is checked with one comprehension and decoded with one msgpack
+    call (records are msgpack arrays, so a page is an array of them): this
+    loop runs for every event read, so it stays out of per-row Python.
+    """
     crc32 = zlib.crc32
-    decode = RECORD_DECODER.decode
-    for position, record, checksum in rows:
-        if crc32(record) != checksum:
-            raise CorruptEvent(position)
-        try:
-            event = decode(record)
-        except msgspec.DecodeError as e:
-            raise CorruptEvent(position, f"record does not decode: {e}") from e
-        if event.position != position:
-            raise CorruptEvent(position, f"record says position {event.position}")
-        yield event
+    if any(crc32(record) != checksum for _, record, checksum in rows):
+        bad = next(p for p, record, checksum in rows if crc32(record) != checksum)
+        raise CorruptEvent(bad)
+    blob = b"\xdd" + len(rows).to_bytes(4, "big") + b"".join([row[1] for row in rows])
+    try:
+        events = PAGE_DECODER.decode(blob)
+    except msgspec.DecodeError:
+        return [_decode_one(position, record) for position, record, _ in rows]
+    if [e.position for e in events] != [row[0] for row in rows]:
+        bad = next(e.position for e, row in zip(events, rows, strict=True) if e.position != row[0])
+        raise CorruptEvent(bad, "record's position does not match its row")
+    return events
+
+
+def _decode_one(position: int, record: bytes) -> RecordedEvent:
+    try:
+        event = RECORD_DECODER.decode(record)
+    except msgspec.DecodeError as e:
+        raise CorruptEvent(position, f"record does not decode: {e}") from e
+    if event.position != position:
+        raise CorruptEvent(position, f"record says position {event.position}")
+    return event
 
 
 @contextlib.contextmanager

@@ -220,7 +220,7 @@ class EmbeddedStore(EventStore):
             rows = self._query(sql, (*params, cursor, size))
             if not rows:
                 return
-            events = list(_sqlite.decode_rows(rows))
+            events = _sqlite.decode_rows(rows)
             yield from events
             cursor = getattr(events[-1], key)
             if remaining is not None:
