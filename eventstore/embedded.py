@@ -253,9 +253,13 @@ class EmbeddedStore(EventStore):
         return conn
 
     def _verify_tail(self, count: int = 64) -> None:
-        """Read the newest events once so a damaged tail is reported at open, not later."""
-        for _ in self.read_all(backwards=True, limit=count):
-            pass
+        """Read the newest events once so a damaged tail is reported at open, not later.
+
+        Also resumes recorded times from the newest event, so they never step
+        back across a restart even if the wall clock did.
+        """
+        newest = list(self.read_all(backwards=True, limit=count))
+        self._last_recorded_at = max((e.recorded_at for e in newest), default=0)
 
     # -- waiting and lifecycle ------------------------------------------------
     def wait_for_append(self, after_position: int, timeout: float) -> bool:

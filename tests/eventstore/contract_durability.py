@@ -49,17 +49,38 @@ class DurabilityCases:
                 store.append(ns + "dedupe", batch(1), expected=NO_STREAM)
             assert store.stream_revision(ns + "dedupe") == 2
 
-    def test_recorded_at_stays_monotonic_across_reopen(self, backend, ns, request):
+    def test_recorded_at_stays_monotonic_across_reopen(self, backend, ns):
         _need_durable(backend)
         if not backend.own_clock:
             pytest.skip(f"{backend.name} sets recorded_at on its server")
-        if backend.name == "embedded":
-            request.applymarker(pytest.mark.xfail(strict=True, reason=(
-                "embedded.py starts _last_recorded_at at 0 on open instead of the newest "
-                "stored recorded_at, so a clock that stepped back across a restart shows")))
         with backend.open(clock=ManualClock(50_000)) as store:
             store.append(ns + "clock", batch(1))
         with backend.open(clock=ManualClock(10_000)) as store:
             store.append(ns + "clock", batch(1))
             times = [e.recorded_at for e in store.read_stream(ns + "clock")]
         assert times == [50_000, 50_000]
+
+    def test_two_store_objects_on_one_location_share_one_log(self, backend, ns):
+        _need_durable(backend)
+        events = batch(2)
+        with backend.open() as first, backend.open() as second:
+            base = first.last_position()
+            original = first.append(ns + "both", events, expected=NO_STREAM)
+            with pytest.raises(WrongExpectedVersion) as caught:
+                second.append(ns + "both", batch(1), expected=NO_STREAM)
+            assert caught.value.actual == 1
+            assert second.append(ns + "both", events) == original  # retry through the other
+            second.append(ns + "both", batch(1, tag="second"), expected=1)
+            first.append(ns + "both", batch(1, tag="first"), expected=2)
+            seen_by_first, seen_by_second = read_after(first, base), read_after(second, base)
+        assert seen_by_first == seen_by_second
+        assert [e.data for e in seen_by_first] == [b'{"e":0}', b'{"e":1}', b'{"second":0}', b'{"first":0}']
+        assert_log_shape(seen_by_first)
+
+    def test_a_subscription_sees_appends_made_through_another_store_object(self, backend, ns):
+        _need_durable(backend)
+        with backend.open() as reader, backend.open() as writer:
+            sub = reader.subscribe(from_position=reader.last_position())
+            writer.append(ns + "other-writer", batch(1))
+            event = sub.next_within(10.0)
+        assert event is not None and event.stream == ns + "other-writer"
