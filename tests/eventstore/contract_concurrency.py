@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 
-from eventstore import NO_STREAM, WrongExpectedVersion
+from eventstore import ANY, NO_STREAM, DuplicateIdConflict, NewEvent, WrongExpectedVersion
 
 from .helpers import Background, assert_log_shape, batch, ev, read_after, run_threads
 
@@ -112,3 +112,56 @@ class ConcurrencyCases:
         assert len(events) == 100
         assert_log_shape(events)
         assert {store.stream_revision(ns + f"task-{i}") for i in range(5)} == {19}
+
+    def test_the_same_batch_sent_by_many_threads_at_once_lands_once(self, store, ns):
+        base = store.last_position()
+        events = batch(3)
+        start = threading.Barrier(THREADS, timeout=10)
+
+        def send(_: int):
+            start.wait()
+            return store.append(ns + "same", [NewEvent(e.type, e.data, id=e.id) for e in events])
+
+        results = run_threads(send, THREADS)
+        assert len(set(results)) == 1, f"one batch, different results: {set(results)}"
+        assert [e.id for e in read_after(store, base)] == [e.id for e in events]
+
+    def test_racing_batches_that_share_an_id_one_wins_the_rest_conflict(self, store, ns):
+        base = store.last_position()
+        shared = ev(data=b"shared")
+        start = threading.Barrier(THREADS, timeout=10)
+
+        def send(index: int):
+            start.wait()
+            stream = ns + ("overlap" if index % 2 else f"overlap-{index}")
+            try:
+                return store.append(stream, [shared, ev(data=b"%d" % index)])
+            except DuplicateIdConflict as conflict:
+                return conflict
+
+        outcomes = run_threads(send, THREADS)
+        winners = [o for o in outcomes if not isinstance(o, DuplicateIdConflict)]
+        assert len(winners) == 1, f"expected one winner, got {outcomes}"
+        events = read_after(store, base)
+        assert len(events) == 2 and events[0].id == shared.id
+        assert (events[0].position, events[1].position) == (
+            winners[0].first_position, winners[0].last_position)
+
+    def test_a_bad_append_racing_good_ones_fails_alone(self, store, ns):
+        store.append(ns + "mixed", batch(1))
+        base = store.last_position()
+        start = threading.Barrier(THREADS, timeout=10)
+
+        def send(index: int):
+            start.wait()
+            expected = NO_STREAM if index % 2 else ANY  # NO_STREAM is wrong: the stream exists
+            try:
+                return store.append(ns + "mixed", [ev(data=b"%d" % index)], expected=expected)
+            except WrongExpectedVersion as wrong:
+                return wrong
+
+        outcomes = run_threads(send, THREADS)
+        failed = [i for i, o in enumerate(outcomes) if isinstance(o, WrongExpectedVersion)]
+        assert failed == list(range(1, THREADS, 2))
+        landed = sorted(e.data for e in read_after(store, base))
+        assert landed == sorted(b"%d" % i for i in range(0, THREADS, 2))
