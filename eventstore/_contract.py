@@ -124,6 +124,10 @@ class EventStore(abc.ABC):
 
         return Subscription(self, from_position or 0, filter)
 
+    def read_after(self, checkpoint: int, limit: int, filter: ReadFilter = NO_FILTER) -> list[RecordedEvent]:
+        """Up to ``limit`` events after ``checkpoint`` (a position already processed, or 0)."""
+        return list(self.read_all(from_position=checkpoint + 1, limit=limit, filter=filter))
+
     @abc.abstractmethod
     def wait_for_append(self, after_position: int, timeout: float) -> bool:
         """Block until an event after ``after_position`` may exist or ``timeout`` passes.

@@ -97,11 +97,7 @@ class Subscription:
     def _fill(self) -> bool:
         """Read the next page into the buffer; True if it holds events now."""
         horizon = self.store.last_position()
-        page = list(
-            self.store.read_all(
-                from_position=self._scanned + 1, limit=self.page_size, filter=self.filter
-            )
-        )
+        page = self.store.read_after(self._scanned, self.page_size, self.filter)
         self._buffer.extend(page)
         if page:
             self._scanned = page[-1].position

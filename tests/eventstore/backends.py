@@ -1,13 +1,12 @@
 """The backends the contract suite runs against, and how to open each one.
 
-``memory://`` always runs; ``embedded://`` runs once ``eventstore/embedded.py``
-exists; ``kurrentdb://`` runs only when ``UNBROKEN_KURRENTDB_URI`` names a
-server, and never in CI (no KurrentDB server can run there).
+``memory://`` and ``embedded://`` always run; ``kurrentdb://`` runs when
+``UNBROKEN_KURRENTDB_URI`` names a server (none can be installed on this
+project's machines, so it is skipped here with that reason).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import uuid
 from dataclasses import dataclass
@@ -43,8 +42,6 @@ def backend_for(name: str, tmp_path: Path) -> Backend:
     if name == "memory":
         return Backend(name, "memory://", durable=False, fresh=True, own_clock=True, namespace="")
     if name == "embedded":
-        if importlib.util.find_spec("eventstore.embedded") is None:
-            pytest.skip("eventstore/embedded.py has not landed yet")
         uri = f"embedded://{tmp_path.resolve() / 'events.db'}"
         return Backend(name, uri, durable=True, fresh=True, own_clock=True, namespace="")
     if name == "kurrentdb":
@@ -53,11 +50,12 @@ def backend_for(name: str, tmp_path: Path) -> Backend:
 
 
 def _kurrentdb() -> Backend:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.skip("CI=true: no KurrentDB server can run in CI")
     uri = os.environ.get(KURRENTDB_ENV)
     if not uri:
-        pytest.skip(f"set {KURRENTDB_ENV}=kurrentdb://host:2113?tls=false to run against KurrentDB")
+        pytest.skip(
+            f"no KurrentDB server here (none can be installed on this machine); "
+            f"set {KURRENTDB_ENV}=kurrentdb://host:2113?tls=false to run against one"
+        )
     # The server is shared and keeps earlier runs, so each test gets its own stream names.
     unique = f"t{uuid.uuid4().hex[:10]}-"
     return Backend("kurrentdb", uri, durable=True, fresh=False, own_clock=False, namespace=unique)
