@@ -121,4 +121,4 @@ def inputs_of(account: Account) -> tuple[str, ...]:
                 if reversal is not None:
                     ids.append(reversal.event_id)
     ids.extend(f.event_id for f in account.flags.values())
-    return tuple(sorted(ids))
+    return tuple(sorted(map(str, ids)))

@@ -9,6 +9,7 @@ the greatest (trusted time, event id); a payment id keeps its earliest
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 
 from eventstore import (
@@ -45,47 +46,48 @@ def fold_reading(
 
     The trusted time of a reading is min(device time, arrival), where arrival is
     the store's ``recorded_at`` bounded by ``now``: a device clock cannot make a
-    reading look fresher than the moment we learned of it.
+    reading look fresher than the moment we learned of it. This is the hot path
+    of a replay, so it builds a ``Reading`` only when the reading becomes latest.
     """
-    account = account_of(facts, p.account_id)
+    accounts = facts.accounts
+    account = accounts.get(p.account_id)
+    if account is None:
+        account = accounts[p.account_id] = Account()
     recorded = event.recorded_at
     arrival = recorded if 0 < recorded < now else now
     occurred = event.occurred_at
+    trusted = occurred if occurred < arrival else arrival
     ahead = occurred > arrival + tolerance_ns
-    reading = Reading(min(occurred, arrival), occurred, p.register_kwh, p.estimated, ahead, str(event.id))
     if ahead:
-        _observe(ctx, "reading", p.account_id, "trust-device-time", R.CLOCK_AHEAD, reading.event_id)
+        _observe(ctx, "reading", p.account_id, "trust-device-time", R.CLOCK_AHEAD, event.id)
+    register = p.register_kwh
     meter = account.meters.get(p.meter_id)
     if meter is None:
-        account.meters[p.meter_id] = Meter(reading, p.register_kwh, p.register_kwh)
+        reading = Reading(trusted, occurred, register, p.estimated, ahead, event.id)
+        account.meters[p.meter_id] = Meter(reading, register, register)
         return account
-    _place(meter, reading, p.account_id, ctx)
-    return account
-
-
-def _place(meter: Meter, reading: Reading, account_id: str, ctx: Context) -> None:
     latest = meter.latest
-    register = reading.register_kwh
-    if (reading.trusted_at, reading.event_id) > (latest.trusted_at, latest.event_id):
+    if trusted > latest.trusted_at or (trusted == latest.trusted_at and event.id > latest.event_id):
         if register < meter.max_register_kwh:
-            _observe(ctx, "reading", account_id, "lower-register", R.REGISTER_DECREASE, reading.event_id)
-        meter.latest = reading
-    elif reading.event_id != latest.event_id:
-        _observe(ctx, "reading", account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, reading.event_id)
+            _observe(ctx, "reading", p.account_id, "lower-register", R.REGISTER_DECREASE, event.id)
+        meter.latest = Reading(trusted, occurred, register, p.estimated, ahead, event.id)
+    elif event.id != latest.event_id:
+        _observe(ctx, "reading", p.account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, event.id)
     if register > meter.max_register_kwh:
         meter.max_register_kwh = register
     elif register < meter.min_register_kwh:
         meter.min_register_kwh = register
+    return account
 
 
 def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Context) -> Account | None:
     """Record a payment once per payment id; returns the account when its debt changed."""
     account = account_of(facts, p.account_id)
-    payment = Payment(p.amount_minor, event.occurred_at, str(event.id))
+    payment = Payment(p.amount_minor, event.occurred_at, event.id)
     seen = account.payments.get(p.payment_id)
     if seen is not None:
-        _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, payment.event_id)
-        if (payment.paid_at, payment.event_id) >= (seen.paid_at, seen.event_id):
+        _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, event.id)
+        if (payment.paid_at, event.id) >= (seen.paid_at, seen.event_id):
             return None
     account.payments[p.payment_id] = payment
     return _refresh_debt(account)
@@ -94,7 +96,7 @@ def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Co
 def fold_reversal(facts: Facts, p: PaymentReversed, event: RecordedEvent) -> Account | None:
     """Record a reversal once per payment id; returns the account when its debt changed."""
     account = account_of(facts, p.account_id)
-    reversal = Reversal(event.occurred_at, str(event.id))
+    reversal = Reversal(event.occurred_at, event.id)
     seen = account.reversals.get(p.payment_id)
     if seen is not None and (reversal.reversed_at, reversal.event_id) >= (seen.reversed_at, seen.event_id):
         return None
@@ -112,7 +114,7 @@ def fold_balance(
     account = account_of(facts, p.account_id)
     stated = event.occurred_at
     due = stated if p.due_at is None else p.due_at
-    new = Balance(p.balance_minor, p.provisional, due, stated, period_of(due, offset_ns), str(event.id))
+    new = Balance(p.balance_minor, p.provisional, due, stated, period_of(due, offset_ns), event.id)
     old = account.balance
     if old is not None and _balance_key(new) <= _balance_key(old):
         return None
@@ -121,14 +123,14 @@ def fold_balance(
     return account
 
 
-def _balance_key(b: Balance) -> tuple[int, bool, str]:
+def _balance_key(b: Balance) -> tuple[int, bool, uuid.UUID]:
     return (b.stated_at, not b.provisional, b.event_id)
 
 
 def fold_flag(facts: Facts, p: CustomerFlag, event: RecordedEvent) -> Account | None:
     """Keep each flag as last stated by time; returns the account when it changed."""
     account = account_of(facts, p.account_id)
-    new = Flag(p.active, event.occurred_at, str(event.id))
+    new = Flag(p.active, event.occurred_at, event.id)
     old = account.flags.get(p.flag)
     if old is not None and (new.at, new.event_id) <= (old.at, old.event_id):
         return None
@@ -143,7 +145,7 @@ def fold_calendar(facts: Facts, p: CalendarDay, event: RecordedEvent) -> None:
             f"CalendarDay at position {event.position} (stream {event.stream!r}): "
             f"date {p.date!r} is not ISO YYYY-MM-DD"
         )
-    new = Flag(p.holiday, event.occurred_at, str(event.id))
+    new = Flag(p.holiday, event.occurred_at, event.id)
     old = facts.calendar.get(p.date)
     if old is None or (new.at, new.event_id) > (old.at, old.event_id):
         facts.calendar[p.date] = new
@@ -185,7 +187,7 @@ def period_of(t: int, offset_ns: int) -> str:
     return datetime.fromtimestamp((t + offset_ns) // 1_000_000_000, tz=UTC).strftime("%Y-%m")
 
 
-def _observe(ctx: Context, kind: str, subject: str, action: str, reason: str, event_id: str) -> None:
+def _observe(ctx: Context, kind: str, subject: str, action: str, reason: str, event_id: uuid.UUID) -> None:
     """An internal decision refusing what an input would have done, with the reason."""
     ctx.decide(Decision(kind=kind, subject=subject, action=action, status=Status.BLOCKED,
-                        reasons=(reason,), inputs=(event_id,)))
+                        reasons=(reason,), inputs=(str(event_id),)))

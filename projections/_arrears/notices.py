@@ -61,19 +61,25 @@ class Notices:
         notice = notices.get(a.period)
         status = notice.status if notice is not None else None
         if status == "held":
-            self._recheck_held(account_id, notice, a, ctx, trigger)  # type: ignore[arg-type]
+            if self._recheck_held(account_id, notice, a, ctx, trigger):  # type: ignore[arg-type]
+                self._consider(state, account_id, a, notice, ctx)  # e.g. a review once vulnerable
         elif status == "released":
             if trigger != "reading" and not a.blockers:
                 self._decide(Status.BLOCKED, account_id, a.period, a, (R.ALREADY_NOTIFIED,), None, ctx)
         else:
             self._consider(state, account_id, a, notice, ctx)
 
-    def _recheck_held(self, account_id: str, notice: Notice, a: Assessment, ctx: Context, trigger: str) -> None:
-        """A fact arriving inside the window: cancel on lost debt, restart on a new statement."""
+    def _recheck_held(self, account_id: str, notice: Notice, a: Assessment, ctx: Context, trigger: str) -> bool:
+        """A fact arriving inside the window: cancel on lost debt, restart on a new statement.
+
+        Returns True when the notice was cancelled.
+        """
         if NO_DEBT.intersection(a.blockers) or a.vulnerable:
             self._cancel(account_id, notice, a, self._no_debt_reasons(notice, a), ctx)
-        elif trigger == "balance":
+            return True
+        if trigger == "balance":
             self._hold(account_id, notice, a, (R.HOLD_RESTARTED,), ctx)
+        return False
 
     def _consider(self, state: ArrearsState, account_id: str, a: Assessment, notice: Notice | None, ctx: Context) -> None:
         """No notice held or released for this period: hold one, or say why not."""

@@ -17,8 +17,8 @@ How it works, in order:
    stage per notice (delivered > failed > accepted).
 2. Evaluation runs when a balance, payment, reversal or flag changes the
    facts, when a due time passes (a ``due:`` timer), and on a reading only for
-   accounts already over the threshold without a live notice (so readings stay
-   cheap). The billing period is the local month of the statement's due time.
+   accounts whose notice was blocked or cancelled for their readings (stale,
+   missing, estimated), so readings stay cheap. The billing period is the local month of the statement's due time.
 3. A notice needs: debt >= threshold (x ``vulnerable_multiplier`` for
    vulnerable customers, who only ever get a manual-review proposal, SM-AR-008),
    the debt overdue, readings of every meter of the account with a trusted time
@@ -57,6 +57,7 @@ from typing import Any
 import msgspec
 
 from eventstore import RecordedEvent, decode_payload
+from projections import reasons as R
 from projections._config import config_dict
 from projections._contract import Context, Timer
 
@@ -74,7 +75,9 @@ from .facts import (
 from .notices import Notices
 from .state import Account, ArrearsState
 
-_LIVE = frozenset({"held", "released"})
+_STOPPED = frozenset({"blocked", "cancelled"})
+# Reasons a newer reading can lift.
+INPUT_REASONS = frozenset({R.NO_READING, R.STALE_READING, R.ESTIMATED_CONSUMPTION, R.LOW_CONFIDENCE})
 _SORTED = msgspec.json.Encoder(order="sorted")
 
 
@@ -140,15 +143,21 @@ class ArrearsProjection:
     # -- handlers -----------------------------------------------------------------
     def _on_reading(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         account = fold_reading(state.facts, p, event, ctx.now, self._tolerance_ns, ctx)
-        if account.debt_minor >= self._config.debt_threshold_minor and self._may_open(state, p.account_id, account):
+        if account.debt_minor >= self._config.debt_threshold_minor and self._waits_for_input(state, p.account_id, account):
             self._notices.evaluate(state, p.account_id, account, ctx, "reading")
 
-    def _may_open(self, state: ArrearsState, account_id: str, account: Account) -> bool:
-        """No held or released notice for the account's current period."""
+    @staticmethod
+    def _waits_for_input(state: ArrearsState, account_id: str, account: Account) -> bool:
+        """The current period's notice was blocked or cancelled for its readings.
+
+        Only then can a reading change the outcome: debt and due time are
+        re-evaluated by their own events and the ``due:`` timer, and held
+        notices are re-checked at release.
+        """
         if account.balance is None:
             return False
         notice = (state.notices.get(account_id) or {}).get(account.balance.period)
-        return notice is None or notice.status not in _LIVE
+        return notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons)
 
     def _on_payment(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         account = fold_payment(state.facts, p, event, ctx)

@@ -1,11 +1,16 @@
 """The arrears projection's state: facts (order-independent) and notices (history).
 
+Event ids are kept as ``uuid.UUID`` (turned into text only when a decision
+cites them): formatting a UUID costs more than the rest of a reading's fold.
+
 Every struct is mutable so ``apply`` can update in place (the fold returns the
 same object; snapshots encode it). All of it is msgspec-encodable, so a
 snapshot decodes back into ``ArrearsState``.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import msgspec
 
@@ -18,7 +23,7 @@ class Reading(msgspec.Struct, array_like=True):
     register_kwh: float
     estimated: bool
     clock_ahead: bool
-    event_id: str
+    event_id: uuid.UUID
 
 
 class Meter(msgspec.Struct):
@@ -32,12 +37,12 @@ class Meter(msgspec.Struct):
 class Payment(msgspec.Struct, array_like=True):
     amount_minor: int
     paid_at: int
-    event_id: str
+    event_id: uuid.UUID
 
 
 class Reversal(msgspec.Struct, array_like=True):
     reversed_at: int
-    event_id: str
+    event_id: uuid.UUID
 
 
 class Balance(msgspec.Struct, array_like=True):
@@ -48,13 +53,13 @@ class Balance(msgspec.Struct, array_like=True):
     due_at: int
     stated_at: int
     period: str
-    event_id: str
+    event_id: uuid.UUID
 
 
 class Flag(msgspec.Struct, array_like=True):
     active: bool
     at: int
-    event_id: str
+    event_id: uuid.UUID
 
 
 class Account(msgspec.Struct):
