@@ -1,0 +1,224 @@
+"""Counterexamples on disk: a trace directory plus what it takes to replay it without Hypothesis.
+
+Layout of a counterexample directory (itself a trace directory, so
+``unbroken query DIR "SQL"`` works on it)::
+
+    runs.parquet deliveries.parquet ... violations.parquet   the replay's trace
+    events.jsonl          the (shrunk) log, exact: ids, positions, times, data bytes
+    schedule.json         the delivery schedule (``Schedule.from_json``)
+    counterexample.json   invariant, projection spec and config, seed, digest, rows
+    invariant.sql         the invariant's query, when it is SQL
+    timeline.txt          the readable timeline
+    test_counterexample.py   a pytest regression test: fails until the bug is fixed
+
+``replay_counterexample(DIR)`` (and ``unbroken check --replay DIR``) rebuilds
+the projection, replays the log under the schedule, checks the invariant and
+compares the digest: the same violation, exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eventstore import Metadata, RecordedEvent
+
+from ._evaluate import Evaluator
+from ._examples import LogContext
+from ._invariants import Invariant, Verdict, builtin_invariants, parse_sql
+from ._schedules import Schedule
+from ._spec import factory_of
+from ._timeline import render_rows, render_timeline
+from ._trace import Trace
+
+COUNTEREXAMPLE_RUN = "counterexample"
+
+
+class SavedMeta(msgspec.Struct, kw_only=True):
+    """``counterexample.json``."""
+
+    invariant: str
+    description: str
+    projection: str  # the spec: a registered name or FILE.py:ATTR
+    config: dict[str, Any]
+    seed: int | None
+    digest: str
+    events: int
+    rows: list[dict[str, Any]]
+
+
+class _Line(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    stream: str
+    revision: int
+    position: int
+    recorded_at: int
+    occurred_at: int
+    type: str
+    data: str | None = None  # the exact bytes as UTF-8 text ...
+    data_b64: str | None = None  # ... or base64 when they are not text
+    metadata: Metadata = Metadata()
+
+
+def write_events(path: Path, events: list[RecordedEvent]) -> None:
+    """Write ``events`` one JSON object per line, keeping every byte of ``data``."""
+    enc = msgspec.json.Encoder()
+    with path.open("wb") as out:
+        for e in events:
+            out.write(enc.encode(_line(e)) + b"\n")
+
+
+def _line(e: RecordedEvent) -> _Line:
+    try:
+        text, b64 = e.data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, b64 = None, base64.b64encode(e.data).decode()
+    return _Line(id=str(e.id), stream=e.stream, revision=e.revision, position=e.position,
+                 recorded_at=e.recorded_at, occurred_at=e.occurred_at, type=e.type,
+                 data=text, data_b64=b64, metadata=e.metadata)
+
+
+def read_events(path: Path) -> list[RecordedEvent]:
+    """The events written by ``write_events``; raises ``ValueError`` naming the line if damaged."""
+    dec = msgspec.json.Decoder(_Line)
+    out = []
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = dec.decode(raw)
+        except msgspec.DecodeError as e:
+            raise ValueError(f"{path}:{n}: not a saved event: {e}") from e
+        data = line.data.encode() if line.data is not None else base64.b64decode(line.data_b64 or "")
+        out.append(RecordedEvent(uuid.UUID(line.id), line.stream, line.revision, line.position,
+                                 line.recorded_at, line.occurred_at, line.type, data, line.metadata))
+    return out
+
+
+def save(directory: Path, trace: Trace, invariant: Invariant, verdict: Verdict, spec: str,
+         config: dict, seed: int | None) -> None:
+    """Write a counterexample directory (see the module docstring) around ``trace``.
+
+    ``trace`` must have been replayed with ``trace_dir=directory`` and run id
+    ``COUNTEREXAMPLE_RUN`` (what ``replay_counterexample`` uses), and
+    ``verdict`` judged on it, so a replay compares equal row for row.
+    """
+    events, schedule = list(trace.events), trace.schedule
+    write_events(directory / "events.jsonl", events)
+    (directory / "schedule.json").write_bytes(schedule.to_json() + b"\n")
+    if invariant.sql is not None:
+        header = f"-- id: {invariant.id}\n-- description: {invariant.description}\n"
+        (directory / "invariant.sql").write_text(header + invariant.sql + "\n", encoding="utf-8")
+    meta = SavedMeta(invariant=invariant.id, description=invariant.description, projection=spec,
+                     config=config, seed=seed, digest=trace.result.digest, events=len(events),
+                     rows=verdict.rows)
+    (directory / "counterexample.json").write_bytes(msgspec.json.format(msgspec.json.encode(meta)))
+    _write_violations(directory, trace.run_id, invariant, verdict)
+    (directory / "timeline.txt").write_text(
+        render_timeline(trace, verdict.rows, invariant.id) + "\n", encoding="utf-8")
+    (directory / "test_counterexample.py").write_text(_regression_test(invariant), encoding="utf-8")
+
+
+def _write_violations(directory: Path, run_id: str, invariant: Invariant, verdict: Verdict) -> None:
+    """Fill the trace's ``violations`` table with the invariant's rows (schema: replay/_schema.py)."""
+    rows = [msgspec.json.encode(r).decode() for r in verdict.rows]
+    table = pa.table({
+        "run_id": pa.array([run_id] * len(rows), pa.string()),
+        "invariant": pa.array([invariant.id] * len(rows), pa.string()),
+        "description": pa.array([invariant.description] * len(rows), pa.string()),
+        "row": pa.array(rows, pa.string()),
+    })
+    pq.write_table(table, directory / "violations.parquet", compression="zstd")
+
+
+def _regression_test(invariant: Invariant) -> str:
+    name = "".join(c if c.isalnum() else "_" for c in invariant.id)
+    return f'''"""Regression test written by `unbroken check`: {invariant.id} broke on the example here.
+
+It replays the saved log under the saved schedule and fails until the projection is fixed.
+"""
+
+from pathlib import Path
+
+from properties import replay_counterexample
+
+
+def test_counterexample_{name}():
+    outcome = replay_counterexample(Path(__file__).parent)
+    assert outcome.verdict.valid is True, outcome.render()
+'''
+
+
+@dataclass
+class ReplayOutcome:
+    """A saved counterexample replayed: the verdict now, and whether the run is byte-identical."""
+
+    meta: SavedMeta
+    verdict: Verdict
+    digest: str
+    timeline: str
+
+    @property
+    def same_run(self) -> bool:
+        """True when the replay's digest equals the saved one (same deliveries and decisions)."""
+        return self.digest == self.meta.digest
+
+    @property
+    def reproduced(self) -> bool:
+        """True when the invariant breaks again with the same rows on the same run."""
+        return self.same_run and self.verdict.valid is False and self.verdict.rows == self.meta.rows
+
+    def render(self) -> str:
+        """What happened, in words."""
+        state = {True: "holds now", False: "is broken", None: "could not be judged"}[self.verdict.valid]
+        lines = [
+            f"{self.meta.invariant} {state} on the saved counterexample "
+            f"({self.meta.events} events, projection {self.meta.projection})",
+            "same run as saved (digest matches)" if self.same_run
+            else f"run differs from the saved one: digest {self.digest[:12]} != {self.meta.digest[:12]}",
+        ]
+        if self.verdict.error:
+            lines.append(f"error: {self.verdict.error}")
+        lines += [f"  {r}" for r in render_rows(self.verdict.rows)]
+        lines += ["timeline:", self.timeline]
+        return "\n".join(lines)
+
+
+def replay_counterexample(directory: str | Path, projection: Any = None) -> ReplayOutcome:
+    """Replay a saved counterexample without Hypothesis and judge its invariant again.
+
+    ``projection`` overrides the saved spec (a name, FILE.py:ATTR, a factory).
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the directory is incomplete.
+    """
+    root = Path(directory)
+    meta_path = root / "counterexample.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{root} is not a counterexample directory (no counterexample.json)")
+    meta = msgspec.json.decode(meta_path.read_bytes(), type=SavedMeta)
+    events = read_events(root / "events.jsonl")
+    schedule = Schedule.from_json((root / "schedule.json").read_bytes())
+    invariant = _saved_invariant(root, meta)
+    factory = factory_of(projection if projection is not None else meta.projection, meta.config)
+    trace = LogContext(events, factory, seed=meta.seed).trace(schedule, COUNTEREXAMPLE_RUN)
+    evaluator = Evaluator([invariant])
+    try:
+        verdict = evaluator.evaluate([trace])[0][invariant.id]
+    finally:
+        evaluator.close()
+    timeline = render_timeline(trace, verdict.rows, invariant.id)
+    return ReplayOutcome(meta, verdict, trace.result.digest, timeline)
+
+
+def _saved_invariant(root: Path, meta: SavedMeta) -> Invariant:
+    sql = root / "invariant.sql"
+    if sql.is_file():
+        return parse_sql(sql.read_text(encoding="utf-8"), meta.invariant, str(sql))
+    for inv in builtin_invariants():
+        if inv.id == meta.invariant:
+            return inv
+    raise ValueError(f"{root}: invariant {meta.invariant!r} has no invariant.sql and is not built in")

@@ -1,0 +1,184 @@
+"""Hypothesis strategies for delivery schedules, drawn sparsely.
+
+A schedule is drawn as a short list of perturbations (which event or source,
+what kind, how much), never as one choice per event: drawing costs grow with
+the number of perturbations, not with the log's length, and Hypothesis
+shrinks the list towards empty, i.e. towards "deliver everything once, in
+order", and each amount towards its mildest value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+from hypothesis import strategies as st
+
+from eventstore import RecordedEvent
+
+from ._schedules import (
+    HOUR_NS,
+    IDENTITY,
+    Delay,
+    DropEvent,
+    Duplicate,
+    Partition,
+    Reorder,
+    Schedule,
+    Skew,
+    arrival_times,
+    source_of,
+)
+
+# Mildest first: ``one_of`` shrinks towards its first branch.
+KINDS: Final = ("delay", "reorder", "duplicate", "skew", "partition", "drop")
+
+
+class SchedulePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """Bounds on what a drawn schedule may do. Every knob is bounded; defaults in brackets.
+
+    - ``max_perturbations`` (6): perturbations per schedule.
+    - ``max_delay_ns`` (72 h): how late one event may arrive; covers a 48 h hold window.
+    - ``max_duplicate_ns`` (72 h): how long after recording an extra copy may arrive.
+    - ``max_reorder`` (8): how many later events one event may be delivered after.
+    - ``max_partition_ns`` (72 h): how long one source may stay silent.
+    - ``max_skew_ns`` (1 h): how far a source's clock may run ahead or behind.
+    - ``kinds`` (all of ``KINDS``): which perturbations to draw; leave out ``drop``
+      and ``partition`` to keep every event arriving (INV-5 is only judged then).
+    """
+
+    max_perturbations: int = 6
+    max_delay_ns: int = 72 * HOUR_NS
+    max_duplicate_ns: int = 72 * HOUR_NS
+    max_reorder: int = 8
+    max_partition_ns: int = 72 * HOUR_NS
+    max_skew_ns: int = HOUR_NS
+    kinds: tuple[str, ...] = KINDS
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"SchedulePolicy.kinds: unknown {unknown}; choose from {list(KINDS)}")
+        for name in ("max_perturbations", "max_delay_ns", "max_duplicate_ns", "max_reorder",
+                     "max_partition_ns", "max_skew_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SchedulePolicy.{name} must be >= 0, got {getattr(self, name)}")
+
+
+DEFAULT_POLICY: Final = SchedulePolicy()
+
+
+def schedules(
+    events: Sequence[RecordedEvent], policy: SchedulePolicy = DEFAULT_POLICY
+) -> st.SearchStrategy[Schedule]:
+    """Schedules for ``events`` within ``policy``; shrinks towards the identity schedule.
+
+    Guarantees: every drawn schedule applies cleanly to ``events``; drawing
+    one costs O(perturbations), whatever the log's length.
+    """
+    if not events or policy.max_perturbations == 0 or not policy.kinds:
+        return st.just(IDENTITY)
+    options = _perturbations(events, policy)
+    branches = [options[k] for k in KINDS if k in policy.kinds]
+    return st.lists(st.one_of(branches), max_size=policy.max_perturbations).map(
+        lambda ps: Schedule(tuple(ps))
+    )
+
+
+def _perturbations(
+    events: Sequence[RecordedEvent], policy: SchedulePolicy
+) -> dict[str, st.SearchStrategy]:
+    positions = [e.position for e in events]
+    sources = sorted({source_of(e) for e in events})
+    starts = sorted(set(arrival_times(events)))
+    position = st.sampled_from(positions)
+    source = st.sampled_from(sources)
+    p = policy
+    return {
+        "delay": st.builds(Delay, position, _amount(1, p.max_delay_ns)),
+        "reorder": st.builds(Reorder, position, _amount(1, p.max_reorder)),
+        "duplicate": st.builds(Duplicate, position, _amount(0, p.max_duplicate_ns)),
+        "skew": st.builds(Skew, source, st.integers(-p.max_skew_ns, p.max_skew_ns)),
+        "partition": st.builds(
+            Partition,
+            source,
+            st.sampled_from(starts),
+            _amount(1, p.max_partition_ns),
+            st.booleans().map(lambda lost: not lost),  # shrinks towards heal=True
+        ),
+        "drop": st.builds(DropEvent, position),
+    }
+
+
+def _amount(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.integers(low, max(low, high))
+
+
+def search_schedules(
+    events: Sequence[RecordedEvent], policy: SchedulePolicy = DEFAULT_POLICY
+) -> st.SearchStrategy[Schedule]:
+    """Schedules for the search in ``check``: one integer draw per perturbation.
+
+    The same space as ``schedules``, at about half the drawing cost (the
+    search's budget is examples per second), with amounts spread evenly over
+    orders of magnitude (1 s and 30 h delays are equally likely). Hypothesis
+    shrinks these poorly, which does not matter there: ``check`` shrinks each
+    broken invariant itself. For your own ``@given`` tests use ``schedules``.
+    """
+    if not events or policy.max_perturbations == 0 or not policy.kinds:
+        return st.just(IDENTITY)
+    decoder = _Decoder(events, policy)
+    codes = st.lists(st.integers(0, 2**62), max_size=policy.max_perturbations)
+    return codes.map(decoder.schedule)
+
+
+class _Decoder:
+    """Turns one integer into one perturbation, mixed-radix: kind, target, amount."""
+
+    def __init__(self, events: Sequence[RecordedEvent], policy: SchedulePolicy) -> None:
+        self.positions = [e.position for e in events]
+        self.sources = sorted({source_of(e) for e in events})
+        self.starts = sorted(set(arrival_times(events)))
+        self.kinds = [k for k in KINDS if k in policy.kinds]
+        self.p = policy
+
+    def schedule(self, codes: list[int]) -> Schedule:
+        return Schedule(tuple(self.perturbation(c) for c in codes))
+
+    def perturbation(self, code: int):
+        code, k = divmod(code, len(self.kinds))
+        kind, p = self.kinds[k], self.p
+        if kind == "skew":
+            code, src = divmod(code, len(self.sources))
+            code, negative = divmod(code, 2)
+            ns = _log_amount(code, 0, p.max_skew_ns)
+            return Skew(self.sources[src], -ns if negative else ns)
+        if kind == "partition":
+            code, src = divmod(code, len(self.sources))
+            code, start = divmod(code, len(self.starts))
+            code, lost = divmod(code, 4)  # healed three times in four
+            ns = _log_amount(code, 1, p.max_partition_ns)
+            return Partition(self.sources[src], self.starts[start], ns, heal=lost != 0)
+        code, i = divmod(code, len(self.positions))
+        position = self.positions[i]
+        if kind == "drop":
+            return DropEvent(position)
+        if kind == "reorder":
+            return Reorder(position, 1 + code % max(p.max_reorder, 1))
+        if kind == "delay":
+            return Delay(position, _log_amount(code, 1, p.max_delay_ns))
+        return Duplicate(position, _log_amount(code, 0, p.max_duplicate_ns))
+
+
+def _log_amount(code: int, low: int, high: int) -> int:
+    """An amount in [low, high] whose order of magnitude is uniform over the range."""
+    if high <= low:
+        return low
+    span = high - low
+    bits = span.bit_length()
+    code, exponent = divmod(code, bits + 1)
+    if exponent == 0:
+        return low
+    base = 1 << (exponent - 1)
+    return low + min(base + code % base, span)

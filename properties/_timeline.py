@@ -1,0 +1,82 @@
+"""A readable timeline of one run: what arrived when, what it was moved by, what was decided.
+
+Each line is a delivery or a timer firing, in delivery order, with the event's
+own time (``occurred_at``) beside the time it was delivered; decisions follow
+the step that caused them, and the ones that broke an invariant are marked.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ._schedules import fmt_ns
+from ._trace import Trace
+
+_DATA_WIDTH = 70
+
+
+def fmt_time(ns: int | None) -> str:
+    """Nanoseconds UTC as ``2024-01-03 10:00:05``."""
+    if ns is None:
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render_timeline(trace: Trace, broken: Sequence[dict] = (), invariant: str = "") -> str:
+    """The timeline of ``trace``; decisions whose ``seq`` is in ``broken`` rows are marked."""
+    bad = {row.get("seq") for row in broken if row.get("seq") is not None}
+    payloads = {str(e.id): _payload(e.data) for e in trace.events}
+    deliveries = trace.table("deliveries").to_dicts()
+    decisions: dict[int, list[dict]] = defaultdict(list)
+    for d in trace.table("decisions").to_dicts():
+        decisions[d["cause_seq"]].append(d)
+    timers = {t["fired_seq"]: t for t in trace.table("timers").to_dicts() if t["fired_seq"] is not None}
+    steps = [(d["seq"], "delivery", d) for d in deliveries]
+    steps += [(seq, "timer", t) for seq, t in timers.items()]
+    lines = ["seq  delivered            event time           event"]
+    for seq, kind, row in sorted(steps, key=lambda s: s[0]):
+        lines.append(_step(seq, kind, row, payloads))
+        for d in decisions.get(seq, ()):
+            lines.append(_decision(d, d["seq"] in bad, invariant))
+    lines.extend(_drops(trace))
+    return "\n".join(lines)
+
+
+def _step(seq: int, kind: str, row: dict, payloads: dict[str, str]) -> str:
+    if kind == "timer":
+        return f"{seq:>3}  {fmt_time(row['due_at']):<19}  {'':<19}  timer {row['key']}"
+    moved = ""
+    if row["perturbation"] != "none":
+        moved = f"  [{row['perturbation']}" + (f" {fmt_ns(row['delay_ns'])}]" if row["delay_ns"] else "]")
+    what = f"@{row['position']} {row['type']} {payloads.get(row['event_id'], '')}"
+    return (f"{seq:>3}  {fmt_time(row['delivered_at']):<19}  {fmt_time(row['occurred_at']):<19}  "
+            f"{what}{moved}")
+
+
+def _decision(d: dict, broke: bool, invariant: str) -> str:
+    reasons = ",".join(d["reasons"] or ())
+    mark = f"   <-- breaks {invariant}" if broke else ""
+    return (f"       => decision #{d['seq']} {d['kind']} {d['subject']} {d['status']}"
+            f" conf={d['confidence']:.2f} ({reasons}){mark}")
+
+
+def _drops(trace: Trace) -> list[str]:
+    return [f"  -  never delivered: @{d.position} {d.event.type} ({d.reason})" for d in trace.drops]
+
+
+def _payload(data: bytes) -> str:
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= _DATA_WIDTH else text[: _DATA_WIDTH - 3] + "..."
+
+
+def render_rows(rows: Sequence[dict[str, Any]], limit: int = 5) -> list[str]:
+    """Violating rows as short ``key=value`` lines (``run_id`` left out)."""
+    out = []
+    for row in rows[:limit]:
+        out.append(", ".join(f"{k}={v}" for k, v in row.items() if k != "run_id"))
+    if len(rows) > limit:
+        out.append(f"... and {len(rows) - limit} more row(s)")
+    return out
