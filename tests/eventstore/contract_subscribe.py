@@ -151,3 +151,21 @@ class SubscriptionCases:
         started = time.monotonic()
         store.wait_for_append(store.last_position(), 0.05)
         assert time.monotonic() - started < DEADLINE
+
+    def test_catch_up_runs_across_many_pages_in_order(self, store, ns):
+        base = store.last_position()
+        for part in range(3):
+            store.append(ns + "pages", batch(900, tag=f"p{part}"))
+        got = take(store.subscribe(from_position=base), 2700)
+        assert [e.revision for e in got] == list(range(2700))
+        assert [e.position for e in got] == sorted({e.position for e in got})
+
+    def test_a_filtered_subscription_finds_a_match_behind_pages_of_others(self, store, ns):
+        base = store.last_position()
+        for part in range(3):
+            store.append(ns + "noise", batch(900, tag=f"n{part}"))
+        store.append(ns + "signal", [ev("Signal", b"here")])
+        sub = store.subscribe(base, ReadFilter(stream_prefixes=(ns + "signal",)))
+        [found] = take(sub, 1)
+        assert (found.type, found.data) == ("Signal", b"here")
+        assert sub.next_within(0.05) is None
