@@ -78,7 +78,7 @@ class EmbeddedStore(EventStore):
         self._pending: list[_Request] = []
         self._committer: threading.Thread | None = None
         self._appended = threading.Condition()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._local = threading.local()
         self._last_recorded_at = 0
         self._last_committed = 0
@@ -239,18 +239,24 @@ class EmbeddedStore(EventStore):
 
     def _query(self, sql: str, params: tuple | list) -> list:
         with _sqlite.converted(self.path):
-            if self._closed:
-                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
-            return self._reader().execute(sql, params).fetchall()
+            conn, lock = self._reader()
+            with lock:  # close() takes the lock before closing conn
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                return conn.execute(sql, params).fetchall()
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _sqlite.connect(self.path, writer=False, busy_timeout_ms=self._busy_ms)
-            self._local.conn = conn
+    def _reader(self) -> tuple[sqlite3.Connection, threading.Lock]:
+        """This thread's read connection and the lock that keeps close() from racing it."""
+        pair = getattr(self._local, "reader", None)
+        if pair is None:
+            pair = (_sqlite.connect(self.path, writer=False, busy_timeout_ms=self._busy_ms), threading.Lock())
             with self._queue:
-                self._readers.append(conn)
-        return conn
+                if self._closed:
+                    pair[0].close()
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                self._readers.append(pair)
+            self._local.reader = pair
+        return pair
 
     def _verify_tail(self, count: int = 64) -> None:
         """Read the newest events once so a damaged tail is reported at open, not later.
@@ -283,8 +289,10 @@ class EmbeddedStore(EventStore):
             committer.join()
         with self._queue:
             readers, self._readers = self._readers, []
-        for conn in [*readers, self._writer]:
-            conn.close()
+        for conn, lock in readers:
+            with lock:
+                conn.close()
+        self._writer.close()
         with self._appended:
             self._appended.notify_all()
 

@@ -136,11 +136,7 @@ class ClosedCases:
         with pytest.raises(StoreClosed):
             store.last_position()
 
-    def test_calls_racing_close_end_in_store_closed_never_a_crash(self, backend, ns, request):
-        if backend.name == "embedded":
-            request.applymarker(pytest.mark.xfail(strict=True, reason=(
-                "embedded.py close() closes each thread's reader connection while that thread "
-                "may be inside _query: the interpreter segfaults within a cycle or two")))
+    def test_calls_racing_close_end_in_store_closed_never_a_crash(self, backend, ns):
         child = subprocess.run(
             [sys.executable, str(CLOSE_RACE_CHILD), backend.uri, "20", ns],
             capture_output=True, text=True, timeout=120)
