@@ -2,9 +2,10 @@
 
 Every line carries an explicit ``id`` derived from the seed, the stream and a
 per-stream counter, so the same seed gives byte-identical files and a
-re-import of the same file is idempotent. ``metadata.received_at`` (integer ns
-as a string) records when the production system learned of the event; the
-file is ordered by it, which is the order a production log would have.
+re-import of the same file is idempotent. ``occurred_at`` is source (device)
+time; ``recorded_at`` is when the production system received the event, and
+the file is ordered by it, as a production log would be. ``replay --log``
+delivers each event at its ``recorded_at``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class LogLine(msgspec.Struct, frozen=True):
     stream: str
     type: str
     occurred_at: int
+    recorded_at: int
     data: dict[str, Any]
     metadata: dict[str, str]
 
@@ -58,7 +60,8 @@ class StreamWriter:
             stream=self.stream,
             type=type(payload).__struct_config__.tag,  # type_of() is slow: it inspects
             occurred_at=occurred_at,
+            recorded_at=received_at,
             data=msgspec.structs.asdict(payload),
-            metadata={"source": source, "received_at": str(received_at)},
+            metadata={"source": source},
         )
         self.items.append((received_at, self.stream, n, _ENCODER.encode(line) + b"\n"))
