@@ -1,6 +1,6 @@
 """Crash test of the embedded store: SIGKILL a process mid-append, many times over.
 
-A child process (crash_child.py) appends from several threads and reports
+A child process (crash_child.py; three of them on one file in the second test) appends from several threads and reports
 every acknowledged append on its stdout pipe. The parent kills it with
 SIGKILL at seeded moments (after a seeded number of acknowledgements), then
 opens the store and checks that every acknowledged event is there exactly
@@ -43,41 +43,62 @@ def _lines(pipe, into: queue.Queue) -> None:
     into.put(None)  # end of file: the child is gone
 
 
-def _next_line(lines: queue.Queue, deadline: float, what: str) -> bytes | None:
-    remaining = deadline - time.monotonic()
-    assert remaining > 0, f"child gave no {what} within {DEADLINE} s"
-    try:
-        return lines.get(timeout=remaining)
-    except queue.Empty:
-        pytest.fail(f"child gave no {what} within {DEADLINE} s")
+class Child:
+    """One appending child process and the acknowledgements read from its pipe."""
+
+    def __init__(self, db: Path, seed: int, log: Path) -> None:
+        with log.open("ab") as errors:
+            self.process = subprocess.Popen(
+                [sys.executable, str(CHILD), str(db), str(THREADS), str(seed)],
+                stdout=subprocess.PIPE, stderr=errors)
+        self.log = log
+        self.acknowledged: list[dict] = []
+        self._lines: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(
+            target=_lines, args=(self.process.stdout, self._lines), daemon=True)
+        self._reader.start()
+        self._deadline = time.monotonic() + DEADLINE
+
+    def _next(self, what: str) -> bytes | None:
+        remaining = self._deadline - time.monotonic()
+        try:
+            if remaining > 0:
+                return self._lines.get(timeout=remaining)
+        except queue.Empty:
+            pass
+        pytest.fail(f"child gave no {what} within {DEADLINE} s; see {self.log}")
+
+    def wait_until_appending(self) -> None:
+        first = self._next("'appending' line")
+        assert first == b"appending\n", f"child failed to start: {first!r}; see {self.log}"
+
+    def wait_for_acks(self, count: int) -> None:
+        while len(self.acknowledged) < count:
+            line = self._next(f"acknowledgement {len(self.acknowledged) + 1}")
+            assert line is not None, f"child died on its own; see {self.log}"
+            self.acknowledged.append(json.loads(line))
+
+    def kill(self) -> list[dict]:
+        """SIGKILL; return every acknowledgement, including those still in the pipe."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(DEADLINE)
+        self._reader.join(DEADLINE)
+        self.process.stdout.close()
+        while (line := self._lines.get_nowait()) is not None:
+            self.acknowledged.append(json.loads(line))
+        return self.acknowledged
 
 
-def run_child_until_killed(db: Path, child_seed: int, acks: int, log: Path) -> list[dict]:
-    """Start a child, SIGKILL it after ``acks`` acknowledgements, return every acknowledgement."""
-    with log.open("ab") as errors:
-        child = subprocess.Popen(
-            [sys.executable, str(CHILD), str(db), str(THREADS), str(child_seed)],
-            stdout=subprocess.PIPE, stderr=errors)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=_lines, args=(child.stdout, lines), daemon=True)
-    reader.start()
-    acknowledged: list[dict] = []
+def run_children_until_killed(db: Path, seeds: list[int], acks: int, log: Path) -> list[dict]:
+    """Start children on one file, SIGKILL them once each has ``acks`` acknowledgements."""
+    children = [Child(db, seed, log) for seed in seeds]
     try:
-        deadline = time.monotonic() + DEADLINE
-        first = _next_line(lines, deadline, "'appending' line")
-        assert first == b"appending\n", f"child failed to start: {first!r}; see {log}"
-        while len(acknowledged) < acks:
-            line = _next_line(lines, deadline, f"acknowledgement {len(acknowledged) + 1}")
-            assert line is not None, f"child died on its own; see {log}"
-            acknowledged.append(json.loads(line))
+        for child in children:
+            child.wait_until_appending()
+        for child in children:
+            child.wait_for_acks(acks)
     finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(DEADLINE)
-        reader.join(DEADLINE)
-        child.stdout.close()
-    # Acknowledgements already in the pipe when the kill landed count too.
-    while (line := lines.get_nowait()) is not None:
-        acknowledged.append(json.loads(line))
+        acknowledged = [ack for child in children for ack in child.kill()]
     return acknowledged
 
 
@@ -114,13 +135,36 @@ def test_every_acknowledged_append_survives_sigkill(tmp_path: Path) -> None:
     for run in range(KILLS):
         acks = rng.choice([0, 1, 3, rng.randint(5, 60), rng.randint(60, 400)])
         where = f"seed {seed}, kill {run + 1} after {acks} acks"
-        acknowledged += run_child_until_killed(db, seed * 100 + run, acks, log)
+        acknowledged += run_children_until_killed(db, [seed * 100 + run], acks, log)
         count = check_store(db, acknowledged, where)
         assert count >= stored, f"{where}: the store shrank from {stored} to {count} events"
         stored = count
     assert len(acknowledged) > KILLS, f"seed {seed}: too few appends acknowledged to mean anything"
     assert "Traceback" not in log.read_text(), f"seed {seed}: a child thread failed:\n{log.read_text()}"
+    assert_verify_ok(db, f"seed {seed}")
+
+
+@pytest.mark.slow
+def test_processes_appending_to_one_file_at_once_lose_nothing(tmp_path: Path) -> None:
+    backend_for("embedded", tmp_path)
+    seed = int(os.environ.get("UNBROKEN_CRASH_SEED", DEFAULT_SEED))
+    print(f"multi-process crash test seed: {seed}")
+    rng = random.Random(seed)
+    db, log = tmp_path / "events.db", tmp_path / "child-stderr.log"
+    acknowledged: list[dict] = []
+    for run in range(3):
+        acks = rng.randint(20, 150)
+        where = f"seed {seed}, round {run + 1}: 3 processes killed after {acks} acks each"
+        seeds = [seed * 100 + run * 10 + k for k in range(3)]
+        acknowledged += run_children_until_killed(db, seeds, acks, log)
+        check_store(db, acknowledged, where)
+    assert "Traceback" not in log.read_text(), f"seed {seed}: a child thread failed:\n{log.read_text()}"
+    assert_verify_ok(db, f"seed {seed}")
+
+
+def assert_verify_ok(db: Path, where: str) -> None:
+    """``unbroken store verify`` finds nothing wrong with the file."""
     verify = subprocess.run(
         [sys.executable, "-m", "eventstore._cli_main", "store", "verify", str(db)],
         capture_output=True, text=True, timeout=DEADLINE)
-    assert verify.returncode == 0, f"seed {seed}: store verify says {verify.stdout}{verify.stderr}"
+    assert verify.returncode == 0, f"{where}: store verify says {verify.stdout}{verify.stderr}"
