@@ -1,8 +1,8 @@
 """Crash test of the embedded store: SIGKILL a process mid-append, many times over.
 
-A child process (crash_child.py; three of them on one file in the second test) appends from several threads and reports
-every acknowledged append on its stdout pipe. The parent kills it with
-SIGKILL at seeded moments (after a seeded number of acknowledgements), then
+A child process (crash_child.py; three at once on one file in the second
+test) appends from several threads and reports every acknowledged append on
+its stdout pipe. The parent kills it with SIGKILL at seeded moments (after a seeded number of acknowledgements), then
 opens the store and checks that every acknowledged event is there exactly
 once, where the acknowledgement said, with gapless revisions, strictly
 increasing positions and valid checksums. Set UNBROKEN_CRASH_SEED to
