@@ -83,7 +83,8 @@ def _register_query(commands: argparse._SubParsersAction) -> None:
             "Exit 1 when the query is refused or fails."
         ),
     )
-    parser.add_argument("args", nargs="+", metavar="TRACE_DIR... SQL", help="trace directories, then the SQL")
+    parser.add_argument("dirs", nargs="+", metavar="TRACE_DIR", help="a trace directory (one per run)")
+    parser.add_argument("sql", metavar="SQL", help='one SELECT, e.g. "SELECT run_id, count(*) FROM decisions GROUP BY 1"')
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default table)")
     parser.set_defaults(run=_run_query)
 
@@ -169,10 +170,7 @@ def _run_query(args: argparse.Namespace) -> int:
     from ._query import QueryError, open_trace
     from ._queryout import write_result
 
-    if len(args.args) < 2:
-        print("unbroken query: give at least one TRACE_DIR and then the SQL", file=sys.stderr)
-        return EXIT_ERROR
-    *dirs, sql = args.args
+    dirs, sql = args.dirs, args.sql
     missing = [d for d in dirs if not os.path.isdir(d)]
     if missing:
         print(f"unbroken query: not a directory: {', '.join(missing)}", file=sys.stderr)

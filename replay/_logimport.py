@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from eventstore import ANY, EventStore
+from eventstore import ANY, AppendResult, EventStore, NewEvent
 from eventstore._validation import MAX_BATCH
 
 from ._logio import _REJECTED_BY_STORE, ImportReport, _parse, _Pending, _prepare, _Tally
@@ -37,7 +38,10 @@ def import_log(
     appends runs of consecutive lines of one stream, so global positions keep
     the file's order across streams (which replays depend on); ``"stream"``
     groups each batch by stream for fewer, larger appends, reordering lines of
-    different streams within a batch. Bad lines (and lines the store refuses)
+    different streams within a batch. On the embedded store the appends of a
+    batch are submitted together and share one commit. Lines that repeat an id
+    within a batch, or belong to an append the store refused as a whole, are
+    settled one by one after the rest of their batch. Bad lines (and lines the store refuses)
     go to ``quarantine`` (default: ``<log>.rejected.jsonl``, created only when
     needed). ``progress`` is called with the counts after every batch. Store
     errors other than refusals of one event (disk full, unreachable) propagate.
@@ -65,32 +69,44 @@ class _Appender:
 
     def __init__(self, store: EventStore, tally: _Tally, unit: str) -> None:
         self.store, self.tally, self.unit = store, tally, unit
+        self.pipelined = _commits_in_submission_order(store)
 
     def flush(self, chunk: list[_Pending], order: str, progress: Callable[[ImportReport], None] | None) -> None:
         if chunk:
-            for group in _groups(chunk, order):
-                self._append(group)
+            first, later = _split_repeats(chunk)
+            groups = list(_groups(first, order))
+            # Fresh writes land after `before`; a repeated batch returns its original positions.
+            before = self.store.last_position()
+            for group, outcome in zip(groups, self._submit(groups), strict=True):
+                if isinstance(outcome, _REJECTED_BY_STORE):
+                    later.extend(group)  # settled line by line, so only the culprit is rejected
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    self._count(outcome.first_position > before, len(group))
+            for item in sorted(later, key=lambda p: p.where):
+                self._append_one(item)
             chunk.clear()
         if progress is not None:
             progress(self.tally.report())
 
-    def _append(self, group: list[_Pending]) -> None:
-        stream = group[0].log_event.event.stream or ""
-        before = self.store.last_position()
-        try:
-            result = self.store.append(stream, [p.log_event.event for p in group], ANY)
-        except _REJECTED_BY_STORE:
-            # Partly repeated ids (a re-import batched differently) or one refused
-            # event: settle each line on its own so only the culprit is rejected.
-            for item in group:
-                self._append_one(stream, item)
-            return
-        self._count(result.first_position > before, len(group))
+    def _submit(self, groups: list[list[_Pending]]) -> list[AppendResult | BaseException]:
+        requests = [(g[0].log_event.event.stream or "", [p.log_event.event for p in g]) for g in groups]
+        if self.pipelined and len(requests) > 1:
+            return asyncio.run(_append_all(self.store, requests))
+        outcomes: list[AppendResult | BaseException] = []
+        for stream, events in requests:
+            try:
+                outcomes.append(self.store.append(stream, events, ANY))
+            except _REJECTED_BY_STORE as e:
+                outcomes.append(e)
+        return outcomes
 
-    def _append_one(self, stream: str, item: _Pending) -> None:
+    def _append_one(self, item: _Pending) -> None:
         before = self.store.last_position()
+        event = item.log_event.event
         try:
-            result = self.store.append(stream, [item.log_event.event], ANY)
+            result = self.store.append(event.stream or "", [event], ANY)
         except _REJECTED_BY_STORE as e:
             source = str(self.tally.source)
             self.tally.reject(Rejection(source, item.where, self.unit, f"the store refused it: {e}", item.raw))
@@ -98,15 +114,49 @@ class _Appender:
         self._count(result.first_position > before, 1)
 
     def _count(self, written: bool, n: int) -> None:
-        # A repeated batch returns its original positions, all at or before `before`.
         if written:
             self.tally.imported += n
         else:
             self.tally.present += n
 
 
+def _commits_in_submission_order(store: EventStore) -> bool:
+    """True for stores whose concurrent ``append_async`` calls commit in the order they were made.
+
+    The embedded store queues requests in call order and its committer writes
+    them in that order, one transaction per queue drain: many appends share an
+    fsync and positions still follow the file. Other stores append one at a
+    time (their default ``append_async`` runs on threads, which may reorder).
+    """
+    try:
+        from eventstore.embedded import EmbeddedStore
+    except ImportError:
+        return False
+    return isinstance(store, EmbeddedStore)
+
+
+async def _append_all(
+    store: EventStore, requests: list[tuple[str, list[NewEvent]]]
+) -> list[AppendResult | BaseException]:
+    # Tasks take their first step in creation order, so the store sees the requests in file order.
+    tasks = [asyncio.ensure_future(store.append_async(stream, events, ANY)) for stream, events in requests]
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _split_repeats(chunk: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+    """Lines whose id first appears here, and later repeats of an id within the chunk."""
+    seen: set[uuid.UUID] = set()
+    first: list[_Pending] = []
+    later: list[_Pending] = []
+    for item in chunk:
+        event_id = item.log_event.event.id
+        (later if event_id in seen else first).append(item)
+        seen.add(event_id)  # type: ignore[arg-type]
+    return first, later
+
+
 def _groups(chunk: list[_Pending], order: str) -> Iterable[list[_Pending]]:
-    """Runs of one stream, split where an id repeats (one append may not hold an id twice)."""
+    """Runs of consecutive lines of one stream (ids are unique within the chunk by now)."""
     items = chunk
     if order == "stream":
         first: dict[str, int] = {}
@@ -114,13 +164,10 @@ def _groups(chunk: list[_Pending], order: str) -> Iterable[list[_Pending]]:
             first.setdefault(item.log_event.event.stream or "", index)
         items = sorted(chunk, key=lambda p: first[p.log_event.event.stream or ""])
     group: list[_Pending] = []
-    ids: set[uuid.UUID] = set()
     for item in items:
-        event = item.log_event.event
-        if group and (event.stream != group[0].log_event.event.stream or event.id in ids):
+        if group and item.log_event.event.stream != group[0].log_event.event.stream:
             yield group
-            group, ids = [], set()
+            group = []
         group.append(item)
-        ids.add(event.id)  # type: ignore[arg-type]
     if group:
         yield group

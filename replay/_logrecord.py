@@ -83,7 +83,11 @@ class RecordConverter:
         metadata = parse_metadata(fields.get(m.metadata), m.metadata)
         source_id = parse_id(fields.get(m.id), m.id)
         event_id = source_id or content_id(stream, type_, occurred_at, data, metadata)
-        event = NewEvent(type_, data, event_id, stream, occurred_at, metadata)
+        try:
+            event = NewEvent(type_, data, event_id, stream, occurred_at, metadata)
+            check_metadata(event.metadata)  # type: ignore[arg-type]
+        except InvalidEvent as e:
+            raise BadRecord(f"field {m.metadata!r}: {e}") from e
         return LogEvent(event, recorded_at)
 
     def _stream(self, fields: dict[str, Any], raw_data: Any, data: bytes) -> str:
@@ -212,17 +216,13 @@ def _datetime_ns(moment: dt.datetime) -> int:
 
 
 def parse_metadata(value: Any, name: str) -> dict | None:
-    """Metadata as a dict (from an object or its JSON text), checked by the store's rules."""
+    """Metadata as a dict (from an object or its JSON text); ``NewEvent`` checks its fields."""
     if value is None or value == "":
         return None
     if _is_json_text(value):
         value = _DECODE.decode(_json_object_text(value, name))
     if not isinstance(value, dict):
         raise BadRecord(f"field {name!r} must be an object, got {type(value).__name__}")
-    try:
-        check_metadata(NewEvent("x", b"", metadata=value).metadata)  # type: ignore[arg-type]
-    except InvalidEvent as e:
-        raise BadRecord(f"field {name!r}: {e}") from e
     return value
 
 
