@@ -12,7 +12,7 @@ import msgspec
 from eventstore import decode_payload
 
 from ._context import ReplayContext
-from ._delivery import Delivery, Drop
+from ._delivery import Delivery, Drop, IdentitySchedule
 from ._errors import ReplayError
 from ._pacing import Pacer, Progress
 from ._trace import TraceWriter
@@ -107,13 +107,15 @@ def run(
     meta = _metadata(projection, source, seed, schedule_desc)
     snaps = _snapshots(snapshot_every, snapshot_dir, trace_dir, resume, meta)
     try:
-        ordered, total = _ordered(deliveries)
+        ordered, total, identity = _ordered(deliveries)
+        runner.buf.identity = identity
         skipped = runner.resume(snaps, ordered) if resume else 0
         if not skipped:
             runner.emit_drops(list(drops))
         runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
         runner.progress = Progress(progress, total) if progress else None
-        runner.loop(ordered, skipped, snaps)
+        loop = runner.loop_events if identity else runner.loop
+        loop(ordered, skipped, snaps)
         runner.fire_until(math.inf)
         return runner.finish(meta, skipped)
     except BaseException:
@@ -121,10 +123,15 @@ def run(
         raise
 
 
-def _ordered(deliveries: Iterable[Delivery]) -> tuple[Iterator[Delivery], int | None]:
+def _ordered(deliveries: Iterable[Delivery]) -> tuple[Iterator, int | None, bool]:
+    """The items to loop over, their number if known, and whether they are bare events."""
+    if isinstance(deliveries, IdentitySchedule):
+        events = deliveries.events
+        total = len(events) if isinstance(events, (list, tuple)) else None
+        return iter(events), total, True
     if isinstance(deliveries, (list, tuple)):
-        return iter(sorted(deliveries, key=_at)), len(deliveries)
-    return iter(deliveries), None
+        return iter(sorted(deliveries, key=_at)), len(deliveries), False
+    return iter(deliveries), None, False
 
 
 def _at(d: Delivery) -> int:
@@ -179,14 +186,14 @@ class _Runner:
     def loop(self, deliveries: Iterator[Delivery], done: int, snaps) -> None:
         """Deliver everything in order, firing due timers first (steps 4-6, 8)."""
         ctx, buf, apply = self.ctx, self.buf, self.projection.apply
-        add_seq, add_obj = buf.delivery_seqs.append, buf.delivery_objs.append
+        add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
         state, now, pacer = self.state, self.now, self.pacer
         checkpoint = self._next_checkpoint(done, snaps)
         for d in deliveries:
             at = d.at
             if at < now:
                 self.state = state
-                raise ReplayError(_out_of_order(d, now))
+                raise ReplayError(_out_of_order(d.event, at, now))
             if ctx.heap:
                 self.state = state
                 state = self.fire_until(at)
@@ -195,7 +202,7 @@ class _Runner:
             now = ctx.now = at
             seq = ctx.cause = ctx.cause + 1
             add_seq(seq)
-            add_obj(d)
+            add_item(d)
             event = d.event
             if event.type in FAULT_SOURCE_FIELD:
                 self._event_fault(event, seq, at)
@@ -206,7 +213,43 @@ class _Runner:
             done += 1
             if done >= checkpoint:
                 self.state, self.now = state, now
-                self._checkpoint(done, d, snaps)
+                self._checkpoint(done, (event.position, at), snaps)
+                checkpoint = self._next_checkpoint(done, snaps)
+        self.state, self.now = state, now
+
+    def loop_events(self, events: Iterator, done: int, snaps) -> None:
+        """``loop`` for the identity schedule: the items are events, delivered at recorded_at.
+
+        The same steps as ``loop`` line for line, without a ``Delivery`` per event.
+        """
+        ctx, buf, apply = self.ctx, self.buf, self.projection.apply
+        add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
+        state, now, pacer = self.state, self.now, self.pacer
+        checkpoint = self._next_checkpoint(done, snaps)
+        for event in events:
+            at = event.recorded_at
+            if at < now:
+                self.state = state
+                raise ReplayError(_out_of_order(event, at, now))
+            if ctx.heap:
+                self.state = state
+                state = self.fire_until(at)
+            if pacer is not None:
+                pacer.wait(at)
+            now = ctx.now = at
+            seq = ctx.cause = ctx.cause + 1
+            add_seq(seq)
+            add_item(event)
+            if event.type in FAULT_SOURCE_FIELD:
+                self._event_fault(event, seq, at)
+            try:
+                state = apply(state, event, ctx)
+            except Exception as e:
+                self._failed(e, seq, at, _event_where(event))
+            done += 1
+            if done >= checkpoint:
+                self.state, self.now = state, now
+                self._checkpoint(done, (event.position, at), snaps)
                 checkpoint = self._next_checkpoint(done, snaps)
         self.state, self.now = state, now
 
@@ -268,7 +311,7 @@ class _Runner:
             periods.append(self.progress.every)
         return min(done - done % p + p for p in periods)
 
-    def _checkpoint(self, done: int, last: Delivery, snaps) -> None:
+    def _checkpoint(self, done: int, last: tuple[int, int], snaps) -> None:
         if done % BATCH_ROWS == 0:
             self.buf.flush(self.ctx)
         if snaps is not None and snaps.every and done % snaps.every == 0:
@@ -281,7 +324,7 @@ class _Runner:
         """Restore from the newest snapshot and skip what it covers (step 2)."""
         if snaps is None:
             raise ReplayError("resume=True needs snapshot_dir or trace_dir")
-        return snaps.restore(self, deliveries)
+        return snaps.restore(self, deliveries, self.buf.identity)
 
     def emit_drops(self, drops: list[Drop]) -> None:
         """Record the schedule's drops (step 3)."""
@@ -324,9 +367,10 @@ def _event_where(event) -> str:
             f"stream {event.stream!r})")
 
 
-def _out_of_order(d: Delivery, now: float) -> str:
-    return (f"delivery of position {d.event.position} at {d.at} ns comes after one at {now} ns; "
-            "an iterator of deliveries must be in `at` order (pass a list to have it sorted)")
+def _out_of_order(event, at: int, now: float) -> str:
+    return (f"delivery of position {event.position} at {at} ns comes after one at {now} ns; "
+            "an iterator of deliveries must be in `at` order (pass a list to have it sorted; "
+            "an identity schedule needs events in recorded order)")
 
 
 def _runaway(name: str, fired: int, ctx: ReplayContext) -> str:

@@ -51,12 +51,12 @@ class SnapshotStore:
         self.every = every
         self.meta = dict(meta)
 
-    def save(self, runner: Any, delivered: int, last: Any) -> Path:
+    def save(self, runner: Any, delivered: int, last: tuple[int, int]) -> Path:
         """Write a snapshot of ``runner`` after ``delivered`` deliveries, atomically."""
         ctx, buf = runner.ctx, runner.buf
         snap = Snapshot(
             format=FORMAT, meta=self.meta, delivered=delivered,
-            last_position=last.event.position, last_at=last.at, seq=ctx.cause, now=ctx.now,
+            last_position=last[0], last_at=last[1], seq=ctx.cause, now=ctx.now,
             state=msgspec.msgpack.encode(runner.state),
             timers=[tuple(e[:5]) for e in ctx.heap if e[ALIVE]],
             timer_order=ctx.order, rows=buf.rows, first_deliveries=buf.first_deliveries,
@@ -88,7 +88,7 @@ class SnapshotStore:
             raise ReplayError(f"snapshot {paths[-1]} is unreadable ({e}); delete it to resume "
                               "from the one before, or replay from the start") from e
 
-    def restore(self, runner: Any, deliveries) -> int:
+    def restore(self, runner: Any, deliveries, identity: bool) -> int:
         """Load the newest snapshot into ``runner`` and consume the deliveries it covers.
 
         Returns how many deliveries were skipped (0 when there is no snapshot).
@@ -98,8 +98,8 @@ class SnapshotStore:
         if snap is None:
             return 0
         self._check_meta(snap)
-        last = _skip(deliveries, snap.delivered)
-        if last is None or (last.event.position, last.at) != (snap.last_position, snap.last_at):
+        last = _skip(deliveries, snap.delivered, identity)
+        if last != (snap.last_position, snap.last_at):
             raise ReplayError(
                 f"snapshot in {self.directory} was taken after delivery {snap.delivered} "
                 f"(position {snap.last_position} at {snap.last_at}), but these deliveries differ "
@@ -115,13 +115,16 @@ class SnapshotStore:
                     f"this run has {self.meta.get(key)!r}; use another snapshot_dir")
 
 
-def _skip(deliveries, n: int):
+def _skip(items, n: int, identity: bool) -> tuple[int, int] | None:
+    """Consume ``n`` items; (position, at) of the last one, or None if there were fewer."""
     last = None
     for _ in range(n):
-        last = next(deliveries, None)
+        last = next(items, None)
         if last is None:
             return None
-    return last
+    if last is None:
+        return None
+    return (last.position, last.recorded_at) if identity else (last.event.position, last.at)
 
 
 def _restore_runner(runner: Any, snap: Snapshot) -> None:

@@ -61,6 +61,14 @@ def polars_schema(table: str) -> pl.Schema:
     return pl.Schema(pl.from_arrow(arrow_schema(table).empty_table()).schema)
 
 
+def arrow_batch(table: str, run_id: str, cols: list[list]) -> pa.Table:
+    """An Arrow table of ``table``'s schema: ``run_id`` repeated, then ``cols`` in order."""
+    schema = arrow_schema(table)
+    arrays = [pa.repeat(pa.scalar(run_id, pa.string()), len(cols[0]))]
+    arrays += [pa.array(c, type=f.type) for c, f in zip(cols, list(schema)[1:], strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
 def empty_frame(table: str) -> pl.DataFrame:
     """An empty frame with ``table``'s columns and types."""
     return pl.DataFrame(schema=polars_schema(table))
@@ -80,17 +88,19 @@ class TraceWriter:
         for table in TABLES:  # every table exists from the start, as .partial until close
             self._writer(table)
 
-    def write(self, table: str, cols: dict[str, list]) -> None:
-        """Append one batch of rows (``cols`` maps every column of ``table`` to a list)."""
-        batch = pa.Table.from_pydict(cols, schema=arrow_schema(table))
-        if batch.num_rows:
-            self._writer(table).write_table(batch)
+    def write(self, table: str, run_id: str, cols: list[list]) -> None:
+        """Append one batch of rows: ``cols`` are the columns after ``run_id``, in schema order."""
+        if cols[0]:
+            self._writer(table).write_table(arrow_batch(table, run_id, cols))
 
     def _writer(self, table: str) -> pq.ParquetWriter:
         writer = self._writers.get(table)
         if writer is None:
+            # zstd without dictionary pages: measured smaller and ~2x cheaper to write
+            # than with them on these tables (see tests/bench/bench_replay.py)
             writer = pq.ParquetWriter(
-                self._partial(table), arrow_schema(table), compression=self._compression
+                self._partial(table), arrow_schema(table), compression=self._compression,
+                use_dictionary=False,
             )
             self._writers[table] = writer
         return writer

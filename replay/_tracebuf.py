@@ -7,7 +7,11 @@ Parquet writer and, when asked, keeps the columns for in-memory frames.
 
 The digest is a chain of sha256 over fixed chunks of ``CHUNK`` rows per table
 (msgpack of the chunk's columns, ``run_id`` left out so two runs of the same
-log compare equal). Chunks are cut by row number, not by flush, so the digest
+log compare equal). For ``deliveries`` the hashed columns are the delivery
+core: seq, the whole delivered event (payload included), at, copy,
+perturbation and delay, from which every column of the table follows; hashing
+the events as msgpack in C is cheaper than building the columns, which are
+then only built when a trace is written or collected. Chunks are cut by row number, not by flush, so the digest
 does not depend on batch size or on where a snapshot was taken; its whole
 state (chain, row count, the rows of the unfinished chunk) fits in a snapshot.
 """
@@ -20,9 +24,9 @@ from collections.abc import Iterator, Mapping
 import msgspec
 import polars as pl
 
-from ._delivery import Delivery, Drop
+from ._delivery import Drop
 from ._schema import TABLES
-from ._trace import TraceWriter, columns, empty_frame, polars_schema
+from ._trace import TraceWriter, arrow_batch, columns, empty_frame
 
 CHUNK = 4096
 HASHED_TABLES = ("deliveries", "drops", "decisions", "timers", "faults", "violations")
@@ -68,11 +72,30 @@ def _transpose(rows: list[tuple], width: int) -> list[list]:
     return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-def delivery_columns(seqs: list[int], ds: list[Delivery]) -> list[list]:
-    """Columns of ``deliveries`` (without run_id) for a batch of deliveries."""
-    evs = [d.event for d in ds]
+def delivery_core(seqs: list[int], items: list, identity: bool) -> list[list]:
+    """What a batch of deliveries consists of: seq, event, at, copy, perturbation, delay_ns.
+
+    ``items`` are events (identity schedule) or ``Delivery`` objects; both
+    give the same core, so the digest does not depend on the path taken.
+    """
+    n = len(items)
+    if identity:
+        return [list(seqs), list(items), [e.recorded_at for e in items], [0] * n,
+                ["none"] * n, [0] * n]
+    return [list(seqs), [d.event for d in items], [d.at for d in items],
+            [d.copy for d in items], [d.perturbation for d in items],
+            [d.delay_ns for d in items]]
+
+
+def delivery_columns(core: list[list]) -> list[list]:
+    """Columns of ``deliveries`` (without run_id) from a batch's core.
+
+    One comprehension per column: building a tuple per row instead would
+    wake the garbage collector every few hundred rows.
+    """
+    seqs, evs, ats, copies, perturbations, delays = core
     return [
-        list(seqs),
+        seqs,
         [e.position for e in evs],
         _json.decode(_json.encode([e.id for e in evs])),  # uuid -> str in C
         [e.stream for e in evs],
@@ -80,10 +103,10 @@ def delivery_columns(seqs: list[int], ds: list[Delivery]) -> list[list]:
         [e.metadata.source for e in evs],
         [e.occurred_at for e in evs],
         [e.recorded_at for e in evs],
-        [d.at for d in ds],
-        [d.copy for d in ds],
-        [d.perturbation for d in ds],
-        [d.delay_ns for d in ds],
+        ats,
+        copies,
+        perturbations,
+        delays,
     ]
 
 
@@ -129,8 +152,9 @@ class TraceBuffer:
         )
         self.rows = dict.fromkeys(HASHED_TABLES, 0)
         self.first_deliveries = 0  # deliveries with copy == 0: distinct events delivered
+        self.identity = False  # delivery_items hold events (identity schedule), else Deliveries
         self.delivery_seqs: list[int] = []
-        self.delivery_objs: list[Delivery] = []
+        self.delivery_items: list = []
         self.fault_rows: list[tuple] = []  # (seq, at, source, kind, detail)
 
     def restore_counts(self, rows: dict[str, int], first_deliveries: int) -> None:
@@ -146,22 +170,29 @@ class TraceBuffer:
         self.rows[table] = self.rows.get(table, 0) + n
         if table != "runs":
             self.digest.update(table, cols)
+        self._output(table, cols)
+
+    def _output(self, table: str, cols: list[list]) -> None:
         if self.writer is not None:
-            names = columns(table)
-            batch = {names[0]: [self.run_id] * n, **dict(zip(names[1:], cols, strict=True))}
-            self.writer.write(table, batch)
+            self.writer.write(table, self.run_id, cols)
         if self.collected is not None:
             for kept, col in zip(self.collected[table], cols, strict=True):
                 kept.extend(col)
 
+    def _flush_deliveries(self) -> None:
+        core = delivery_core(self.delivery_seqs, self.delivery_items, self.identity)
+        self.delivery_seqs.clear()  # cleared in place: the runner holds their append methods
+        self.delivery_items.clear()
+        self.rows["deliveries"] += len(core[0])
+        self.first_deliveries += core[3].count(0)
+        self.digest.update("deliveries", core)
+        if self.writer is not None or self.collected is not None:
+            self._output("deliveries", delivery_columns(core))
+
     def flush(self, ctx) -> None:
         """Move every buffered row out (called between steps, never inside one)."""
-        if self.delivery_objs:
-            cols = delivery_columns(self.delivery_seqs, self.delivery_objs)
-            self.first_deliveries += cols[9].count(0)
-            self.emit("deliveries", cols)
-            self.delivery_seqs.clear()  # cleared in place: the runner holds their append methods
-            self.delivery_objs.clear()
+        if self.delivery_items:
+            self._flush_deliveries()
         if ctx.decision_objs:
             first = self.rows["decisions"]
             self.emit("decisions", decision_columns(first, ctx.decision_causes, ctx.decision_objs))
@@ -200,9 +231,10 @@ class LazyFrames(Mapping):
         n = len(cols[0])
         if not n:
             return empty_frame(table)
-        names = columns(table)
-        data = {names[0]: [self._run_id] * n, **dict(zip(names[1:], cols, strict=True))}
-        return pl.DataFrame(data, schema=polars_schema(table))
+        # via Arrow: several times cheaper than polars' own list conversion for small frames
+        frame = pl.from_arrow(arrow_batch(table, self._run_id, cols))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._collected)

@@ -79,3 +79,24 @@ def test_decision_columns_keep_lists_and_nulls():
     assert decisions["reasons"].to_list()[0] == ["payment"]
     assert decisions["hold_until"].null_count() == decisions.height
     assert decisions["seq"].to_list() == list(range(decisions.height))
+
+
+def test_identity_fast_path_and_explicit_deliveries_give_the_same_trace():
+    from replay import Delivery
+
+    events = payment_log(n=30, faults=True)
+    fast = run(deliveries_of(events), LedgerProjection())
+    explicit = run([Delivery(e, e.recorded_at) for e in events], LedgerProjection())
+    assert fast.digest == explicit.digest
+    for table in TABLES:
+        assert_frame_equal(fast.tables[table], explicit.tables[table])
+
+
+def test_digest_covers_the_delivered_payload():
+    import msgspec
+
+    events = payment_log(n=5, reversals=False)
+    tampered = list(events)
+    tampered[2] = msgspec.structs.replace(events[2], data=events[2].data.replace(b"102", b"103"))
+    assert (run(deliveries_of(events), LedgerProjection()).digest
+            != run(deliveries_of(tampered), LedgerProjection()).digest)
