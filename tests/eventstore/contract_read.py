@@ -106,10 +106,12 @@ class ReadCases:
         ("a\\", ["a\\1"]),
         ("A", ["A1"]),  # prefixes are case-sensitive
         ("a'", ["a'1"]),
+        ("é", ["é1"]),  # prefixes count characters, not bytes
+        ("🎉", ["🎉1"]),
     ])
     def test_stream_prefix_is_matched_literally(self, store, ns, prefix, matching):
         base = store.last_position()
-        names = ["a_1", "ab1", "a%1", "a*1", "a[1", "a\\1", "A1", "a1", "a'1", "abc"]
+        names = ["a_1", "ab1", "a%1", "a*1", "a[1", "a\\1", "A1", "a1", "a'1", "abc", "é1", "e1", "🎉1"]
         for name in names:
             store.append(ns + name, [ev()])
         found = read_after(store, base, filter=ReadFilter(stream_prefixes=(ns + prefix,)))
@@ -147,3 +149,10 @@ class ReadCases:
         assert store.stream_revision(ns + "sr-other") is None
         if backend.fresh:
             assert (result.first_position, result.last_position) == (1, 3)
+
+    def test_streams_differing_only_in_case_or_spaces_are_distinct(self, store, ns):
+        names = ["Case", "case", "case ", " case", "CASE"]
+        for index, name in enumerate(names):
+            store.append(ns + name, [ev(data=b"%d" % index)])
+        for index, name in enumerate(names):
+            assert [e.data for e in store.read_stream(ns + name)] == [b"%d" % index]
