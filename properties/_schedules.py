@@ -13,6 +13,7 @@ source; the cost of applying a schedule is one pass over the log plus a sort.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
@@ -140,8 +141,13 @@ def describe(p: Perturbation) -> str:
         return f"deliver event @{p.position} after the {p.by} event(s) that follow it"
     if isinstance(p, Partition):
         end = "then heal" if p.heal else "traffic lost"
-        return f"partition {p.source!r} for {fmt_ns(p.ns)} from t={p.start} ({end})"
+        return f"partition {p.source!r} for {fmt_ns(p.ns)} from {fmt_utc(p.start)} ({end})"
     return f"skew {p.source!r} clock by {fmt_ns(p.ns, signed=True)}"
+
+
+def fmt_utc(ns: int) -> str:
+    """Nanoseconds UTC as ``2024-01-03 10:00:05``."""
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt_ns(ns: int, signed: bool = False) -> str:

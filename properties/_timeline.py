@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from ._schedules import fmt_ns
+import msgspec
+
+from ._schedules import fmt_ns, fmt_utc
 from ._trace import Trace
 
 _DATA_WIDTH = 70
 
 
 def fmt_time(ns: int | None) -> str:
-    """Nanoseconds UTC as ``2024-01-03 10:00:05``."""
-    if ns is None:
-        return "-"
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """Nanoseconds UTC as ``2024-01-03 10:00:05``, or ``-``."""
+    return "-" if ns is None else fmt_utc(ns)
 
 
 def render_timeline(trace: Trace, broken: Sequence[dict] = (), invariant: str = "") -> str:
@@ -68,7 +67,14 @@ def _drops(trace: Trace) -> list[str]:
 
 
 def _payload(data: bytes) -> str:
-    text = data.decode("utf-8", "replace")
+    try:
+        fields = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        fields = None
+    if isinstance(fields, dict):
+        text = " ".join(f"{k}={v}" for k, v in fields.items() if k != "type")
+    else:
+        text = data.decode("utf-8", "replace")
     return text if len(text) <= _DATA_WIDTH else text[: _DATA_WIDTH - 3] + "..."
 
 
