@@ -212,7 +212,8 @@ def _datetime_ns(moment: dt.datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    nanos = getattr(moment, "nanosecond", 0)  # pandas.Timestamp, when pyarrow hands one over
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000 + nanos
 
 
 def parse_metadata(value: Any, name: str) -> dict | None:

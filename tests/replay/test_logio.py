@@ -236,13 +236,13 @@ def test_gzipped_logs_are_read(tmp_path: Path) -> None:
 
 def _import_peak(path: Path, lines: int, db: Path) -> int:
     path.write_text("".join(
-        f'{{"stream":"meter-{i % 50}","type":"MeterReading","occurred_at":{i},'
+        f'{{"stream":"meter-{i // 100}","type":"MeterReading","occurred_at":{i},'
         f'"data":{{"meter_id":"{i % 50}","account_id":"a","register_kwh":{i}.5}}}}\n' for i in range(lines)
     ))
     with open_store(f"embedded://{db}") as store:
         tracemalloc.start()
         try:
-            report = import_log(path, store, batch=500)
+            report = import_log(path, store, batch=200)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -251,6 +251,53 @@ def _import_peak(path: Path, lines: int, db: Path) -> int:
 
 
 def test_import_memory_does_not_grow_with_the_log(tmp_path: Path) -> None:
-    small = _import_peak(tmp_path / "small.jsonl", 1_000, tmp_path / "small.db")
-    large = _import_peak(tmp_path / "large.jsonl", 8_000, tmp_path / "large.db")
+    small = _import_peak(tmp_path / "small.jsonl", 600, tmp_path / "small.db")
+    large = _import_peak(tmp_path / "large.jsonl", 4_800, tmp_path / "large.db")
     assert large < small * 1.5 + 256 * 1024, (small, large)
+
+
+def test_parquet_timestamp_columns_are_read_as_nanoseconds(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import polars as pl
+
+    log = tmp_path / "ts.parquet"
+    moment = dt.datetime(2024, 1, 1, 0, 0, 0, 123456)
+    pl.DataFrame({"stream": ["s"], "type": ["T"], "data": ["{}"], "occurred_at": [moment]}).with_columns(
+        pl.col("occurred_at").cast(pl.Datetime("us", "UTC"))
+    ).write_parquet(log)
+    assert [e.occurred_at for e in read_log(log)] == [1704067200_123456000]
+
+
+def test_cli_import_with_mapping_flags_then_export_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventstore._cli_main import main
+
+    log = tmp_path / "prod.jsonl"
+    log.write_text(PRODUCTION_LINES)
+    uri = f"embedded://{tmp_path / 'events.db'}"
+    flags = ["--type-field", "kind", "--occurred-at-field", "ts", "--id-field", "msg_id", "--data-field", "payload",
+             "--stream-template", "meter-{meter_id}", "--time-unit", "ms"]
+
+    assert main(["import", str(log), "--store", uri, *flags]) == 0
+    assert "2 imported, 0 already present, 0 rejected" in capsys.readouterr().out
+    assert main(["import", str(log), "--store", uri, *flags]) == 0
+    assert "0 imported, 2 already present" in capsys.readouterr().out
+
+    out = tmp_path / "out.parquet"
+    assert main(["export", "--store", uri, "--out", str(out)]) == 0
+    assert main(["export", "--store", uri, "--out", str(out)]) == 3  # exists: refused without --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["export", "--store", uri, "--out", str(out), "--force"]) == 0
+    with open_store(uri) as store:
+        assert [essence(e) for e in read_log(out)] == [essence(e) for e in store.read_all()]
+    assert [e.stream for e in read_log(out)] == ["meter-m7", "meter-m8"]
+
+
+def test_cli_import_refuses_a_bad_mapping_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eventstore._cli_main import main
+
+    log, mapping = tmp_path / "prod.jsonl", tmp_path / "m.toml"
+    log.write_text(PRODUCTION_LINES)
+    mapping.write_text('stream_template = "meter-{meter_id.__class__}"\n')
+    assert main(["import", str(log), "--store", "memory://", "--mapping", str(mapping)]) == 3
+    assert "plain field name" in capsys.readouterr().err
