@@ -44,6 +44,8 @@ def _register_import(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=_FORMATS, help="log format (default: from the file name)")
     parser.add_argument("--mapping", help="JSON or TOML file naming the log's fields (see the end of this help)")
     parser.add_argument("--quarantine", help="where bad lines go (default: LOG.rejected.jsonl)")
+    parser.add_argument("--rejected-stream", metavar="STREAM",
+                        help="also append each bad line to this stream as a Rejected event")
     parser.add_argument("--batch", type=int, default=1000, help="lines per append batch (default 1000)")
     parser.add_argument(
         "--order", choices=("file", "stream"), default="file",
@@ -133,7 +135,8 @@ def _run_import(args: argparse.Namespace) -> int:
         mapping = _mapping(args)
         with open_store(args.store) as store:
             report = import_log(args.log, store, mapping, args.quarantine, args.batch, _Progress(),
-                                format=args.format, order=args.order)
+                                format=args.format, order=args.order,
+                                rejected_stream=args.rejected_stream)
     except (LogError, ValueError) as e:
         print(f"unbroken import: {e}", file=sys.stderr)
         return EXIT_ERROR

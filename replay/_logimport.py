@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from eventstore import ANY, AppendResult, EventStore, NewEvent
-from eventstore._validation import MAX_BATCH
+from eventstore import ANY, AppendResult, EventStore, InvalidEvent, NewEvent, Rejected
+from eventstore._validation import MAX_BATCH, check_stream
 
 from ._logio import _REJECTED_BY_STORE, ImportReport, _parse, _Pending, _prepare, _Tally
+from ._logmap import LogError
 from ._logread import unit_of
+from ._logrecord import NAMESPACE
 from ._logreject import Rejection
 
 ORDERS: Final = ("file", "stream")
+MAX_REJECTED_RAW: Final = 8 * 1024 * 1024  # base64 in the Rejected payload stays under the data limit
 
 
 def import_log(
@@ -28,6 +32,7 @@ def import_log(
     *,
     format: str | None = None,
     order: Literal["file", "stream"] = "file",
+    rejected_stream: str | None = None,
 ) -> ImportReport:
     """Append every good line of ``path`` to ``store``; quarantine the rest; return the counts.
 
@@ -43,7 +48,10 @@ def import_log(
     within a batch, or belong to an append the store refused as a whole, are
     settled one by one after the rest of their batch. Bad lines (and lines the store refuses)
     go to ``quarantine`` (default: ``<log>.rejected.jsonl``, created only when
-    needed). ``progress`` is called with the counts after every batch. Store
+    needed). With ``rejected_stream``, each bad line is also appended there as a
+    ``Rejected`` event (raw bytes, reason, ``where``; id derived from the file,
+    line and bytes, so re-import adds none twice), at the moment it is found.
+    ``progress`` is called with the counts after every batch. Store
     errors other than refusals of one event (disk full, unreachable) propagate.
     """
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
@@ -52,7 +60,8 @@ def import_log(
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     target = quarantine if quarantine is not None else f"{os.fspath(path)}.rejected.jsonl"
     source, mapping_, format_, sink = _prepare(path, mapping, format, target)
-    tally = _Tally(source, sink)
+    keep = None if rejected_stream is None else _rejected_events(store, rejected_stream)
+    tally = _Tally(source, sink, on_reject=keep)
     appender = _Appender(store, tally, unit_of(format_))
     with sink:
         chunk: list[_Pending] = []
@@ -118,6 +127,26 @@ class _Appender:
             self.tally.imported += n
         else:
             self.tally.present += n
+
+
+def _rejected_events(store: EventStore, stream: str) -> Callable[[Rejection], None]:
+    """Appends each rejection to ``stream`` as a ``Rejected`` event with a deterministic id."""
+    try:
+        check_stream(stream)
+    except InvalidEvent as e:
+        raise LogError(f"rejected stream: {e}") from e
+
+    def keep(rejection: Rejection) -> None:
+        raw = rejection.raw[:MAX_REJECTED_RAW]
+        reason = rejection.reason
+        if len(raw) < len(rejection.raw):
+            reason += f" (raw bytes cut to {len(raw)} of {len(rejection.raw)}; the source file has them all)"
+        where = f"{rejection.unit} {rejection.where}"
+        name = "\x00".join(("rejected", rejection.source, where, hashlib.sha256(rejection.raw).hexdigest()))
+        payload = Rejected(rejection.source, reason, raw, where=where)
+        store.append(stream, [NewEvent.of(payload, id=uuid.uuid5(NAMESPACE, name))], ANY)
+
+    return keep
 
 
 def _commits_in_submission_order(store: EventStore) -> bool:

@@ -273,3 +273,22 @@ def test_EF_002_cli_import_exits_1_naming_the_count_and_the_quarantine(tmp_path:
     clean.write_bytes(GOOD % 1 + b"\n")
     assert main(["import", str(clean), "--store", uri]) == 0
     assert main(["import", str(tmp_path / "missing.jsonl"), "--store", uri]) == 3
+
+
+@pytest.mark.case("EF-002")
+def test_EF_002_bad_lines_can_also_be_kept_as_rejected_events(store: EventStore, tmp_path: Path) -> None:
+    from eventstore import Rejected, decode_payload
+
+    log = tmp_path / "prod.jsonl"
+    bad_at = mixed_log(log)
+
+    first = import_log(log, store, quarantine=tmp_path / "q.jsonl", rejected_stream="import-rejected")
+    again = import_log(log, store, quarantine=tmp_path / "q.jsonl", rejected_stream="import-rejected")
+
+    kept = [decode_payload(e) for e in store.read_stream("import-rejected")]
+    assert all(isinstance(k, Rejected) for k in kept)
+    assert [k.where for k in kept] == [f"line {n}" for n in bad_at]  # once each, despite the re-import
+    assert [k.raw for k in kept] == [bad for bad, _ in BAD_LINES]
+    assert (first.imported, again.imported, again.rejected) == (len(BAD_LINES) + 1, 0, len(BAD_LINES))
+    with pytest.raises(LogError, match="reserved"):
+        import_log(log, store, rejected_stream="$rejected")
