@@ -20,6 +20,11 @@ from ._logmap import LogError as LogError
 from ._logmap import LogMapping as LogMapping
 from ._logmap import load_mapping as load_mapping
 from ._logreject import Rejection as Rejection
+from ._query import QueryError as QueryError
+from ._query import QueryRefused as QueryRefused
+from ._query import TraceConnection as TraceConnection
+from ._query import open_trace as open_trace
+from ._query import query as query
 from ._runner import RunResult as RunResult
 from ._runner import run as run
 from ._trace import TraceWriter as TraceWriter
