@@ -70,7 +70,7 @@ class ReadCases:
         store.append(ns + "from", batch(5))
         events = read_after(store, base)
         middle = events[2].position
-        assert _datas(store.read_all(from_position=middle)) [:3] == _datas(events[2:])
+        assert _datas(store.read_all(from_position=middle))[:3] == _datas(events[2:])
         assert list(store.read_all(from_position=events[-1].position + 1)) == []
 
     def test_read_all_backwards_and_with_a_limit(self, store, ns):
