@@ -17,6 +17,11 @@ BAD_INPUT = frozenset({R.NO_READING, R.STALE_READING, R.ESTIMATED_CONSUMPTION})
 class Assessment(msgspec.Struct, frozen=True):
     """What an account looks like at ``at``. ``blockers`` empty means a notice may be held."""
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Ids of the events the judgement rests on; built only when a decision cites them."""
+        return inputs_of(self.account)
+
     at: int
     period: str | None
     debt_minor: int
@@ -27,7 +32,7 @@ class Assessment(msgspec.Struct, frozen=True):
     confidence: float
     base_confidence: float  # confidence once a provisional balance is reconciled
     input_time: int | None
-    inputs: tuple[str, ...]
+    account: Account  # the facts judged, for ``inputs``
     vulnerable: bool
     paid_since_statement: bool  # payments after the statement lowered the debt
 
@@ -78,7 +83,7 @@ class Assessor:
             confidence=round(factor, 6),
             base_confidence=round(base, 6),
             input_time=input_time,
-            inputs=inputs_of(account),
+            account=account,
             vulnerable=vulnerable,
             paid_since_statement=balance is not None and account.debt_minor < balance.balance_minor,
         )

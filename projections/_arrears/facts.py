@@ -85,11 +85,13 @@ def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Co
     account = account_of(facts, p.account_id)
     payment = Payment(p.amount_minor, event.occurred_at, event.id)
     seen = account.payments.get(p.payment_id)
-    if seen is not None:
-        _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, event.id)
-        if (payment.paid_at, event.id) >= (seen.paid_at, seen.event_id):
-            return None
     account.payments[p.payment_id] = payment
+    if seen is None:
+        return _adjust_debt(account, None, payment, account.reversals.get(p.payment_id))
+    _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, event.id)
+    if (payment.paid_at, event.id) >= (seen.paid_at, seen.event_id):
+        account.payments[p.payment_id] = seen  # the earliest copy stays canonical
+        return None
     return _refresh_debt(account)
 
 
@@ -101,7 +103,32 @@ def fold_reversal(facts: Facts, p: PaymentReversed, event: RecordedEvent) -> Acc
     if seen is not None and (reversal.reversed_at, reversal.event_id) >= (seen.reversed_at, seen.event_id):
         return None
     account.reversals[p.payment_id] = reversal
-    return _refresh_debt(account)
+    payment = account.payments.get(p.payment_id)
+    if payment is None:
+        return None  # a reversal of a payment not seen yet changes nothing until it arrives
+    before = _effect(payment, seen, account.balance)
+    return _adjust_debt(account, before, payment, reversal)
+
+
+def _adjust_debt(account: Account, before: int | None, payment: Payment, reversal: Reversal | None) -> Account | None:
+    """Move the cached debt by one payment's change of effect; None when it did not move."""
+    delta = _effect(payment, reversal, account.balance) - (before or 0)
+    if not delta:
+        return None
+    account.debt_minor += delta
+    return account
+
+
+def _effect(payment: Payment, reversal: Reversal | None, balance: Balance | None) -> int:
+    """What one payment (and its reversal) adds to the statement's balance (see ``debt_of``)."""
+    if balance is None:
+        return 0
+    stated = balance.stated_at
+    if payment.paid_at > stated:
+        return -payment.amount_minor if reversal is None else 0
+    if reversal is not None and reversal.reversed_at > stated:
+        return payment.amount_minor
+    return 0
 
 
 def fold_balance(
@@ -166,20 +193,19 @@ def _refresh_debt(account: Account) -> Account:
 
 
 def debt_of(account: Account) -> int:
-    """The statement's balance adjusted by payments and reversals made after it."""
+    """The statement's balance adjusted by payments and reversals made after it.
+
+    A statement reflects every payment and reversal made at or before it; a
+    later payment lowers the debt unless reversed; a later reversal of a
+    payment the statement had counted puts the amount back.
+    """
     balance = account.balance
     if balance is None:
         return 0
-    debt, stated = balance.balance_minor, balance.stated_at
     reversals = account.reversals
-    for payment_id, payment in account.payments.items():
-        reversal = reversals.get(payment_id)
-        if payment.paid_at > stated:
-            if reversal is None:
-                debt -= payment.amount_minor
-        elif reversal is not None and reversal.reversed_at > stated:
-            debt += payment.amount_minor
-    return debt
+    return balance.balance_minor + sum(
+        _effect(payment, reversals.get(payment_id), balance) for payment_id, payment in account.payments.items()
+    )
 
 
 def period_of(t: int, offset_ns: int) -> str:

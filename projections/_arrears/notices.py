@@ -51,8 +51,12 @@ class Notices:
         statement, new window); "reading" and "timer" stay quiet about notices
         already released.
         """
-        a = self.assessor.assess(account, ctx.now)
         notices = state.notices.get(account_id) or {}
+        if account.debt_minor < self.c.debt_threshold_minor and not any(
+            n.status == "held" for n in notices.values()
+        ):
+            return  # under every threshold and nothing held: nothing to decide (the common case)
+        a = self.assessor.assess(account, ctx.now)
         for period, notice in list(notices.items()):
             if notice.status == "held" and period != a.period:
                 self._cancel(account_id, notice, a, (R.STATEMENT_SUPERSEDED,), ctx)

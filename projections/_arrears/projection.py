@@ -73,7 +73,7 @@ from .facts import (
     fold_reversal,
 )
 from .notices import Notices
-from .state import Account, ArrearsState
+from .state import ArrearsState
 
 _STOPPED = frozenset({"blocked", "cancelled"})
 # Reasons a newer reading can lift.
@@ -143,21 +143,17 @@ class ArrearsProjection:
     # -- handlers -----------------------------------------------------------------
     def _on_reading(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         account = fold_reading(state.facts, p, event, ctx.now, self._tolerance_ns, ctx)
-        if account.debt_minor >= self._config.debt_threshold_minor and self._waits_for_input(state, p.account_id, account):
+        if account.debt_minor < self._config.debt_threshold_minor:
+            return  # the hot path: most accounts owe nothing worth a notice
+        # Only a notice blocked or cancelled for its readings (stale, missing, estimated)
+        # can change with a reading: debt and due time have their own events and the
+        # ``due:`` timer, and held notices are re-checked at release.
+        notices = state.notices.get(p.account_id)
+        if notices is None or account.balance is None:
+            return
+        notice = notices.get(account.balance.period)
+        if notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons):
             self._notices.evaluate(state, p.account_id, account, ctx, "reading")
-
-    @staticmethod
-    def _waits_for_input(state: ArrearsState, account_id: str, account: Account) -> bool:
-        """The current period's notice was blocked or cancelled for its readings.
-
-        Only then can a reading change the outcome: debt and due time are
-        re-evaluated by their own events and the ``due:`` timer, and held
-        notices are re-checked at release.
-        """
-        if account.balance is None:
-            return False
-        notice = (state.notices.get(account_id) or {}).get(account.balance.period)
-        return notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons)
 
     def _on_payment(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         account = fold_payment(state.facts, p, event, ctx)

@@ -1,5 +1,9 @@
 """The arrears projection's state: facts (order-independent) and notices (history).
 
+Leaf structs are ``gc=False``: they hold no containers that could form a
+cycle, and a replay keeps millions of them alive, which would otherwise make
+every full garbage collection walk them all.
+
 Event ids are kept as ``uuid.UUID`` (turned into text only when a decision
 cites them): formatting a UUID costs more than the rest of a reading's fold.
 
@@ -15,7 +19,7 @@ import uuid
 import msgspec
 
 
-class Reading(msgspec.Struct, array_like=True):
+class Reading(msgspec.Struct, array_like=True, gc=False):
     """A meter's reading as trusted: ``trusted_at`` is min(device time, arrival time)."""
 
     trusted_at: int
@@ -26,7 +30,7 @@ class Reading(msgspec.Struct, array_like=True):
     event_id: uuid.UUID
 
 
-class Meter(msgspec.Struct):
+class Meter(msgspec.Struct, gc=False):
     """The latest reading by trusted time and the register's range (monotonic by max)."""
 
     latest: Reading
@@ -34,18 +38,18 @@ class Meter(msgspec.Struct):
     max_register_kwh: float
 
 
-class Payment(msgspec.Struct, array_like=True):
+class Payment(msgspec.Struct, array_like=True, gc=False):
     amount_minor: int
     paid_at: int
     event_id: uuid.UUID
 
 
-class Reversal(msgspec.Struct, array_like=True):
+class Reversal(msgspec.Struct, array_like=True, gc=False):
     reversed_at: int
     event_id: uuid.UUID
 
 
-class Balance(msgspec.Struct, array_like=True):
+class Balance(msgspec.Struct, array_like=True, gc=False):
     """A statement: it reflects every payment and reversal made at or before ``stated_at``."""
 
     balance_minor: int
@@ -56,7 +60,7 @@ class Balance(msgspec.Struct, array_like=True):
     event_id: uuid.UUID
 
 
-class Flag(msgspec.Struct, array_like=True):
+class Flag(msgspec.Struct, array_like=True, gc=False):
     active: bool
     at: int
     event_id: uuid.UUID
@@ -81,7 +85,7 @@ class Facts(msgspec.Struct):
     calendar: dict[str, Flag] = {}  # ISO date -> holiday (active) as last stated
 
 
-class Notice(msgspec.Struct):
+class Notice(msgspec.Struct, gc=False):
     """The arrears notice of one account and period, and where it stands.
 
     ``status`` is held | released | cancelled | blocked. ``waiting`` says what a

@@ -23,6 +23,7 @@ from eventstore import (
     RecordedEvent,
 )
 from projections import ArrearsProjection, ArrearsState
+from projections._arrears.facts import debt_of
 
 from .helpers import DAY, HOUR, Log, readings, released, run, statement, t
 from .invariants import check_all
@@ -87,6 +88,8 @@ def test_facts_converge_and_invariants_hold_under_perturbation(events, baseline,
     result = run(events, deliveries=perturbed(events, seed))
     assert ArrearsProjection.convergent(result.state) == ArrearsProjection.convergent(baseline.state)
     assert check_all(result.decisions, HOLD_NS) == {}
+    for account in result.state.facts.accounts.values():  # the cached debt is the recomputed one
+        assert account.debt_minor == debt_of(account)
 
 
 def test_same_deliveries_give_identical_traces(events):
