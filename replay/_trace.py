@@ -2,12 +2,16 @@
 
 Tables and columns come from ``replay/_schema.py``. Rows arrive as column
 batches and go out as Parquet row groups, so memory stays flat in the log's
-length. Files are written under a ``.partial`` name and renamed on ``close``:
-a trace directory never holds a half-written table under its real name.
+length. Encoding and compressing a row group happens on one background thread
+(pyarrow releases the GIL), overlapping the replay; at most one batch is in
+flight, so memory stays bounded. Files are written under a ``.partial`` name
+and renamed on ``close``: a trace directory never holds a half-written table
+under its real name.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -85,13 +89,23 @@ class TraceWriter:
             raise ReplayError(f"cannot create trace directory {self.directory}: {e}") from e
         self._compression = compression
         self._writers: dict[str, pq.ParquetWriter] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="trace-writer")
+        self._in_flight: Future | None = None
         for table in TABLES:  # every table exists from the start, as .partial until close
             self._writer(table)
 
     def write(self, table: str, run_id: str, cols: list[list]) -> None:
         """Append one batch of rows: ``cols`` are the columns after ``run_id``, in schema order."""
         if cols[0]:
-            self._writer(table).write_table(arrow_batch(table, run_id, cols))
+            batch = arrow_batch(table, run_id, cols)
+            self._settle()
+            self._in_flight = self._pool.submit(self._writer(table).write_table, batch)
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
 
     def _writer(self, table: str) -> pq.ParquetWriter:
         writer = self._writers.get(table)
@@ -110,6 +124,8 @@ class TraceWriter:
 
     def close(self) -> None:
         """Finish every table (empty tables get a file too) and move them to their real names."""
+        self._settle()
+        self._pool.shutdown()
         for table in TABLES:
             self._writer(table).close()
             self._partial(table).replace(self.directory / f"{table}.parquet")
@@ -121,6 +137,11 @@ class TraceWriter:
         They stay as readable ``.partial`` Parquet files holding the rows
         flushed before the failure, for a post-mortem.
         """
+        try:
+            self._settle()
+        except Exception:  # noqa: S110 - the run's own error is the one to report
+            pass
+        self._pool.shutdown()
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
