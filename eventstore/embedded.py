@@ -269,6 +269,10 @@ class EmbeddedStore(EventStore):
 
     # -- waiting and lifecycle ------------------------------------------------
     def wait_for_append(self, after_position: int, timeout: float) -> bool:
+        if self._closed or self._last_committed > after_position:
+            return True
+        if self.last_position() > after_position:  # written by another handle or process
+            return True
         with self._appended:
             if self._closed or self._last_committed > after_position:
                 return True

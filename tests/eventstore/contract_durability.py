@@ -85,13 +85,8 @@ class DurabilityCases:
             event = sub.next_within(10.0)
         assert event is not None and event.stream == ns + "other-writer"
 
-    def test_wait_for_append_sees_events_written_through_another_handle(self, backend, ns, request):
+    def test_wait_for_append_sees_events_written_through_another_handle(self, backend, ns):
         _need_durable(backend)
-        if backend.name == "embedded":
-            request.applymarker(pytest.mark.xfail(strict=True, reason=(
-                "embedded.py wait_for_append only knows this handle's own commits "
-                "(_last_committed starts at 0), so it waits out its whole timeout while "
-                "events after the position are already stored")))
         with backend.open() as writer:
             base = writer.last_position()
             writer.append(ns + "elsewhere", batch(1))
