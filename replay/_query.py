@@ -45,7 +45,7 @@ class TraceConnection:
     """
 
     def __init__(self, dirs: Sequence[str | os.PathLike[str]]) -> None:
-        self.dirs = tuple(_trace_dir(d) for d in dirs)
+        self.dirs = tuple(dict.fromkeys(_trace_dir(d) for d in dirs))  # a run named twice counts once
         if not self.dirs:
             raise QueryError("name at least one trace directory")
         self._con = duckdb.connect(

@@ -54,6 +54,11 @@ def test_tables_span_every_run(runs: tuple[Path, Path]) -> None:
     assert query(runs, invariant).rows() == [("b", 0)]  # INV-2 written as SQL finds the breaking row
 
 
+def test_a_run_named_twice_counts_once(runs: tuple[Path, Path]) -> None:
+    a, b = runs
+    assert query([a, b, a / ".." / a.name], "SELECT count(*) AS n FROM decisions")["n"].item() == 3
+
+
 def test_a_table_no_run_has_is_empty_with_its_columns(runs: tuple[Path, Path]) -> None:
     with open_trace(*runs) as con:
         frame = con.pl("SELECT * FROM violations")
