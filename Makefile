@@ -20,7 +20,7 @@ PYTHON ?= $(shell for p in python3 python3.11 python3.12 python3.13; do \
 	  if $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
 	    command -v $$p; break; fi; done)
 
-.PHONY: help demo test quick bench lint clean system-deps venv
+.PHONY: help demo test quick bench lint docs clean system-deps venv
 
 help:
 	@echo "make demo    set up .venv and run the arrears demo (generate, import, replay, query, check)"
@@ -28,6 +28,7 @@ help:
 	@echo "make quick   like make test, without slow tests"
 	@echo "make bench   run every tests/bench/bench_*.py (QUICK=1 for short runs)"
 	@echo "make lint    ruff check"
+	@echo "make docs    regenerate the CLI reference in README.md from the parsers"
 	@echo "make clean   remove demo-out/ and bench-out/ (keeps .venv)"
 
 venv: $(STAMP)
@@ -88,6 +89,9 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	$(BIN)/python -m load._clidocs README.md
 
 clean:
 	rm -rf demo-out bench-out
