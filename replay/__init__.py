@@ -9,7 +9,13 @@ from ._clock import VirtualClock as VirtualClock
 from ._context import ReplayContext as ReplayContext
 from ._delivery import Delivery as Delivery
 from ._delivery import Drop as Drop
+from ._delivery import IdentitySchedule as IdentitySchedule
 from ._delivery import deliveries_of as deliveries_of
+from ._determinism import DeterminismReport as DeterminismReport
+from ._determinism import Mismatch as Mismatch
+from ._determinism import check_determinism as check_determinism
+from ._diff import DiffReport as DiffReport
+from ._diff import diff_projections as diff_projections
 from ._errors import ReplayError as ReplayError
 from ._logexport import export_log as export_log
 from ._logimport import import_log as import_log
