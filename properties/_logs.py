@@ -97,8 +97,8 @@ def _key(item: tuple) -> tuple[int, int]:
 
 # -- arrears ------------------------------------------------------------------
 _PAYMENT = st.tuples(
-    st.integers(0, 9),  # day it is paid
-    st.integers(1, 20_000),  # amount, minor units
+    st.integers(0, 4),  # day it is paid: before, inside or after the hold window
+    st.integers(1, 8).map(lambda k: k * 1_000),  # amount, minor units: round figures
     st.booleans(),  # the processor's webhook retried: the same payment twice in the log
     st.booleans(),  # reversed two days later
 )
@@ -119,10 +119,12 @@ def arrears_logs(draw, max_accounts: int = 3, days: int = 6) -> list[RecordedEve
 
 def _account(draw, log: LogBuilder, a: int, days: int) -> None:
     account, meter, stream = f"AC{a:06d}", f"MTR{a:06d}", f"account-{a:06d}"
-    debt = draw(st.integers(0, 20_000))
+    # Steps of 15.00 either side of the 50.00 threshold: a plain integer draw favours
+    # small numbers and would leave almost every account out of arrears.
+    debt = draw(st.integers(0, 8)) * 1_500
     at = START + 2 * HOUR
     log.add(stream, AccountBalance(account, debt, due_at=at + DAY), at, at + SECOND, "billing")
-    if draw(st.booleans()):
+    if draw(st.integers(0, 9)) == 9:  # one customer in ten; shrinks to not vulnerable
         flag = CustomerFlag(account, "vulnerable")
         log.add(stream, flag, START + HOUR, START + HOUR + SECOND, "crm")
     register = 1_000.0

@@ -25,7 +25,7 @@ HOUR_NS: Final = 3_600_000_000_000
 
 
 class Delay(msgspec.Struct, frozen=True, tag="delay"):
-    """Deliver the event at ``position`` ``ns`` later than it was recorded."""
+    """Deliver the event at ``position`` ``ns`` later than it was recorded (the largest delay wins)."""
 
     position: int
     ns: int
@@ -254,7 +254,8 @@ class _Plan:
             self.dropped[i] = "dropped"
         elif isinstance(p, Delay):
             first = self._first(i)
-            first.at += max(p.ns, 0)
+            # Two delays of one event do not add up: the larger wins, so lateness stays bounded.
+            first.at = max(first.at, first.base + max(p.ns, 0))
             first.relabel("delayed")
         elif isinstance(p, Reorder):
             first = self._first(i)
