@@ -49,31 +49,33 @@ def fold_reading(
     reading look fresher than the moment we learned of it. This is the hot path
     of a replay, so it builds a ``Reading`` only when the reading becomes latest.
     """
-    accounts = facts.accounts
-    account = accounts.get(p.account_id)
+    account_id = p.account_id
+    account = facts.accounts.get(account_id)
     if account is None:
-        account = accounts[p.account_id] = Account()
+        account = facts.accounts[account_id] = Account()
     recorded = event.recorded_at
     arrival = recorded if 0 < recorded < now else now
     occurred = event.occurred_at
     trusted = occurred if occurred < arrival else arrival
     ahead = occurred > arrival + tolerance_ns
+    event_id = event.id
     if ahead:
-        _observe(ctx, "reading", p.account_id, "trust-device-time", R.CLOCK_AHEAD, event.id)
+        _observe(ctx, "reading", account_id, "trust-device-time", R.CLOCK_AHEAD, event_id)
     register = p.register_kwh
     meter = account.meters.get(p.meter_id)
     if meter is None:
-        reading = Reading(trusted, occurred, register, p.estimated, ahead, event.id)
+        reading = Reading(trusted, occurred, register, p.estimated, ahead, event_id)
         account.meters[p.meter_id] = Meter(reading, register, register)
         return account
     latest = meter.latest
-    if trusted > latest.trusted_at or (trusted == latest.trusted_at and event.id > latest.event_id):
-        if register < meter.max_register_kwh:
-            _observe(ctx, "reading", p.account_id, "lower-register", R.REGISTER_DECREASE, event.id)
-        meter.latest = Reading(trusted, occurred, register, p.estimated, ahead, event.id)
-    elif event.id != latest.event_id:
-        _observe(ctx, "reading", p.account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, event.id)
-    if register > meter.max_register_kwh:
+    top = meter.max_register_kwh
+    if trusted > latest.trusted_at or (trusted == latest.trusted_at and event_id > latest.event_id):
+        if register < top:
+            _observe(ctx, "reading", account_id, "lower-register", R.REGISTER_DECREASE, event_id)
+        meter.latest = Reading(trusted, occurred, register, p.estimated, ahead, event_id)
+    elif event_id != latest.event_id:
+        _observe(ctx, "reading", account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, event_id)
+    if register > top:
         meter.max_register_kwh = register
     elif register < meter.min_register_kwh:
         meter.min_register_kwh = register

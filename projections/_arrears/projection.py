@@ -73,7 +73,7 @@ from .facts import (
     fold_reversal,
 )
 from .notices import Notices
-from .state import ArrearsState
+from .state import Account, ArrearsState
 
 _STOPPED = frozenset({"blocked", "cancelled"})
 # Reasons a newer reading can lift.
@@ -92,10 +92,10 @@ class ArrearsProjection:
         self._config = config if config is not None else ArrearsConfig()
         self._assessor = Assessor(self._config)
         self._notices = Notices(self._config, self._assessor)
+        self._threshold = self._config.debt_threshold_minor  # the lowest threshold (vulnerable is higher)
         self._tolerance_ns = int(self._config.clock_ahead_tolerance_s * 1_000_000_000)
         self._offset_ns = self._config.utc_offset_minutes * 60_000_000_000
         self._handlers: dict[str, Callable[[ArrearsState, Any, RecordedEvent, Context], None]] = {
-            "MeterReading": self._on_reading,
             "PaymentReceived": self._on_payment,
             "PaymentReversed": self._on_reversal,
             "AccountBalance": self._on_balance,
@@ -110,6 +110,12 @@ class ArrearsProjection:
 
     def apply(self, state: ArrearsState, event: RecordedEvent, ctx: Context) -> ArrearsState:
         """Fold one delivered event; other event types pass through untouched."""
+        if event.type == "MeterReading":  # nine events in ten: skip the dispatch
+            p = decode_payload(event)
+            account = fold_reading(state.facts, p, event, ctx.now, self._tolerance_ns, ctx)  # type: ignore[arg-type]
+            if account.debt_minor >= self._threshold:
+                self._after_reading(state, p.account_id, account, ctx)  # type: ignore[union-attr]
+            return state
         handler = self._handlers.get(event.type)
         if handler is not None:
             handler(state, decode_payload(event), event, ctx)
@@ -141,19 +147,19 @@ class ArrearsProjection:
         return _SORTED.encode(state.facts)
 
     # -- handlers -----------------------------------------------------------------
-    def _on_reading(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
-        account = fold_reading(state.facts, p, event, ctx.now, self._tolerance_ns, ctx)
-        if account.debt_minor < self._config.debt_threshold_minor:
-            return  # the hot path: most accounts owe nothing worth a notice
-        # Only a notice blocked or cancelled for its readings (stale, missing, estimated)
-        # can change with a reading: debt and due time have their own events and the
-        # ``due:`` timer, and held notices are re-checked at release.
-        notices = state.notices.get(p.account_id)
+    def _after_reading(self, state: ArrearsState, account_id: str, account: Account, ctx: Context) -> None:
+        """Re-evaluate an indebted account whose notice waits for better readings.
+
+        Only a notice blocked or cancelled for its readings (stale, missing,
+        estimated) can change with a reading: debt and due time have their own
+        events and the ``due:`` timer, and held notices are re-checked at release.
+        """
+        notices = state.notices.get(account_id)
         if notices is None or account.balance is None:
             return
         notice = notices.get(account.balance.period)
         if notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons):
-            self._notices.evaluate(state, p.account_id, account, ctx, "reading")
+            self._notices.evaluate(state, account_id, account, ctx, "reading")
 
     def _on_payment(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         account = fold_payment(state.facts, p, event, ctx)
