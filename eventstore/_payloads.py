@@ -16,8 +16,8 @@ from ._errors import InvalidPayload
 from ._types import NewEvent, RecordedEvent, type_of
 
 
-class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Base of every payload struct."""
+class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Base of every payload struct (no cycles possible, so not tracked by the collector)."""
 
 
 # -- metering and billing -------------------------------------------------

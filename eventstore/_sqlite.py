@@ -101,36 +101,53 @@ def encode_record(event: RecordedEvent) -> tuple[bytes, int]:
     return record, zlib.crc32(record)
 
 
-def decode_rows(rows: list[tuple[int, bytes, int]]) -> list[RecordedEvent]:
-    """Verify and decode ``(position, record, checksum)`` rows; raise ``CorruptEvent`` on damage.
+def decode_rows(rows: list[tuple[bytes, int]], after: int, backwards: bool) -> list[RecordedEvent]:
+    """Verify and decode a page of ``(record, checksum)`` rows read in position order.
 
-    The page is checked with one comprehension and decoded with one msgpack
-    call (records are msgpack arrays, so a page is an array of them): this
-    loop runs for every event read, so it stays out of per-row Python.
+    Raises ``CorruptEvent`` for a checksum mismatch, an undecodable record, or a
+    record whose position breaks the page's order after ``after`` (a row moved
+    or copied into the wrong place). The page is checked with one
+    comprehension and decoded with one msgpack call (records are msgpack
+    arrays, so a page is an array of them): this runs for every event read.
     """
     crc32 = zlib.crc32
-    if any(crc32(record) != checksum for _, record, checksum in rows):
-        bad = next(p for p, record, checksum in rows if crc32(record) != checksum)
-        raise CorruptEvent(bad)
-    blob = b"\xdd" + len(rows).to_bytes(4, "big") + b"".join([row[1] for row in rows])
+    if any(crc32(record) != checksum for record, checksum in rows):
+        events = [_decode_unchecked(record) for record, _ in rows]
+        bad = next(i for i, (record, checksum) in enumerate(rows) if crc32(record) != checksum)
+        raise CorruptEvent(_best_position(events, bad, after, backwards))
+    header = b"\xdd" + len(rows).to_bytes(4, "big")
     try:
-        events = PAGE_DECODER.decode(blob)
-    except msgspec.DecodeError:
-        return [_decode_one(position, record) for position, record, _ in rows]
-    if [e.position for e in events] != [row[0] for row in rows]:
-        bad = next(e.position for e, row in zip(events, rows, strict=True) if e.position != row[0])
-        raise CorruptEvent(bad, "record's position does not match its row")
+        events = PAGE_DECODER.decode(b"".join([header, *[record for record, _ in rows]]))
+    except (msgspec.DecodeError, ValueError):
+        each = [_decode_unchecked(record) for record, _ in rows]
+        bad = each.index(None)
+        raise CorruptEvent(_best_position(each, bad, after, backwards), "record does not decode") from None
+    positions = [e.position for e in events]
+    expected = sorted(positions, reverse=backwards)
+    if positions != expected or len(set(positions)) != len(positions) or (
+        positions and (positions[0] >= after if backwards else positions[0] <= after)
+    ):
+        raise CorruptEvent(positions[0], "stored out of order: a row was moved or copied")
     return events
 
 
-def _decode_one(position: int, record: bytes) -> RecordedEvent:
+def _decode_unchecked(record: bytes) -> RecordedEvent | None:
     try:
-        event = RECORD_DECODER.decode(record)
-    except msgspec.DecodeError as e:
-        raise CorruptEvent(position, f"record does not decode: {e}") from e
-    if event.position != position:
-        raise CorruptEvent(position, f"record says position {event.position}")
-    return event
+        return RECORD_DECODER.decode(record)
+    except (msgspec.DecodeError, ValueError):  # invalid UTF-8 surfaces as UnicodeDecodeError
+        return None
+
+
+def _best_position(events: list[RecordedEvent | None], index: int, after: int, backwards: bool) -> int:
+    """The position of row ``index``: its own if it decodes, else inferred from its neighbours."""
+    own = events[index]
+    if own is not None:
+        return own.position
+    step = -1 if backwards else 1
+    for distance, event in enumerate(reversed(events[:index]), start=1):
+        if event is not None:
+            return event.position + step * distance
+    return after + step * (index + 1)
 
 
 @contextlib.contextmanager

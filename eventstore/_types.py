@@ -34,7 +34,7 @@ EXISTS: Final = ExpectedState("EXISTS")
 Expected = ExpectedState | int
 
 
-class Metadata(msgspec.Struct, frozen=True, omit_defaults=True, array_like=True):
+class Metadata(msgspec.Struct, frozen=True, omit_defaults=True, array_like=True, gc=False):
     """Who caused an event and how its data is encoded."""
 
     correlation_id: str | None = None
@@ -77,8 +77,12 @@ class NewEvent(msgspec.Struct, frozen=True):
         return cls(type_of(payload), payload, **kwargs)
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, array_like=True):
-    """An event as stored: with stream revision (0-based, gapless) and global position."""
+class RecordedEvent(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """An event as stored: with stream revision (0-based, gapless) and global position.
+
+    ``gc=False``: it holds only scalars and metadata, so it cannot be part of a
+    reference cycle, and millions of them must not make the collector scan them.
+    """
 
     id: uuid.UUID
     stream: str

@@ -22,7 +22,6 @@ from typing import Final
 from . import _sqlite
 from ._contract import (
     NO_FILTER,
-    PAGE_SIZE,
     EventStore,
     ReadFilter,
     check_open,
@@ -34,7 +33,7 @@ from ._rules import validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from ._validation import prepare_batch
 
-_READ_PAGE: Final = PAGE_SIZE * 4
+_READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
 
 
 class _Request:
@@ -212,17 +211,19 @@ class EmbeddedStore(EventStore):
             cursor = (1 << 62) if backwards else -1
         remaining = limit
         sql = (
-            f"SELECT position, record, checksum FROM events WHERE {clause.format(compare)}"
+            f"SELECT record, checksum FROM events WHERE {clause.format(compare)}"
             f" ORDER BY {key} {order} LIMIT ?"
         )
+        last_position = (1 << 62) if backwards else 0
         while remaining is None or remaining > 0:
             size = _READ_PAGE if remaining is None else min(_READ_PAGE, remaining)
             rows = self._query(sql, (*params, cursor, size))
             if not rows:
                 return
-            events = _sqlite.decode_rows(rows)
+            events = _sqlite.decode_rows(rows, last_position, backwards)
             yield from events
             cursor = getattr(events[-1], key)
+            last_position = events[-1].position
             if remaining is not None:
                 remaining -= len(events)
             if len(rows) < size:
