@@ -46,7 +46,10 @@ they apply. Notice decisions carry ``min_confidence_external``; internal ones
 ``min_confidence_internal`` (lower) or none for plain observations.
 
 State is updated in place and returned (the fold's result is the same object);
-take ``convergent(state)`` or an encoded snapshot to keep a copy.
+take ``convergent(state)`` or an encoded snapshot to keep a copy. Input is
+decoded and validated before anything is changed, so an event the projection
+refuses (a payload that does not decode, a malformed calendar date) raises
+with its position and leaves the state as it was.
 """
 
 from __future__ import annotations

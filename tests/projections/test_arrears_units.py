@@ -79,3 +79,14 @@ def test_reconciled_statement_beats_provisional_one_at_the_same_time():
         balance = run(log).state.facts.accounts["A1"].balance
         assert (balance.balance_minor, balance.provisional) == (6_000, False)
     assert released(run(log)) == []  # no readings at all: nothing can be released
+
+
+def test_malformed_payload_is_a_fault_and_leaves_state_untouched():
+    log = Log()
+    statement(log)
+    events = log.events()
+    broken = msgspec.structs.replace(events[0], type="MeterReading", data=b'{"meter_id": 7}', position=2)
+    result = replay.run(list(replay.deliveries_of([events[0], broken])), ArrearsProjection(), collect=True)
+    (fault,) = result.tables["faults"].to_dicts()
+    assert fault["kind"] == "projection_error" and "position 2" in fault["detail"]
+    assert result.state.facts.accounts["A1"].meters == {}
