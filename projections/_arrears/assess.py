@@ -109,6 +109,7 @@ class Assessor:
 
 
 def is_vulnerable(account: Account) -> bool:
+    """The vulnerable flag as last stated is active."""
     flag = account.flags.get("vulnerable")
     return flag is not None and flag.active
 

@@ -28,6 +28,7 @@ def effect_key(account_id: str, period: str) -> str:
 
 
 def release_key(account_id: str, period: str) -> str:
+    """The timer key of a held notice's release; one per account and period."""
     return f"release:{account_id}:{period}"
 
 
