@@ -56,10 +56,10 @@ def test_SM_AR_012_release_without_recheck_is_found_and_shrunk(log):
 @pytest.mark.case("SM-AR-004")
 def test_SM_AR_004_counting_duplicate_payments_is_found_and_shrunk(log):
     found = broken(check(log, variant("counts_duplicate_payments"), **SEARCH))
-    assert {"INV-5", "AR-5"} <= set(found)
+    assert "INV-5" in found and set(found) <= {"INV-5", "AR-5"}
     cx = found["INV-5"].counterexample
     assert cx.events == 1 and [type(p).__name__ for p in cx.schedule.perturbations] == ["Duplicate"]
-    assert found["AR-5"].counterexample.events <= 5
+    assert all(r.counterexample.events <= 5 for r in found.values())
 
 
 @pytest.mark.case("SM-AR-003")
