@@ -33,11 +33,12 @@ class ReplayContext(VirtualClock):
 
     __slots__ = (
         "cause", "heap", "active", "order", "timer_rows", "journal",
-        "decision_objs", "decision_causes", "decisions",
+        "decision_objs", "decision_causes", "decisions", "keep_decisions",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, keep_decisions: bool = True) -> None:
         super().__init__(0)
+        self.keep_decisions = keep_decisions
         self.cause = -1
         self.heap: list[list] = []
         self.active: dict[str, list] = {}
@@ -47,7 +48,8 @@ class ReplayContext(VirtualClock):
         self.journal: list[tuple] = []
         self.decision_objs: list[Decision] = []  # the trace buffer; flushed in batches
         self.decision_causes: list[int] = []
-        self.decisions: list[Decision] = []  # every decision of the run, for RunResult
+        # every decision of the run, for RunResult; not kept when the trace streams to disk only
+        self.decisions: list[Decision] = []
 
     # -- the Context protocol ---------------------------------------------
     def decide(self, decision: Decision) -> Decision:
@@ -58,7 +60,8 @@ class ReplayContext(VirtualClock):
             decision = msgspec.structs.replace(decision, at=self.now)
         self.decision_objs.append(decision)
         self.decision_causes.append(self.cause)
-        self.decisions.append(decision)
+        if self.keep_decisions:
+            self.decisions.append(decision)
         return decision
 
     def schedule(self, at: int, key: str, payload: Any = None) -> None:

@@ -28,7 +28,8 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     """What a replay produced.
 
     ``decisions`` are the decisions of this run with ``at`` set (for a resumed
-    run: those after the snapshot). ``counts`` holds the row counts of the
+    run: those after the snapshot); empty when the run wrote a trace without
+    collecting it, so memory stays flat: read them from the trace instead. ``counts`` holds the row counts of the
     whole run as in the ``runs`` row: events, deliveries, drops, decisions,
     timers, faults. ``digest`` is sha256 over every trace row
     but ``runs``; identical replays give identical digests, resumed or not.
@@ -171,7 +172,8 @@ class _Runner:
         self.projection = projection
         self.name = str(getattr(projection, "name", type(projection).__name__))
         self.state = projection.initial()
-        self.ctx = ReplayContext()
+        # A trace streamed to disk and not collected keeps memory flat: decisions live on disk.
+        self.ctx = ReplayContext(keep_decisions=collect or trace_dir is None)
         self.now = -math.inf  # no delivery yet: the first may be at any time
         self.run_id = run_id
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
@@ -186,6 +188,7 @@ class _Runner:
     def loop(self, deliveries: Iterator[Delivery], done: int, snaps) -> None:
         """Deliver everything in order, firing due timers first (steps 4-6, 8)."""
         ctx, buf, apply = self.ctx, self.buf, self.projection.apply
+        heap = ctx.heap
         add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
         state, now, pacer = self.state, self.now, self.pacer
         checkpoint = self._next_checkpoint(done, snaps)
@@ -194,7 +197,7 @@ class _Runner:
             if at < now:
                 self.state = state
                 raise ReplayError(_out_of_order(d.event, at, now))
-            if ctx.heap:
+            if heap and heap[0][0] <= at:  # the earliest timer (live or not) is due
                 self.state = state
                 state = self.fire_until(at)
             if pacer is not None:
@@ -223,6 +226,7 @@ class _Runner:
         The same steps as ``loop`` line for line, without a ``Delivery`` per event.
         """
         ctx, buf, apply = self.ctx, self.buf, self.projection.apply
+        heap = ctx.heap
         add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
         state, now, pacer = self.state, self.now, self.pacer
         checkpoint = self._next_checkpoint(done, snaps)
@@ -231,7 +235,7 @@ class _Runner:
             if at < now:
                 self.state = state
                 raise ReplayError(_out_of_order(event, at, now))
-            if ctx.heap:
+            if heap and heap[0][0] <= at:  # the earliest timer (live or not) is due
                 self.state = state
                 state = self.fire_until(at)
             if pacer is not None:
