@@ -59,12 +59,12 @@ def _register_demo(commands: argparse._SubParsersAction) -> None:
         "with SQL, and property-check a slice. Exit 1 when a line is rejected or an invariant breaks.",
     )
     demo.add_argument("--dir", type=Path, default=Path("demo-out"), help="where files go (default demo-out)")
-    demo.add_argument("--accounts", type=int, default=500, help="accounts in the log (default 500)")
+    demo.add_argument("--accounts", type=int, default=1000, help="accounts in the log (default 1000)")
     demo.add_argument("--days", type=int, default=90, help="days simulated (default 90)")
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    demo.add_argument("--check-accounts", type=int, default=20,
-                      help="accounts in the slice the property check perturbs (default 20)")
-    demo.add_argument("--examples", type=int, default=30, help="property-check examples (default 30)")
+    demo.add_argument("--check-accounts", type=int, default=30,
+                      help="accounts in the slice the property check perturbs (default 30)")
+    demo.add_argument("--examples", type=int, default=100, help="property-check examples (default 100)")
     demo.set_defaults(run=_run_demo)
 
 
