@@ -33,6 +33,7 @@ from ._rules import validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from ._validation import prepare_batch
 
+COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
 
 
@@ -118,16 +119,31 @@ class EmbeddedStore(EventStore):
         return request.future
 
     def _commit_loop(self) -> None:
-        """Commit whatever is queued, one transaction per group, until the store closes."""
+        """Commit whatever is queued, one transaction per group, until the store closes.
+
+        Group commit with an adaptive delay: ``expected`` is how many appenders
+        were active around the last commit (those it answered plus those that
+        queued meanwhile). While fewer are queued, wait up to ``COMMIT_DELAY``
+        for the rest, which were woken by the last commit and are about to
+        append again. A lone appender never waits (``expected`` is 1).
+        """
+        expected = 1
         while True:
             with self._queue:
                 while not self._pending and not self._closed:
                     self._queue.wait()
+                if len(self._pending) < expected and not self._closed:
+                    self._queue.wait_for(
+                        lambda n=expected: len(self._pending) >= n or self._closed, COMMIT_DELAY
+                    )
                 group, self._pending = self._pending, []
-            if group:
-                self._commit_group(group)
-            elif self._closed:
-                return
+            if not group:
+                if self._closed:
+                    return
+                continue
+            self._commit_group(group)
+            with self._queue:
+                expected = len(group) + len(self._pending)
 
     def _commit_group(self, group: list[_Request]) -> None:
         """One transaction for the group; each caller gets its own outcome."""
