@@ -253,8 +253,10 @@ def _notice(acct: Account, ledger: Ledger, d: int) -> None:
     rng = acct.rng
     if ledger.balance < NOTICE_THRESHOLD_MINOR:
         return
-    month = (acct.start + dt.timedelta(days=d)).strftime("%Y%m")
-    notice_id = f"N-{acct.account_id}-{month}"
+    # The legacy system keyed notices as the arrears projection keys its effects
+    # (kind:account:period), so a replay can match acks to the notices it releases.
+    month = (acct.start + dt.timedelta(days=d)).strftime("%Y-%m")
+    notice_id = f"arrears-notice:{acct.account_id}:{month}"
     sent = acct.day_ns(d) + 10 * HOUR + rng.randrange(2 * HOUR)
     accepted = sent + rng.randrange(NS, 30 * NS)
     _ack(acct, notice_id, accepted, "accepted")
