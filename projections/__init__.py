@@ -3,7 +3,8 @@
 The contract (``Projection``, ``Context``, ``Decision``, ``Timer``, ``Status``,
 ``EFFECTIVE``), stable reason codes (``projections.reasons``), the domain
 projections and a registry: ``get("arrears", hold_hours="48")`` builds one by
-name from typed or CLI-string config; ``names()`` lists them.
+name from typed or CLI-string config; ``names()`` lists them
+(``replay.load_projection`` also takes ``file.py:factory`` for your own).
 """
 
 from . import reasons as reasons

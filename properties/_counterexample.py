@@ -13,13 +13,13 @@ Layout of a counterexample directory (itself a trace directory, so
 
 ``replay_counterexample(DIR)`` (and ``unbroken check --replay DIR``) rebuilds
 the projection, replays the log under the schedule, checks the invariant and
-compares the digest: the same violation, exactly.
+compares the digest: the same violation, exactly. ``unbroken replay
+--counterexample DIR`` replays the recorded deliveries without properties/ and
+compares the digest.
 """
 
 from __future__ import annotations
 
-import base64
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eventstore import Metadata, RecordedEvent
+from replay import read_recorded, write_recorded
 
 from ._evaluate import Evaluator
 from ._examples import LogContext
@@ -54,52 +54,6 @@ class SavedMeta(msgspec.Struct, kw_only=True):
     rows: list[dict[str, Any]]
 
 
-class _Line(msgspec.Struct, kw_only=True, omit_defaults=True):
-    id: str
-    stream: str
-    revision: int
-    position: int
-    recorded_at: int
-    occurred_at: int
-    type: str
-    data: str | None = None  # the exact bytes as UTF-8 text ...
-    data_b64: str | None = None  # ... or base64 when they are not text
-    metadata: Metadata = Metadata()
-
-
-def write_events(path: Path, events: list[RecordedEvent]) -> None:
-    """Write ``events`` one JSON object per line, keeping every byte of ``data``."""
-    enc = msgspec.json.Encoder()
-    with path.open("wb") as out:
-        for e in events:
-            out.write(enc.encode(_line(e)) + b"\n")
-
-
-def _line(e: RecordedEvent) -> _Line:
-    try:
-        text, b64 = e.data.decode("utf-8"), None
-    except UnicodeDecodeError:
-        text, b64 = None, base64.b64encode(e.data).decode()
-    return _Line(id=str(e.id), stream=e.stream, revision=e.revision, position=e.position,
-                 recorded_at=e.recorded_at, occurred_at=e.occurred_at, type=e.type,
-                 data=text, data_b64=b64, metadata=e.metadata)
-
-
-def read_events(path: Path) -> list[RecordedEvent]:
-    """The events written by ``write_events``; raises ``ValueError`` naming the line if damaged."""
-    dec = msgspec.json.Decoder(_Line)
-    out = []
-    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            line = dec.decode(raw)
-        except msgspec.DecodeError as e:
-            raise ValueError(f"{path}:{n}: not a saved event: {e}") from e
-        data = line.data.encode() if line.data is not None else base64.b64decode(line.data_b64 or "")
-        out.append(RecordedEvent(uuid.UUID(line.id), line.stream, line.revision, line.position,
-                                 line.recorded_at, line.occurred_at, line.type, data, line.metadata))
-    return out
-
-
 def save(directory: Path, trace: Trace, invariant: Invariant, verdict: Verdict, spec: str,
          config: dict, seed: int | None) -> None:
     """Write a counterexample directory (see the module docstring) around ``trace``.
@@ -109,7 +63,7 @@ def save(directory: Path, trace: Trace, invariant: Invariant, verdict: Verdict, 
     ``verdict`` judged on it, so a replay compares equal row for row.
     """
     events, schedule = list(trace.events), trace.schedule
-    write_events(directory / "events.jsonl", events)
+    write_recorded(directory / "events.jsonl", events)
     (directory / "schedule.json").write_bytes(schedule.to_json() + b"\n")
     if invariant.sql is not None:
         header = f"-- id: {invariant.id}\n-- description: {invariant.description}\n"
@@ -200,7 +154,7 @@ def replay_counterexample(directory: str | Path, projection: Any = None) -> Repl
     if not meta_path.is_file():
         raise FileNotFoundError(f"{root} is not a counterexample directory (no counterexample.json)")
     meta = msgspec.json.decode(meta_path.read_bytes(), type=SavedMeta)
-    events = read_events(root / "events.jsonl")
+    events = read_recorded(root / "events.jsonl")
     schedule = Schedule.from_json((root / "schedule.json").read_bytes())
     invariant = _saved_invariant(root, meta)
     factory = factory_of(projection if projection is not None else meta.projection, meta.config)

@@ -31,8 +31,13 @@ from ._query import QueryRefused as QueryRefused
 from ._query import TraceConnection as TraceConnection
 from ._query import open_trace as open_trace
 from ._query import query as query
+from ._recorded import read_recorded as read_recorded
+from ._recorded import recorded_deliveries as recorded_deliveries
+from ._recorded import write_recorded as write_recorded
 from ._runner import RunResult as RunResult
 from ._runner import run as run
+from ._spec import ProjectionSpecError as ProjectionSpecError
+from ._spec import load_projection as load_projection
 from ._trace import TraceWriter as TraceWriter
 from ._trace import empty_frame as empty_frame
 from ._trace import load_trace as load_trace

@@ -22,10 +22,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     _register_diff(commands)
 
 
-def _source_args(parser: argparse.ArgumentParser) -> None:
+def _source_args(parser: argparse.ArgumentParser, counterexample: bool = False) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--store", metavar="URI", help="replay every event of this store")
     group.add_argument("--log", metavar="FILE", help="replay a log file (JSONL, CSV, Parquet)")
+    if counterexample:
+        group.add_argument(
+            "--counterexample", metavar="DIR",
+            help="replay a saved run (e.g. from unbroken check --trace) delivery for delivery, "
+                 "and compare its digest; the projection and config default to the saved ones")
     parser.add_argument("--mapping", metavar="M", help="field mapping for --log (JSON or TOML)")
 
 
@@ -35,11 +40,13 @@ def _register_replay(commands: argparse._SubParsersAction) -> None:
         description=(
             "Deliver every event once, at its recorded time, through the projection; timers "
             "fire in virtual time. Prints counts and the run digest; --trace writes the "
-            "Parquet trace tables. Exit 0 ok, 1 not deterministic (--check-determinism), "
-            "3 could not run."),
+            "Parquet trace tables. --counterexample DIR replays a saved run exactly. "
+            "Exit 0 ok, 1 not deterministic (--check-determinism) or a counterexample no longer "
+            "reproduces, 3 could not run."),
     )
-    _source_args(parser)
-    parser.add_argument("--projection", required=True, metavar="NAME", help="projection name")
+    _source_args(parser, counterexample=True)
+    parser.add_argument("--projection", metavar="NAME",
+                        help="a registered projection (e.g. arrears) or FILE.py:FACTORY / module:factory")
     parser.add_argument("--config", nargs="*", default=[], metavar="K=V",
                         help="projection settings, e.g. hold_hours=48")
     parser.add_argument("--trace", metavar="DIR", help="write the trace tables here")
@@ -76,6 +83,10 @@ def _register_diff(commands: argparse._SubParsersAction) -> None:
 def _run_replay(args: argparse.Namespace) -> int:
     from ._runner import run
 
+    if args.counterexample:
+        return _run_counterexample(args)
+    if not args.projection:
+        return _fail("replay", ValueError("--projection is required (a name or FILE.py:FACTORY)"))
     try:
         projection = _projection(args.projection, args.config)
         with ExitStack() as stack:
@@ -93,6 +104,51 @@ def _run_replay(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     _print_result(result)
     return EXIT_OK
+
+
+def _run_counterexample(args: argparse.Namespace) -> int:
+    """Replay a saved run's recorded deliveries and say whether the digest is the saved one."""
+    import json
+    from pathlib import Path
+
+    from ._recorded import read_recorded, recorded_deliveries
+    from ._runner import run
+    from ._trace import load_trace
+
+    root = Path(args.counterexample)
+    try:
+        if not (root / "events.jsonl").is_file():
+            raise ReplayError(f"{root} holds no events.jsonl: not a saved run")
+        saved = json.loads((root / "counterexample.json").read_text()) if (root / "counterexample.json").is_file() else {}
+        spec = args.projection or saved.get("projection")
+        if not spec:
+            raise ReplayError(f"{root} names no projection (no counterexample.json): pass --projection")
+        config = projections_config(args.config) if args.config else saved.get("config", {})
+        from ._spec import load_projection
+
+        projection = load_projection(spec, **config)
+        events = read_recorded(root / "events.jsonl")
+        deliveries, drops = recorded_deliveries(root, events)
+        expected = load_trace(root)["runs"]["digest"][0]
+        result = run(deliveries, projection, drops=drops, source=str(root), collect=False,
+                     trace_dir=args.trace, run_id=args.run_id)
+    except (ReplayError, ValueError) as e:
+        return _fail("replay", e)
+    _print_result(result)
+    if result.digest == expected:
+        print(f"reproduced exactly: {len(deliveries)} deliveries, digest matches the saved run")
+        if saved.get("invariant"):
+            print(f"for the verdict on {saved['invariant']}: unbroken check --replay {root}")
+        return EXIT_PROBLEM if saved.get("invariant") else EXIT_OK
+    print(f"NOT reproduced: digest {result.digest} differs from the saved {expected} "
+          f"(the projection behaves differently now; compare with unbroken query {root})")
+    return EXIT_OK if saved.get("invariant") else EXIT_PROBLEM
+
+
+def projections_config(pairs: list[str]) -> dict[str, str]:
+    import projections
+
+    return projections.parse_pairs(pairs)
 
 
 def _determinism(deliveries, projection, options: dict) -> int:
@@ -125,7 +181,9 @@ def _run_diff(args: argparse.Namespace) -> int:
 def _projection(name: str, pairs: list[str]) -> Any:
     import projections
 
-    return projections.get(name, **projections.parse_pairs(pairs))
+    from ._spec import load_projection
+
+    return load_projection(name, **projections.parse_pairs(pairs))
 
 
 def _open_source(args, stack: ExitStack) -> tuple[str, Callable[[], Iterable[Delivery]], int | None]:

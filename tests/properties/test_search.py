@@ -14,7 +14,7 @@ from properties import (
     check,
     replay_counterexample,
 )
-from properties._counterexample import read_events
+from replay import read_recorded
 
 from .logs import flaw_log
 
@@ -70,7 +70,7 @@ def test_SM_AR_003_hold_ignoring_late_payments_is_found_and_saved(log, tmp_path)
     cx = found["AR-1"].counterexample
     assert cx.events <= 5 and cx.rows[0]["debt"] < cx.rows[0]["threshold"]
     saved = Path(cx.directory)
-    assert len(read_events(saved / "events.jsonl")) == cx.events
+    assert len(read_recorded(saved / "events.jsonl")) == cx.events
     outcome = replay_counterexample(saved)
     assert outcome.reproduced, outcome.render()
     assert outcome.verdict.rows == cx.rows
@@ -78,6 +78,11 @@ def test_SM_AR_003_hold_ignoring_late_payments_is_found_and_saved(log, tmp_path)
     from replay import load_trace
 
     assert load_trace(saved)["violations"].height == len(cx.rows)
+    # `unbroken replay` replays the recorded deliveries without properties/: same digest,
+    # exit 1 because the violation the directory records is still there.
+    from eventstore._cli_main import main as unbroken
+
+    assert unbroken(["replay", "--counterexample", str(saved)]) == 1
 
 
 def test_saved_regression_test_fails_until_fixed(log, tmp_path):
