@@ -7,7 +7,7 @@ import msgspec
 from projections import reasons as R
 
 from .config import ArrearsConfig, hours_ns
-from .state import Account
+from .state import Account, Meter
 
 # Reasons that stop a notice outright; PROVISIONAL_BALANCE only stops release.
 NO_DEBT = frozenset({R.NO_BALANCE, R.DEBT_BELOW_THRESHOLD})
@@ -44,11 +44,11 @@ class Assessor:
         self.c = config
         self.freshness_ns = hours_ns(config.freshness_hours)
         self.grace_ns = hours_ns(config.overdue_grace_hours)
+        self.vulnerable_threshold = int(config.debt_threshold_minor * config.vulnerable_multiplier)
 
     def threshold(self, account: Account) -> int:
         """The debt from which a notice is considered; stricter for vulnerable customers."""
-        base = self.c.debt_threshold_minor
-        return int(base * self.c.vulnerable_multiplier) if is_vulnerable(account) else base
+        return self.vulnerable_threshold if is_vulnerable(account) else self.c.debt_threshold_minor
 
     def assess(self, account: Account, now: int) -> Assessment:
         """Everything a hold or a release depends on, judged at ``now``."""
@@ -88,24 +88,49 @@ class Assessor:
             paid_since_statement=balance is not None and account.debt_minor < balance.balance_minor,
         )
 
+    def bad_inputs(self, account: Account, now: int) -> tuple[str, ...]:
+        """The ``BAD_INPUT`` blockers ``assess(account, now)`` would find, in its order.
+
+        The same rules as ``_readings`` without an assessment: cheap enough to
+        run on every reading of an account whose notice waits for its readings.
+        """
+        if not account.meters:
+            return (R.NO_READING,)
+        oldest, estimated, _ = _scan(account.meters)
+        stale = now - min(oldest, now) > self.freshness_ns
+        if stale:
+            return (R.STALE_READING, R.ESTIMATED_CONSUMPTION) if estimated else (R.STALE_READING,)
+        return (R.ESTIMATED_CONSUMPTION,) if estimated else ()
+
     def _readings(self, account: Account, now: int, blockers: list, notes: list) -> tuple[int | None, float]:
         """The oldest of the meters' latest trusted times, and the confidence it allows."""
         if not account.meters:
             blockers.append(R.NO_READING)
             return None, 0.0
-        latest = [m.latest for m in account.meters.values()]
-        input_time = min(min(r.trusted_at for r in latest), now)
+        oldest, estimated, clock_ahead = _scan(account.meters)
+        input_time = min(oldest, now)
         age = now - input_time
         factor = 1.0 if age <= self.freshness_ns else 0.5 * self.freshness_ns / age
         if age > self.freshness_ns:
             blockers.append(R.STALE_READING)
-        if any(r.estimated for r in latest):
+        if estimated:
             blockers.append(R.ESTIMATED_CONSUMPTION)
             factor *= self.c.estimated_factor
-        if any(r.clock_ahead for r in latest):
+        if clock_ahead:
             notes.append(R.CLOCK_AHEAD)
             factor *= self.c.clock_ahead_factor
         return input_time, factor
+
+
+def _scan(meters: dict[str, Meter]) -> tuple[int, bool, bool]:
+    """Over the meters' latest readings: the oldest trusted time, any estimated, any clock ahead."""
+    if len(meters) == 1:  # the usual account: skip the generators
+        for meter in meters.values():
+            r = meter.latest
+            return r.trusted_at, r.estimated, r.clock_ahead
+    latest = [m.latest for m in meters.values()]
+    return (min(r.trusted_at for r in latest), any(r.estimated for r in latest),
+            any(r.clock_ahead for r in latest))
 
 
 def is_vulnerable(account: Account) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from projections import reasons as R
 from projections._contract import Context, Decision, Status
 
-from .assess import BAD_INPUT, NO_DEBT, Assessment, Assessor
+from .assess import BAD_INPUT, NO_DEBT, Assessment, Assessor, is_vulnerable
 from .calendar import SendWindow
 from .config import ArrearsConfig, hours_ns
 from .state import Account, ArrearsState, Notice
@@ -73,6 +73,29 @@ class Notices:
                 self._decide(Status.BLOCKED, account_id, a.period, a, (R.ALREADY_NOTIFIED,), None, ctx)
         else:
             self._consider(state, account_id, a, notice, ctx)
+
+    def unchanged_by_reading(self, notices: dict[str, Notice], notice: Notice, account: Account, now: int) -> bool:
+        """True when ``evaluate(..., "reading")`` would decide, schedule and change nothing.
+
+        For the re-check after a reading: ``notice`` is the stopped notice of
+        the account's current period and the debt is at or over the base
+        threshold. It follows ``evaluate`` and ``_consider`` without building
+        an assessment, and says False whenever the answer needs them: a held
+        notice to cancel, a due timer to schedule, a vulnerable customer, or
+        no bad input (a confidence check, or a notice to hold).
+        """
+        for other in notices.values():
+            if other.status == "held":
+                return False
+        assessor = self.assessor
+        if is_vulnerable(account):  # under its threshold _consider stops at NO_DEBT, else it decides
+            return account.debt_minor < assessor.vulnerable_threshold
+        if account.debt_minor < self.c.debt_threshold_minor:
+            return True  # _consider stops at NO_DEBT
+        if now < account.balance.due_at + assessor.grace_ns:  # type: ignore[union-attr]
+            return False
+        bad = assessor.bad_inputs(account, now)
+        return bool(bad) and notice.status == "blocked" and notice.reasons == bad  # _block says it once
 
     def _recheck_held(self, account_id: str, notice: Notice, a: Assessment, ctx: Context, trigger: str) -> bool:
         """A fact arriving inside the window: cancel on lost debt, restart on a new statement.

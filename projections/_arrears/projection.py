@@ -161,7 +161,8 @@ class ArrearsProjection:
         if notices is None or account.balance is None:
             return
         notice = notices.get(account.balance.period)
-        if notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons):
+        if (notice is not None and notice.status in _STOPPED and not INPUT_REASONS.isdisjoint(notice.reasons)
+                and not self._notices.unchanged_by_reading(notices, notice, account, ctx.now)):
             self._notices.evaluate(state, account_id, account, ctx, "reading")
 
     def _on_payment(self, state: ArrearsState, p: Any, event: RecordedEvent, ctx: Context) -> None:
