@@ -100,9 +100,10 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
         for event, data, metadata in request.events:
             entry[1] += 1
             last += 1
+            recorded_at = now if event.recorded_at is None else event.recorded_at
             recorded = RecordedEvent(
-                event.id, request.stream, entry[1], last, now,
-                now if event.occurred_at is None else event.occurred_at,
+                event.id, request.stream, entry[1], last, recorded_at,
+                recorded_at if event.occurred_at is None else event.occurred_at,
                 event.type, data, metadata,
             )  # fmt: skip
             record, checksum = _sqlite.encode_record(recorded)

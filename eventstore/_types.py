@@ -56,6 +56,11 @@ class NewEvent(msgspec.Struct, frozen=True):
     the idempotency key: appending the same id again writes nothing and returns
     the original result. A missing id is generated once, at construction (a
     time-ordered UUIDv7), so retrying the same ``NewEvent`` object is idempotent too.
+
+    ``recorded_at`` is for importing history: when the source system learned of
+    the event (ns). Left None, the store stamps the time of the append; given,
+    the store keeps it, so replaying an imported log delivers each event when
+    production received it, not when it was imported.
     """
 
     type: str
@@ -64,6 +69,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     stream: str | None = None
     occurred_at: int | None = None
     metadata: Metadata | dict | None = None
+    recorded_at: int | None = None
 
     def __post_init__(self) -> None:
         if self.id is None:

@@ -99,10 +99,10 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
             raise InvalidEvent(f"{where}: data is {len(event.data)} bytes; the limit is {MAX_DATA_BYTES}")
         if event.metadata is not None:
             check_metadata(event.metadata)  # type: ignore[arg-type]
-        if event.occurred_at is not None and (
-            not isinstance(event.occurred_at, int) or isinstance(event.occurred_at, bool)
-        ):
-            raise InvalidEvent(f"{where}: occurred_at must be integer nanoseconds")
+        for name in ("occurred_at", "recorded_at"):
+            value = getattr(event, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise InvalidEvent(f"{where}: {name} must be non-negative integer nanoseconds, got {value!r}")
     return batch
 
 

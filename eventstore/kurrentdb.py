@@ -3,7 +3,7 @@
 Mapping: our stream revision is KurrentDB's stream position, our global
 position its commit position (strictly increasing, not dense). ``occurred_at``
 and our ``Metadata`` travel in the event's JSON metadata. ``recorded_at`` is
-the server's timestamp (100 ns resolution).
+the server's timestamp (100 ns resolution), or an imported event's own.
 
 Differences from the embedded store, inherent to KurrentDB:
 - idempotent retries are KurrentDB's: exact for an append with an exact
@@ -48,6 +48,7 @@ class _Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
 
     occurred_at: int | None = None
     metadata: Metadata | None = None
+    recorded_at: int | None = None  # an imported event's own receive time
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -78,7 +79,7 @@ class KurrentDBStore(EventStore):
             EsdbEvent(
                 type=event.type,
                 data=data,
-                metadata=msgspec.json.encode(_Envelope(event.occurred_at, metadata)),
+                metadata=msgspec.json.encode(_Envelope(event.occurred_at, metadata, event.recorded_at)),
                 content_type="application/json" if metadata.content_type.endswith("json") else "application/octet-stream",
                 id=event.id,
             )
@@ -200,7 +201,8 @@ def esdb_uri(uri: str) -> str:
 
 def _recorded(raw: Any) -> RecordedEvent:
     envelope = _ENVELOPE.decode(raw.metadata) if raw.metadata else _Envelope()
-    recorded_at = int(raw.recorded_at.timestamp() * 1_000_000) * 1000 if raw.recorded_at else 0
+    server_time = int(raw.recorded_at.timestamp() * 1_000_000) * 1000 if raw.recorded_at else 0
+    recorded_at = envelope.recorded_at if envelope.recorded_at is not None else server_time
     return RecordedEvent(
         raw.id, raw.stream_name, raw.stream_position, raw.commit_position or 0, recorded_at,
         envelope.occurred_at if envelope.occurred_at is not None else recorded_at,

@@ -47,13 +47,14 @@ class MemoryStore(EventStore):
         now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
         first = len(self._log) + 1
         for event, data, metadata in encoded:
+            recorded_at = now if event.recorded_at is None else event.recorded_at
             recorded = RecordedEvent(
                 id=event.id,
                 stream=stream,
                 revision=len(history),
                 position=len(self._log) + 1,
-                recorded_at=now,
-                occurred_at=now if event.occurred_at is None else event.occurred_at,
+                recorded_at=recorded_at,
+                occurred_at=recorded_at if event.occurred_at is None else event.occurred_at,
                 type=event.type,
                 data=data,
                 metadata=metadata,

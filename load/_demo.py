@@ -70,8 +70,8 @@ class Demo:
         from replay import import_log
 
         with open_store(f"embedded://{self.store}") as store:
-            # Grouping each batch by stream keeps appends large; replays read the log's order.
-            report = import_log(self.log, store, batch=10_000, order="stream",
+            # File order: positions follow the log's receive times, which the store keeps.
+            report = import_log(self.log, store, batch=10_000,
                                 quarantine=self.dir / "arrears.rejected.jsonl")
             streams = len({e.stream for e in store.read_all()})
             last = store.last_position()
@@ -81,13 +81,15 @@ class Demo:
 
     def replay(self) -> None:
         import projections
-        from replay import deliveries_of, read_log, run
+        from eventstore import open_store
+        from replay import deliveries_of, run
 
         if self.trace.exists():
             shutil.rmtree(self.trace)  # the demo's own previous trace
-        # Deliver at each line's recorded_at (receive time): the store stamps import time instead.
-        result = run(deliveries_of(read_log(self.log)), projections.get("arrears"), run_id="demo",
-                     source=str(self.log), trace_dir=self.trace, collect=False)
+        uri = f"embedded://{self.store}"
+        with open_store(uri) as store:  # each event is delivered at its production receive time
+            result = run(deliveries_of(store.read_all()), projections.get("arrears"), run_id="demo",
+                         source=uri, trace_dir=self.trace, collect=False)
         counts = ", ".join(f"{k} {v:,}" for k, v in result.counts.items())
         print(f"trace:  {self.trace}  ({counts}; digest {result.digest[:16]})")
 

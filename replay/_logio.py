@@ -93,17 +93,30 @@ class _Pending(msgspec.Struct):
 
 
 def _parse(path: Path, mapping: LogMapping, format: str, tally: _Tally) -> Iterator[_Pending]:
-    """Good lines in file order; bad ones go to ``tally.reject``."""
+    """Good lines in file order, each with its ``recorded_at`` set; bad ones go to ``tally.reject``.
+
+    A line's recorded time is its ``recorded_at``, else its ``occurred_at``,
+    else one nanosecond after the previous line's, and never earlier than the
+    previous line's: ``read_log`` and ``import_log`` both take it from here, so
+    replaying a log file and replaying the store it was imported into agree.
+    """
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
+    last_recorded = 0
     for line in read_lines(path, format, mapping):
         tally.read += 1
         reason = line.error
         if line.fields is not None:
             try:
-                yield _Pending(converter.convert(line.fields), line.where, line.raw)
-                continue
+                log_event = converter.convert(line.fields)
             except BadRecord as e:
                 reason = str(e)
+            else:
+                event = log_event.event
+                stamp = log_event.recorded_at or event.occurred_at
+                last_recorded = max(last_recorded, stamp) if stamp is not None else last_recorded + 1
+                stamped = msgspec.structs.replace(event, recorded_at=last_recorded)
+                yield _Pending(LogEvent(stamped, log_event.recorded_at), line.where, line.raw)
+                continue
         tally.reject(Rejection(source, line.where, unit, reason or "unreadable", line.raw))
 
 
@@ -158,7 +171,6 @@ class LogReader(Iterator[RecordedEvent]):
         tally = self._tally
         seen: dict[uuid.UUID, str] = {}
         revisions: dict[str, int] = {}
-        last_recorded = 0
         with tally.quarantine:
             for item in _parse(tally.source, self._mapping, self._format, tally):
                 event = item.log_event.event
@@ -166,12 +178,11 @@ class LogReader(Iterator[RecordedEvent]):
                 if not self._first_sighting(seen, event.id, stream, item):  # type: ignore[arg-type]
                     continue
                 revision = revisions[stream] = revisions.get(stream, -1) + 1
-                stamp = item.log_event.recorded_at or event.occurred_at
-                last_recorded = max(last_recorded, stamp) if stamp is not None else last_recorded + 1
+                recorded_at = event.recorded_at  # stamped by _parse
                 tally.imported += 1
                 yield RecordedEvent(
-                    event.id, stream, revision, tally.imported, last_recorded,  # type: ignore[arg-type]
-                    last_recorded if event.occurred_at is None else event.occurred_at,
+                    event.id, stream, revision, tally.imported, recorded_at,  # type: ignore[arg-type]
+                    recorded_at if event.occurred_at is None else event.occurred_at,
                     event.type, event.data, event.metadata or EMPTY_METADATA,  # type: ignore[arg-type]
                 )
 
