@@ -19,6 +19,8 @@ from ._trace import TraceWriter
 from ._tracebuf import Digest, TraceBuffer, drop_rows
 
 BATCH_ROWS = 65_536  # deliveries per flush: one Parquet row group, bounded memory
+# Deliveries per compaction (hashed, events let go): short-lived events keep the GC's old generation small.
+COMPACT_ROWS = 256
 MAX_TIMER_CHAIN = 100_000
 COUNTED = ("deliveries", "drops", "decisions", "timers", "faults")  # runs-row order
 FAULT_SOURCE_FIELD = {"Fault": "source", "ModbusFault": "device"}
@@ -308,7 +310,7 @@ class _Runner:
     # -- checkpoints: flush, snapshot, progress ----------------------------
     def _next_checkpoint(self, done: int, snaps) -> int:
         """The next delivery count at which to flush, snapshot or report progress."""
-        periods = [BATCH_ROWS]
+        periods = [BATCH_ROWS, COMPACT_ROWS]
         if snaps is not None and snaps.every:
             periods.append(snaps.every)
         if self.progress is not None:
@@ -318,6 +320,8 @@ class _Runner:
     def _checkpoint(self, done: int, last: tuple[int, int], snaps) -> None:
         if done % BATCH_ROWS == 0:
             self.buf.flush(self.ctx)
+        elif done % COMPACT_ROWS == 0:
+            self.buf.compact()
         if snaps is not None and snaps.every and done % snaps.every == 0:
             self.buf.flush(self.ctx)
             snaps.save(self, done, last)
