@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import polars as pl
-
 import replay
 from eventstore import RecordedEvent
 
@@ -30,6 +28,7 @@ class LogContext:
         self.source = source
         self.seed = seed
         self.frame = events_frame(self.events)
+        self.arrow = self.frame.to_arrow()  # what DuckDB scans; shared by every trace of the log
         self._base: replay.RunResult | None = None
 
     @property
@@ -51,9 +50,8 @@ class LogContext:
             deliveries, projection, drops=drops, run_id=run_id, source=self.source,
             seed=self.seed, schedule_desc=schedule.to_json().decode(), trace_dir=trace_dir,
         )
-        extra = {"events": self.frame.with_columns(run_id=pl.lit(run_id))}
         return Trace(run_id, self.events, schedule, deliveries, drops, result, projection,
-                     self._base_run, extra)
+                     self._base_run, log_events=self.arrow)
 
     def _base_run(self) -> replay.RunResult:
         return self.base

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import polars as pl
+import pyarrow as pa
 
 from eventstore import RecordedEvent
 from replay import Delivery, Drop, RunResult
@@ -45,6 +46,9 @@ class Trace:
     projection: Any
     base_of: Callable[[], RunResult] | None = None
     extra: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    # The log's ``events`` table with an empty run_id (shared by every run of the log);
+    # ``table("events")`` fills in this run's id when asked, batches fill in many at once.
+    log_events: pa.Table | None = None
 
     @property
     def base(self) -> RunResult | None:
@@ -57,6 +61,10 @@ class Trace:
         """A trace table (``replay/_schema.py``) or ``events``, as a polars frame."""
         if name in self.extra:
             return self.extra[name]
+        if name == "events" and self.log_events is not None:
+            frame = pl.from_arrow(self.log_events)
+            assert isinstance(frame, pl.DataFrame)
+            return frame.with_columns(run_id=pl.lit(self.run_id, dtype=pl.String))
         tables = self.result.tables
         if tables is None:
             raise ValueError(f"run {self.run_id} kept no tables (replay.run(collect=False))")
