@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from itertools import chain
 
 import msgspec
 import polars as pl
@@ -34,7 +35,7 @@ import pyarrow as pa
 
 from ._delivery import Drop
 from ._schema import TABLES
-from ._trace import TraceWriter, arrow_batch, arrow_schema, columns, empty_frame
+from ._trace import DeliveryColumns, TraceWriter, arrow_batch, arrow_schema, columns, empty_frame
 
 CHUNK = 4096
 HASHED_TABLES = ("deliveries", "drops", "decisions", "timers", "faults", "violations")
@@ -253,7 +254,8 @@ class TraceBuffer:
         self.identity = False  # delivery_items hold events (identity schedule), else Deliveries
         self.delivery_seqs: list[int] = []
         self.delivery_items: list = []
-        self.delivery_cols: list[list] | None = None  # compacted rows waiting for the flush
+        self.delivery_batch = DeliveryColumns()  # compacted rows waiting for the flush, for the writer
+        self.delivery_cols: list[list] | None = None  # the same as lists, to collect
         self.fault_rows: list[tuple] = []  # (seq, at, source, kind, detail)
 
     def restore_counts(self, rows: dict[str, int], first_deliveries: int) -> None:
@@ -292,7 +294,9 @@ class TraceBuffer:
         self.rows["deliveries"] += len(core[0])
         self.first_deliveries += core[3].count(0)
         self.digest.update_deliveries(core)
-        if self.writer is not None or self.collected is not None:
+        if self.writer is not None:
+            self.delivery_batch.add(core)
+        if self.collected is not None:
             cols = delivery_columns(core)
             if self.delivery_cols is None:
                 self.delivery_cols = cols
@@ -303,9 +307,15 @@ class TraceBuffer:
     def flush(self, ctx) -> None:
         """Move every buffered row out (called between steps, never inside one)."""
         self.compact()
+        if self.delivery_batch.n:
+            assert self.writer is not None
+            self.writer.write_deliveries(self.run_id, self.delivery_batch)
+            self.delivery_batch = DeliveryColumns()
         if self.delivery_cols is not None:
+            assert self.collected is not None
             cols, self.delivery_cols = self.delivery_cols, None
-            self._output("deliveries", cols)
+            for kept, col in zip(self.collected["deliveries"], cols, strict=True):
+                kept.extend(col)
         if ctx.decision_objs:
             first = self.rows["decisions"]
             self.emit("decisions", decision_columns(first, ctx.decision_causes, ctx.decision_objs))
@@ -360,14 +370,13 @@ class LazyFrames(Mapping):
         runs = (self, *more)
         parts = [r._collected[table] for r in runs]
         schema = arrow_schema(table)
-        run_ids: list[str] = []
-        for r, cols in zip(runs, parts, strict=True):
-            run_ids += [r._run_id] * len(cols[0])
+        # One Arrow conversion per column over all runs: a record batch per run costs more.
+        run_ids = list(chain.from_iterable([r._run_id] * len(c[0]) for r, c in zip(runs, parts, strict=True)))
         if not run_ids:
             return schema.empty_table()
         arrays = [pa.array(run_ids, type=pa.string())]
         for i, field in enumerate(list(schema)[1:]):
-            values = parts[0][i] if len(parts) == 1 else [v for cols in parts for v in cols[i]]
+            values = parts[0][i] if len(parts) == 1 else list(chain.from_iterable(c[i] for c in parts))
             arrays.append(pa.array(values, type=field.type))
         return pa.Table.from_arrays(arrays, schema=schema)
 
