@@ -35,7 +35,11 @@ from ._spec import factory_of
 from ._strategies import DEFAULT_POLICY, SchedulePolicy, search_schedules
 from ._timeline import render_timeline
 
-DEFAULT_BATCH = 64
+# Examples judged together. DuckDB's cost per query is mostly fixed at these sizes, so a
+# bigger batch is cheaper per example (100-event runs: 1.2 ms at 64, 0.5 ms at 256);
+# BATCH_ROWS caps the deliveries a batch holds, keeping long logs' batches (and memory) bounded.
+DEFAULT_BATCH = 256
+BATCH_ROWS = 65_536
 
 
 class _Tally:
@@ -77,6 +81,7 @@ class _Search:
         self.tally = _Tally(invariants)
         self.seed, self.source, self.batch, self.policy = seed, source, batch, policy
         self.pending: list[tuple[LogContext, Schedule, Any]] = []
+        self.pending_rows = 0
         self.examples = 0
         self._contexts: dict[int, LogContext] = {}
 
@@ -100,7 +105,8 @@ class _Search:
             self.tally.add(ctx.events, schedule, failed_run(self.invariants, e))
             return
         self.pending.append((ctx, schedule, trace))
-        if len(self.pending) >= self.batch:
+        self.pending_rows += trace.result.counts["deliveries"]
+        if len(self.pending) >= self.batch or self.pending_rows >= BATCH_ROWS:
             self.flush()
 
     def flush(self) -> None:
@@ -110,6 +116,7 @@ class _Search:
         for (ctx, schedule, _), v in zip(self.pending, verdicts, strict=True):
             self.tally.add(ctx.events, schedule, v)
         self.pending.clear()
+        self.pending_rows = 0
 
 
 def check(
@@ -137,7 +144,9 @@ def check(
     seeded and has no database); a crashing checker or a refused run makes
     verdicts unknown and never stops the search; each broken invariant gets
     a counterexample shrunk for that invariant alone, saved under
-    ``trace_dir/<invariant id>`` when ``trace_dir`` is given.
+    ``trace_dir/<invariant id>`` when ``trace_dir`` is given. ``batch``
+    bounds the examples judged per query (a batch also ends at
+    ``BATCH_ROWS`` deliveries); it changes speed, never verdicts.
     """
     if log is None and logs is None:
         raise ValueError("check() needs a log or a logs= strategy to draw logs from")
