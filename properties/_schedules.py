@@ -271,12 +271,12 @@ class _Plan:
             copies.append(extra)
 
     def _partition(self, p: Partition) -> None:
-        end = p.start + max(p.ns, 0)
+        start, end, base, copies = p.start, p.start + max(p.ns, 0), self.base, self.copies
         for i, e in enumerate(self.events):
+            if not copies.get(i) and not start <= base[i] < end:
+                continue  # untouched and outside the window: leave it on the fast path
             if i in self.dropped or not matches(p.source, e):
                 continue
-            if not self.copies.get(i) and not p.start <= self.base[i] < end:
-                continue  # untouched and outside the window: leave it on the fast path
             kept = []
             for c in self.copies.get(i) or [self._first(i)]:
                 if not p.start <= c.at < end:
@@ -298,14 +298,20 @@ class _Plan:
         )
         seen: dict[int, int] = {}
         out: list[Delivery] = []
-        m = 0
+        skip = self.copies.keys() | self.dropped.keys()
+        keys = [c.key() for c in moved]
+        # The next moved copy's time: most events compare one int with it, not a tuple.
+        m, n, next_at = 0, len(moved), keys[0][0] if moved else None
+        base = self.base
         for i, e in enumerate(self.events):
-            if i in self.copies or i in self.dropped:
+            if i in skip:
                 continue
-            at = self.base[i]
-            while m < len(moved) and moved[m].key() < (at, i, 0, i):
-                out.append(self._emit(moved[m], seen))
-                m += 1
+            at = base[i]
+            if next_at is not None and next_at <= at:
+                while m < n and keys[m] < (at, i, 0, i):
+                    out.append(self._emit(moved[m], seen))
+                    m += 1
+                next_at = keys[m][0] if m < n else None
             out.append(Delivery(e, at))
         out.extend(self._emit(c, seen) for c in moved[m:])
         return out
