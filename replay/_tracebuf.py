@@ -254,7 +254,7 @@ class TraceBuffer:
         self.identity = False  # delivery_items hold events (identity schedule), else Deliveries
         self.delivery_seqs: list[int] = []
         self.delivery_items: list = []
-        self.delivery_batch = DeliveryColumns()  # compacted rows waiting for the flush, for the writer
+        self.delivery_batch: DeliveryColumns | None = None  # compacted rows for the writer
         self.delivery_cols: list[list] | None = None  # the same as lists, to collect
         self.fault_rows: list[tuple] = []  # (seq, at, source, kind, detail)
 
@@ -295,6 +295,8 @@ class TraceBuffer:
         self.first_deliveries += core[3].count(0)
         self.digest.update_deliveries(core)
         if self.writer is not None:
+            if self.delivery_batch is None:  # made here: ``identity`` is set after __init__
+                self.delivery_batch = DeliveryColumns(self.identity)
             self.delivery_batch.add(core)
         if self.collected is not None:
             cols = delivery_columns(core)
@@ -307,10 +309,10 @@ class TraceBuffer:
     def flush(self, ctx) -> None:
         """Move every buffered row out (called between steps, never inside one)."""
         self.compact()
-        if self.delivery_batch.n:
+        if self.delivery_batch is not None:
             assert self.writer is not None
-            self.writer.write_deliveries(self.run_id, self.delivery_batch)
-            self.delivery_batch = DeliveryColumns()
+            batch, self.delivery_batch = self.delivery_batch, None
+            self.writer.write_deliveries(self.run_id, batch)
         if self.delivery_cols is not None:
             assert self.collected is not None
             cols, self.delivery_cols = self.delivery_cols, None
