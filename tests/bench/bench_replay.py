@@ -9,10 +9,13 @@ Three passes over the same events, in the same process:
 Figures: events/s of each (wall clock and process CPU time, which includes the
 trace writer's thread; on a shared machine CPU time is the steadier one), the
 replay's share of the bare rate, and the trace cost (trace on vs off). Goals: >= 300,000 events/s with traces on; trace cost <= 30%.
+With --repeat N the off and on passes alternate N times and each keeps its
+fastest pass: on a shared machine another process's burst then slows one
+pass, not the comparison.
 Also: per-run overhead of a 100-event replay with collect=True (the properties
 loop), goal well under 2 ms.
 
-Run:  .venv/bin/python tests/bench/bench_replay.py [--quick] [--events N] [--json OUT]
+Run:  .venv/bin/python tests/bench/bench_replay.py [--quick] [--events N] [--repeat N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -86,6 +89,13 @@ def replay(uri: str, projection_factory, trace_dir: Path | None) -> tuple[Timed,
     return timed, result
 
 
+def fastest(passes: list[tuple[Timed, object]]) -> tuple[Timed, object]:
+    """The pass with the least CPU time, its wall time made the least of any pass."""
+    timed, result = min(passes, key=lambda p: p[0].cpu)
+    timed.wall = min(t.wall for t, _ in passes)
+    return timed, result
+
+
 def per_run_overhead(uri: str, projection_factory, runs: int = 300) -> float:
     """Mean CPU ms per 100-event replay, collect=True, three frames built (properties' loop)."""
     with open_store(uri) as store:
@@ -113,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
     parser.add_argument("--events", type=int, help="events in the log")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternate the trace off/on passes this many times, keep the fastest of each")
     parser.add_argument("--json", help="write the figures here as JSON")
     args = parser.parse_args(argv)
     events = args.events or (100_000 if args.quick else 1_000_000)
@@ -122,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {platform.python_version()} on {platform.machine()}, {n} events in {uri}")
 
     bare_t, read = bare(uri)
-    off_t, off = replay(uri, factory, None)
     trace_dir = OUT / "trace"
-    shutil.rmtree(trace_dir, ignore_errors=True)
-    on_t, on = replay(uri, factory, trace_dir)
+    offs, ons = [], []
+    for _ in range(max(1, args.repeat)):
+        offs.append(replay(uri, factory, None))
+        shutil.rmtree(trace_dir, ignore_errors=True)
+        ons.append(replay(uri, factory, trace_dir))
+    off_t, off = fastest(offs)
+    on_t, on = fastest(ons)
     assert on.digest == off.digest, "trace on and off must replay identically"
     overhead_ms = per_run_overhead(uri, factory)
 
@@ -142,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     figures |= {
         "per_run_100_events_ms": round(overhead_ms, 3),
+        "passes": len(offs),
         "counts": on.counts,
         "trace_bytes": sum(p.stat().st_size for p in trace_dir.glob("*.parquet")),
     }
