@@ -1,12 +1,14 @@
 """The trace writer: one directory per run, one Parquet file per table.
 
 Tables and columns come from ``replay/_schema.py``. Rows arrive as column
-batches and go out as Parquet row groups, so memory stays flat in the log's
-length. Encoding and compressing a row group happens on one background thread
-(pyarrow releases the GIL), overlapping the replay; at most ``MAX_IN_FLIGHT``
-batches wait for it (one flush's tables), so memory stays bounded. Files are written under a ``.partial`` name
-and renamed on ``close``: a trace directory never holds a half-written table
-under its real name.
+batches (``deliveries``, a row per event, as ``DeliveryColumns`` filled while
+the events are fresh) and go out as Parquet row groups, so memory stays flat
+in the log's length. Encoding and compressing a row group happens on one
+background thread (pyarrow releases the GIL), overlapping the replay; at most
+``MAX_IN_FLIGHT`` batches wait for it (one flush's tables), so memory stays
+bounded. Files are written under a ``.partial`` name and renamed on
+``close``: a trace directory never holds a half-written table under its real
+name.
 """
 
 from __future__ import annotations
