@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import operator
 import sqlite3
 import zlib
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Final
 
@@ -55,7 +53,6 @@ SCHEMA: Final = (
 RECORD_ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
 RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
 PAGE_DECODER: Final = msgspec.msgpack.Decoder(list[RecordedEvent])
-_POSITION: Final = operator.attrgetter("position")
 
 
 def connect(path: Path, *, writer: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
@@ -113,24 +110,24 @@ def decode_rows(rows: list[tuple[bytes, int]], after: int, backwards: bool) -> l
     comprehension and decoded with one msgpack call (records are msgpack
     arrays, so a page is an array of them): this runs for every event read.
     """
-    if not rows:
-        return []
-    records, checksums = zip(*rows, strict=True)  # C loops from here on: this is per event
-    if list(map(zlib.crc32, records)) != list(checksums):
-        events = [_decode_unchecked(record) for record in records]
-        bad = next(i for i, (record, checksum) in enumerate(rows) if zlib.crc32(record) != checksum)
+    crc32 = zlib.crc32
+    if any(crc32(record) != checksum for record, checksum in rows):
+        events = [_decode_unchecked(record) for record, _ in rows]
+        bad = next(i for i, (record, checksum) in enumerate(rows) if crc32(record) != checksum)
         raise CorruptEvent(_best_position(events, bad, after, backwards))
     header = b"\xdd" + len(rows).to_bytes(4, "big")
     try:
-        events = PAGE_DECODER.decode(b"".join((header, *records)))
+        events = PAGE_DECODER.decode(b"".join([header, *[record for record, _ in rows]]))
     except (msgspec.DecodeError, ValueError):
-        each = [_decode_unchecked(record) for record in records]
+        each = [_decode_unchecked(record) for record, _ in rows]
         bad = each.index(None)
         raise CorruptEvent(_best_position(each, bad, after, backwards), "record does not decode") from None
-    positions = [after, *map(_POSITION, events)]
-    # strictly monotonic from ``after`` on: in order, no row twice, none at or before ``after``
-    if not all(map(operator.gt if backwards else operator.lt, positions, islice(positions, 1, None))):
-        raise CorruptEvent(positions[1], "stored out of order: a row was moved or copied")
+    positions = [e.position for e in events]
+    expected = sorted(positions, reverse=backwards)
+    if positions != expected or len(set(positions)) != len(positions) or (
+        positions and (positions[0] >= after if backwards else positions[0] <= after)
+    ):
+        raise CorruptEvent(positions[0], "stored out of order: a row was moved or copied")
     return events
 
 
