@@ -76,6 +76,8 @@ class EmbeddedStore(EventStore):
             self._writer.execute(f"PRAGMA max_page_count = {int(pages)}")
         self._queue = threading.Condition()
         self._pending: list[_Request] = []
+        self._committing = False  # a commit is under way (committer thread or an inline appender)
+        self._grouping = False  # the committer saw concurrent appenders: no inline commits for now
         self._committer: threading.Thread | None = None
         self._appended = threading.Condition()
         self._readers: list[tuple[sqlite3.Connection, threading.Lock]] = []
@@ -93,30 +95,51 @@ class EmbeddedStore(EventStore):
     def append(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
-        return self._submit(stream, events, expected).result()
+        return self._submit(stream, events, expected, inline=True).result()
 
     async def append_async(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
-        return await asyncio.wrap_future(self._submit(stream, events, expected))
+        # Never inline: committing on the event loop's thread would block the loop.
+        return await asyncio.wrap_future(self._submit(stream, events, expected, inline=False))
 
     def _submit(
-        self, stream: str, events: Iterable[NewEvent], expected: Expected
+        self, stream: str, events: Iterable[NewEvent], expected: Expected, inline: bool
     ) -> concurrent.futures.Future[AppendResult]:
-        """Validate and encode on the caller's thread, then queue for the committer."""
+        """Validate and encode on the caller's thread, then commit.
+
+        When nothing is committing or queued and the committer has not seen
+        concurrent appenders since its last group, a synchronous caller commits
+        its own request on its own thread: a lone appender pays no hand-off to
+        the committer and back. Otherwise the request joins the committer's
+        queue and is group-committed with the others.
+        """
         encoded = prepare_batch(stream, events)
         validate_expected(expected)
         request = _Request(stream, encoded, expected)
         with self._queue:
             check_open(self._closed, self.uri)
-            self._pending.append(request)
-            if self._committer is None:
-                self._committer = threading.Thread(
-                    target=self._commit_loop, name=f"unbroken-commit {self.path.name}", daemon=True
-                )
-                self._committer.start()
-            self._queue.notify()
+            if not (inline and not self._pending and not self._committing and not self._grouping):
+                self._enqueue(request)
+                return request.future
+            self._committing = True
+        try:
+            self._commit_group([request])
+        finally:
+            with self._queue:
+                self._committing = False
+                self._queue.notify_all()
         return request.future
+
+    def _enqueue(self, request: _Request) -> None:
+        """Queue ``request`` for the committer thread (started on first use); hold ``_queue``."""
+        self._pending.append(request)
+        if self._committer is None:
+            self._committer = threading.Thread(
+                target=self._commit_loop, name=f"unbroken-commit {self.path.name}", daemon=True
+            )
+            self._committer.start()
+        self._queue.notify_all()
 
     def _commit_loop(self) -> None:
         """Commit whatever is queued, one transaction per group, until the store closes.
@@ -130,20 +153,27 @@ class EmbeddedStore(EventStore):
         expected = 1
         while True:
             with self._queue:
-                while not self._pending and not self._closed:
+                # One commit at a time: an appender may be committing inline.
+                while self._committing or (not self._pending and not self._closed):
                     self._queue.wait()
                 if len(self._pending) < expected and not self._closed:
                     self._queue.wait_for(
                         lambda n=expected: len(self._pending) >= n or self._closed, COMMIT_DELAY
                     )
                 group, self._pending = self._pending, []
+                self._committing = bool(group)
             if not group:
                 if self._closed:
                     return
                 continue
-            self._commit_group(group)
-            with self._queue:
-                expected = len(group) + len(self._pending)
+            try:
+                self._commit_group(group)
+            finally:
+                with self._queue:
+                    self._committing = False
+                    expected = len(group) + len(self._pending)
+                    self._grouping = expected > 1  # appenders are concurrent: keep forming groups
+                    self._queue.notify_all()
 
     def _commit_group(self, group: list[_Request]) -> None:
         """One transaction for the group; each caller gets its own outcome."""
@@ -309,6 +339,8 @@ class EmbeddedStore(EventStore):
         if committer is not None and committer is not threading.current_thread():
             committer.join()
         with self._queue:
+            while self._committing:  # an appender committing inline finishes first
+                self._queue.wait()
             readers, self._readers = self._readers, []
         for conn, lock in readers:
             with lock:
