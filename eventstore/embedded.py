@@ -1,11 +1,15 @@
 """Embedded backend: durable SQLite on disk, the default store.
 
 Durability: WAL with ``synchronous=FULL``, so ``append`` returns only after
-its transaction is on disk. Concurrent appenders are group-committed: each
-request joins a queue, and whichever caller holds the write lock commits every
-queued request in one transaction (each in its own savepoint, so one failed
-request does not fail its neighbours). Other processes may append to the same
-file; each transaction re-reads positions and revisions, never a cache.
+its transaction is on disk. One commit runs at a time. A lone synchronous
+appender commits on its own thread; concurrent appenders (and every
+``append_async``) queue for a committer thread, which commits everything queued
+in one transaction, waiting up to ``COMMIT_DELAY`` for appenders it expects
+(see ``_commit_loop``). Within a group each request gets its own outcome: the
+group is written with a few ``executemany`` calls, and if an id repeats it is
+rolled back and written request by request in savepoints (``_group_commit``).
+Other processes may append to the same file; each transaction re-reads
+positions and revisions, never a cache.
 """
 
 from __future__ import annotations
