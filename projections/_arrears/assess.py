@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 
 from projections import reasons as R
@@ -152,4 +154,4 @@ def inputs_of(account: Account) -> tuple[str, ...]:
                 if reversal is not None:
                     ids.append(reversal.event_id)
     ids.extend(f.event_id for f in account.flags.values())
-    return tuple(sorted(map(str, ids)))
+    return tuple(str(uuid.UUID(bytes=i)) for i in sorted(ids))  # bytes sort as their UUID text

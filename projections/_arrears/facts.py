@@ -25,7 +25,7 @@ from eventstore import (
 from projections import reasons as R
 from projections._contract import Context, Decision, Status
 
-from .state import Account, Balance, Facts, Flag, Meter, Payment, Reading, Reversal
+from .state import Account, Balance, EventId, Facts, Flag, Meter, Payment, Reading, Reversal
 
 ACK_RANK = {"accepted": 1, "failed": 2, "delivered": 3}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -58,9 +58,9 @@ def fold_reading(
     occurred = event.occurred_at
     trusted = occurred if occurred < arrival else arrival
     ahead = occurred > arrival + tolerance_ns
-    event_id = event.id
+    event_id = event.id.bytes
     if ahead:
-        _observe(ctx, "reading", account_id, "trust-device-time", R.CLOCK_AHEAD, event_id)
+        _observe(ctx, "reading", account_id, "trust-device-time", R.CLOCK_AHEAD, event.id)
     register = p.register_kwh
     meter = account.meters.get(p.meter_id)
     if meter is None:
@@ -71,10 +71,10 @@ def fold_reading(
     top = meter.max_register_kwh
     if trusted > latest.trusted_at or (trusted == latest.trusted_at and event_id > latest.event_id):
         if register < top:
-            _observe(ctx, "reading", account_id, "lower-register", R.REGISTER_DECREASE, event_id)
+            _observe(ctx, "reading", account_id, "lower-register", R.REGISTER_DECREASE, event.id)
         meter.latest = Reading(trusted, occurred, register, p.estimated, ahead, event_id)
     elif event_id != latest.event_id:
-        _observe(ctx, "reading", account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, event_id)
+        _observe(ctx, "reading", account_id, "replace-latest-reading", R.OUT_OF_ORDER_READING, event.id)
     if register > top:
         meter.max_register_kwh = register
     elif register < meter.min_register_kwh:
@@ -85,13 +85,13 @@ def fold_reading(
 def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Context) -> Account | None:
     """Record a payment once per payment id; returns the account when its debt changed."""
     account = account_of(facts, p.account_id)
-    payment = Payment(p.amount_minor, event.occurred_at, event.id)
+    payment = Payment(p.amount_minor, event.occurred_at, event.id.bytes)
     seen = account.payments.get(p.payment_id)
     account.payments[p.payment_id] = payment
     if seen is None:
         return _adjust_debt(account, None, payment, account.reversals.get(p.payment_id))
     _observe(ctx, "payment", p.account_id, "count-payment", R.DUPLICATE_PAYMENT, event.id)
-    if (payment.paid_at, event.id) >= (seen.paid_at, seen.event_id):
+    if (payment.paid_at, payment.event_id) >= (seen.paid_at, seen.event_id):
         account.payments[p.payment_id] = seen  # the earliest copy stays canonical
         return None
     return _refresh_debt(account)
@@ -100,7 +100,7 @@ def fold_payment(facts: Facts, p: PaymentReceived, event: RecordedEvent, ctx: Co
 def fold_reversal(facts: Facts, p: PaymentReversed, event: RecordedEvent) -> Account | None:
     """Record a reversal once per payment id; returns the account when its debt changed."""
     account = account_of(facts, p.account_id)
-    reversal = Reversal(event.occurred_at, event.id)
+    reversal = Reversal(event.occurred_at, event.id.bytes)
     seen = account.reversals.get(p.payment_id)
     if seen is not None and (reversal.reversed_at, reversal.event_id) >= (seen.reversed_at, seen.event_id):
         return None
@@ -143,7 +143,7 @@ def fold_balance(
     account = account_of(facts, p.account_id)
     stated = event.occurred_at
     due = stated if p.due_at is None else p.due_at
-    new = Balance(p.balance_minor, p.provisional, due, stated, period_of(due, offset_ns), event.id)
+    new = Balance(p.balance_minor, p.provisional, due, stated, period_of(due, offset_ns), event.id.bytes)
     old = account.balance
     if old is not None and _balance_key(new) <= _balance_key(old):
         return None
@@ -152,14 +152,14 @@ def fold_balance(
     return account
 
 
-def _balance_key(b: Balance) -> tuple[int, bool, uuid.UUID]:
+def _balance_key(b: Balance) -> tuple[int, bool, EventId]:
     return (b.stated_at, not b.provisional, b.event_id)
 
 
 def fold_flag(facts: Facts, p: CustomerFlag, event: RecordedEvent) -> Account | None:
     """Keep each flag as last stated by time; returns the account when it changed."""
     account = account_of(facts, p.account_id)
-    new = Flag(p.active, event.occurred_at, event.id)
+    new = Flag(p.active, event.occurred_at, event.id.bytes)
     old = account.flags.get(p.flag)
     if old is not None and (new.at, new.event_id) <= (old.at, old.event_id):
         return None
@@ -174,7 +174,7 @@ def fold_calendar(facts: Facts, p: CalendarDay, event: RecordedEvent) -> None:
             f"CalendarDay at position {event.position} (stream {event.stream!r}): "
             f"date {p.date!r} is not ISO YYYY-MM-DD"
         )
-    new = Flag(p.holiday, event.occurred_at, event.id)
+    new = Flag(p.holiday, event.occurred_at, event.id.bytes)
     old = facts.calendar.get(p.date)
     if old is None or (new.at, new.event_id) > (old.at, old.event_id):
         facts.calendar[p.date] = new

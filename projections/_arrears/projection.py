@@ -88,7 +88,7 @@ class ArrearsProjection:
     """Arrears notices held, re-checked and released (or cancelled) per account and period."""
 
     name = "arrears"
-    version = "1"
+    version = "2"  # 2: event ids in the state are bytes (snapshots of version 1 do not decode)
     state_type = ArrearsState
 
     def __init__(self, config: ArrearsConfig | None = None) -> None:

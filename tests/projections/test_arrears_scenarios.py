@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from eventstore import (
@@ -154,7 +156,7 @@ def test_SM_AR_006_older_reading_after_newer_keeps_register_monotonic():
     log.add(MeterReading("M-A1", "A1", 1150.0), t("2024-03-02T00:30"), t("2024-03-04T06:00"))
     result = run(log)
     meter = result.state.facts.accounts["A1"].meters["M-A1"]
-    assert str(meter.latest.event_id) == newer and meter.latest.register_kwh == 1200.0
+    assert str(uuid.UUID(bytes=meter.latest.event_id)) == newer and meter.latest.register_kwh == 1200.0
     assert meter.max_register_kwh == 1200.0
     assert meter.max_register_kwh - meter.min_register_kwh == 50.0  # consumption, never negative
     (late,) = [d for d in result.decisions if d.kind == "reading"]
@@ -285,7 +287,7 @@ def test_SM_AR_010_clock_ahead_reading_does_not_mask_newer_real_readings():
     real = log.add(MeterReading("M-A1", "A1", 1010.0), t("2024-03-03T00:00"), t("2024-03-03T00:05"))
     result = run(log)
     latest = result.state.facts.accounts["A1"].meters["M-A1"].latest
-    assert str(latest.event_id) == real and not latest.clock_ahead
+    assert str(uuid.UUID(bytes=latest.event_id)) == real and not latest.clock_ahead
 
 
 @pytest.mark.case("SM-AR-011")
