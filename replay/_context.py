@@ -3,7 +3,10 @@
 Timers live in a heap of mutable entries ``[due, order, key, payload,
 scheduled_at, alive]``; ``(due, order)`` is unique, so the heap never compares
 further. Replacing or cancelling a timer marks its entry dead instead of
-searching the heap (lazy deletion). Every schedule/cancel is journalled with
+searching the heap (lazy deletion); between steps the runner calls ``settle``,
+which drops dead entries once they outnumber the live ones, so a projection
+that keeps re-scheduling far-future timers does not grow the heap with the
+length of the log. Every schedule/cancel is journalled with
 the seq of the step that made it, so a step whose projection raised can be
 undone and the run continues from the previous state.
 """
@@ -21,6 +24,7 @@ from ._clock import VirtualClock
 from ._errors import ReplayError
 
 DUE, ORDER, KEY, PAYLOAD, SCHEDULED_AT, ALIVE = range(6)
+PRUNE_SLACK = 1024  # dead entries tolerated beyond the live count: pruning a small heap is not worth it
 
 
 class ReplayContext(VirtualClock):
@@ -89,6 +93,22 @@ class ReplayContext(VirtualClock):
     def _retire(self, entry: list, outcome: str) -> None:
         entry[ALIVE] = False
         self.timer_rows.append((entry[KEY], entry[SCHEDULED_AT], entry[DUE], None, outcome))
+
+    def settle(self) -> None:
+        """Between steps: forget the journal of finished steps, prune the heap's dead entries.
+
+        Only the step being handled can be undone, so earlier journal entries
+        (and the heap entries they hold) are dead weight. Dead heap entries
+        are dropped once they outnumber the live ones; live entries are
+        exactly ``active``'s, so the firing order, which depends only on
+        (due, order), is unchanged. Within a step an undo may revive an entry
+        that step retired, so this never runs inside one.
+        """
+        self.journal.clear()
+        heap = self.heap
+        if len(heap) > 2 * len(self.active) + PRUNE_SLACK:
+            heap[:] = [e for e in heap if e[ALIVE]]  # in place: the runner holds the list
+            heapq.heapify(heap)
 
     def next_due(self) -> int | None:
         """The due time of the earliest live timer, dropping dead heads on the way."""

@@ -318,6 +318,7 @@ class _Runner:
         return min(done - done % p + p for p in periods)
 
     def _checkpoint(self, done: int, last: tuple[int, int], snaps) -> None:
+        self.ctx.settle()
         if done % BATCH_ROWS == 0:
             self.buf.flush(self.ctx)
         elif done % COMPACT_ROWS == 0:

@@ -97,6 +97,10 @@ class SnapshotStore:
         snap = self.newest()
         if snap is None:
             return 0
+        if snap.format != FORMAT:
+            raise ReplayError(
+                f"snapshot in {self.directory} has format {snap.format}; this unbroken resumes "
+                f"format {FORMAT} only: replay from the start (or delete the old snapshots)")
         self._check_meta(snap)
         last = _skip(deliveries, snap.delivered, identity)
         if last != (snap.last_position, snap.last_at):

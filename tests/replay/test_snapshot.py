@@ -70,6 +70,20 @@ def test_resume_refuses_a_snapshot_of_another_configuration(tmp_path):
             snapshot_dir=tmp_path)
 
 
+def test_resume_refuses_a_snapshot_of_another_format(tmp_path):
+    import msgspec
+
+    from replay._snapshot import FORMAT, Snapshot
+
+    events = payment_log(n=20)
+    run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=5, snapshot_dir=tmp_path)
+    newest = sorted(tmp_path.glob("snapshot-*.msgpack"))[-1]
+    snap = msgspec.msgpack.decode(newest.read_bytes(), type=Snapshot)
+    newest.write_bytes(msgspec.msgpack.encode(msgspec.structs.replace(snap, format=FORMAT + 1)))
+    with pytest.raises(ReplayError, match=f"format {FORMAT + 1}.*replay from the start"):
+        run(list(deliveries_of(events)), LedgerProjection(), snapshot_dir=tmp_path, resume=True)
+
+
 def test_resume_refuses_different_deliveries(tmp_path):
     events = payment_log(n=12)
     run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=5, snapshot_dir=tmp_path)
