@@ -36,7 +36,7 @@ def test_settle_keeps_a_constantly_rescheduled_heap_bounded():
 def test_timers_fire_in_due_then_scheduling_order_after_a_prune():
     rng = random.Random(7)
     ctx = ReplayContext()
-    for i in range(3 * PRUNE_SLACK):
+    for _ in range(3 * PRUNE_SLACK):
         ctx.schedule(rng.randrange(10**6), f"k{rng.randrange(300)}")  # most keys replaced, dues shuffled
     ctx.settle()
     assert len(ctx.heap) == len(ctx.active) == 300
