@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Final
 
@@ -254,7 +255,18 @@ class EmbeddedStore(EventStore):
         backwards: bool,
         limit: int | None,
     ) -> Iterator[RecordedEvent]:
-        """Read page by page, each page its own short read transaction."""
+        """Read page by page, each page its own short read transaction (events chained in C)."""
+        return chain.from_iterable(self._pages(clause, params, key, start, backwards, limit))
+
+    def _pages(
+        self,
+        clause: str,
+        params: list,
+        key: str,
+        start: int | None,
+        backwards: bool,
+        limit: int | None,
+    ) -> Iterator[list[RecordedEvent]]:
         compare, order = ("<", "DESC") if backwards else (">", "ASC")
         cursor = (start + 1 if backwards else start - 1) if start is not None else None
         if cursor is None:
@@ -271,7 +283,7 @@ class EmbeddedStore(EventStore):
             if not rows:
                 return
             events = _sqlite.decode_rows(rows, last_position, backwards)
-            yield from events
+            yield events
             cursor = getattr(events[-1], key)
             last_position = events[-1].position
             if remaining is not None:
