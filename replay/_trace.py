@@ -4,7 +4,8 @@ Tables and columns come from ``replay/_schema.py``. Rows arrive as column
 batches (``deliveries``, a row per event, as ``DeliveryColumns`` filled while
 the events are fresh) and go out as Parquet row groups, so memory stays flat
 in the log's length. Encoding and compressing a row group happens on one
-background thread (pyarrow releases the GIL), overlapping the replay; at most
+background thread (pyarrow releases the GIL), overlapping the replay, and so
+does building the ``deliveries`` Arrow arrays from their buffers; at most
 ``MAX_IN_FLIGHT`` batches wait for it (one flush's tables), so memory stays
 bounded. Files are written under a ``.partial`` name and renamed on
 ``close``: a trace directory never holds a half-written table under its real
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -195,6 +197,11 @@ def _ids(pieces: list[bytes], n: int) -> pa.Array:
     return pa.array(ids, type=pa.string(), from_pandas=False)
 
 
+def _delivery_table(run_id: str, batch: DeliveryColumns) -> pa.Table:
+    run_ids = pa.repeat(pa.scalar(run_id, pa.string()), batch.n)
+    return pa.Table.from_arrays([run_ids, *batch.arrays()], schema=arrow_schema("deliveries"))
+
+
 def empty_frame(table: str) -> pl.DataFrame:
     """An empty frame with ``table``'s columns and types."""
     return pl.DataFrame(schema=polars_schema(table))
@@ -248,20 +255,25 @@ class TraceWriter:
     def write(self, table: str, run_id: str, cols: list[list]) -> None:
         """Append one batch of rows: ``cols`` are the columns after ``run_id``, in schema order."""
         if cols[0]:
-            self._submit(table, arrow_batch(table, run_id, cols))
+            batch = arrow_batch(table, run_id, cols)  # here: converting Python objects needs the GIL
+            self._submit(table, lambda: batch)
 
     def write_deliveries(self, run_id: str, batch: DeliveryColumns) -> None:
-        """Append one batch of ``deliveries`` rows gathered in ``batch``."""
-        if batch.n:
-            run_ids = pa.repeat(pa.scalar(run_id, pa.string()), batch.n)
-            schema = arrow_schema("deliveries")
-            self._submit("deliveries", pa.Table.from_arrays([run_ids, *batch.arrays()], schema=schema))
+        """Append one batch of ``deliveries`` rows gathered in ``batch`` (which is not touched again).
 
-    def _submit(self, table: str, batch: pa.Table) -> None:
+        Its Arrow arrays are built on the writer thread too: splitting and
+        concatenating them runs in Arrow's C++ without the GIL, so it overlaps
+        the replay instead of pausing it at every flush.
+        """
+        if batch.n:
+            self._submit("deliveries", _delivery_table, run_id, batch)
+
+    def _submit(self, table: str, make: Callable[..., pa.Table], *args: object) -> None:
         # A flush sends deliveries, then decisions and timers at once: queue them rather than
         # wait for the big one to be encoded before handing over the small ones.
         self._settle(MAX_IN_FLIGHT - 1)
-        self._in_flight.append(self._pool.submit(self._writer(table).write_table, batch))
+        writer = self._writer(table)
+        self._in_flight.append(self._pool.submit(lambda: writer.write_table(make(*args))))
 
     def _settle(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` batches are in flight; a write's error is raised here."""

@@ -17,7 +17,8 @@ state (chain, row count, the rows of the unfinished chunk) fits in a snapshot.
 
 Deliveries are hashed as they come, a few hundred at a time (``compact``):
 their events go into the digest as msgpack bytes at once instead of being
-kept until the flush. A decoded event holds a ``uuid.UUID``, which the
+kept until the flush, and each full chunk is hashed on a thread of its own
+(``_link_later``) while the replay goes on. A decoded event holds a ``uuid.UUID``, which the
 garbage collector tracks; tens of thousands of them kept alive across
 collections were promoted into the oldest generation and made full
 collections run every ~40k events (a quarter of a 1M-event replay's time).
@@ -26,7 +27,9 @@ collections run every ~40k events (a quarter of a 1M-event replay's time).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 
 import msgspec
@@ -61,6 +64,7 @@ class Digest:
     @property
     def state(self) -> dict[str, list]:
         """Per table: [chain, rows hashed, unfinished chunk's columns or None] (what a snapshot keeps)."""
+        self._tables["deliveries"][0] = _settled(self._tables["deliveries"][0])
         tables = {t: list(v) for t, v in self._tables.items()}
         tables["deliveries"][2] = self._deliveries.columns()
         return tables
@@ -96,7 +100,7 @@ class Digest:
             i += take
             if pending.n == CHUNK:
                 chain, rows, _ = self._tables["deliveries"]
-                self._tables["deliveries"] = [pending.hash(chain), rows + CHUNK, None]
+                self._tables["deliveries"] = [_link_later(chain, pending.encoded()), rows + CHUNK, None]
                 pending = self._deliveries = EncodedChunk()
 
     def hexdigest(self) -> str:
@@ -104,6 +108,7 @@ class Digest:
         summary = []
         for table in HASHED_TABLES:
             chain, rows, carry = self._tables[table]
+            chain = _settled(chain)
             if table == "deliveries" and self._deliveries.n:
                 chain, rows = self._deliveries.hash(chain), rows + self._deliveries.n
             elif carry:
@@ -141,9 +146,13 @@ class EncodedChunk:
 
     def hash(self, chain: bytes) -> bytes:
         """The chained hash of these rows (same bytes as ``_chunk_hash`` of their columns)."""
+        return hashlib.sha256(chain + self.encoded()).digest()
+
+    def encoded(self) -> bytes:
+        """What ``_chunk_hash`` hashes after the chain: msgpack of the core columns, events spliced in."""
         seqs, ats, copies, perturbations, delays = self.cols
         events = msgspec.Raw(b"".join([_array_header(self.n), *self.events]))
-        return _chunk_hash(chain, [seqs, events, ats, copies, perturbations, delays])  # type: ignore[list-item]
+        return _encode([seqs, events, ats, copies, perturbations, delays])
 
     def columns(self) -> list[list] | None:
         """The rows as core columns with each event decoded to plain msgpack values, or None."""
@@ -165,6 +174,34 @@ def _array_header(n: int) -> bytes:
 
 def _chunk_hash(chain: bytes, cols: list[list]) -> bytes:
     return hashlib.sha256(chain + _encode(cols)).digest()
+
+
+_hasher: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _link_later(chain: bytes | Future, data: bytes) -> Future:
+    """sha256(chain + data), computed on the hasher thread; chains may be pending themselves.
+
+    Full chunks of ``deliveries`` (about a megabyte each) are hashed off the
+    replay's thread: hashlib lets go of the GIL while it hashes, so this
+    overlaps the replay on another core. One thread per process (made anew
+    in a forked child, which inherits the object but not the thread).
+    """
+    global _hasher
+    if _hasher is None or _hasher[0] != os.getpid():
+        _hasher = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="trace-digest"))
+    return _hasher[1].submit(_link, chain, data)
+
+
+def _link(chain: bytes | Future, data: bytes) -> bytes:
+    h = hashlib.sha256(_settled(chain))  # FIFO on one thread: a pending chain is done by now
+    h.update(data)  # = sha256(chain + data), without copying a megabyte
+    return h.digest()
+
+
+def _settled(chain: bytes | Future) -> bytes:
+    """The chain's bytes, waiting for the hasher when it is still being computed."""
+    return chain.result() if isinstance(chain, Future) else chain
 
 
 def _transpose(rows: list[tuple], width: int) -> list[list]:

@@ -74,3 +74,28 @@ def test_compaction_size_does_not_change_the_digest(monkeypatch, compact_rows):
     result = run(deliveries_of(events), LedgerProjection())
     assert result.digest == expected.digest
     assert result.tables["deliveries"].equals(expected.tables["deliveries"])
+
+
+def _digest_in_child(core: list[list], expected: str, conn) -> None:
+    digest = Digest()
+    digest.update_deliveries(core)
+    conn.send(digest.hexdigest() == expected)
+
+
+def test_full_chunks_are_hashed_in_a_forked_child_too(core):
+    """The hasher thread is per process: a child forked after it started gets its own."""
+    import multiprocessing
+
+    parent = Digest()
+    parent.update_deliveries(core)  # more than one chunk: the parent's hasher thread is running
+    expected = parent.hexdigest()
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_digest_in_child, args=(core, expected, send), daemon=True)
+    child.start()
+    try:
+        assert receive.poll(20), "the child's digest never finished (its hasher thread is missing)"
+        assert receive.recv() is True
+    finally:
+        child.kill()
+        child.join()
