@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,27 +105,50 @@ def run(
     ``pace=k`` replays at k times real speed (``sleep``/``monotonic_ns`` are
     injectable for tests); ``progress(done, total)`` is called now and then.
     """
-    runner = _Runner(
-        projection, run_id=run_id, trace_dir=trace_dir, collect=collect,
-        strict=strict, max_timer_chain=max_timer_chain,
-    )
-    meta = _metadata(projection, source, seed, schedule_desc)
-    snaps = _snapshots(snapshot_every, snapshot_dir, trace_dir, resume, meta)
+    with _older_objects_frozen():  # see there: fewer objects for each full collection to walk
+        runner = _Runner(
+            projection, run_id=run_id, trace_dir=trace_dir, collect=collect,
+            strict=strict, max_timer_chain=max_timer_chain,
+        )
+        meta = _metadata(projection, source, seed, schedule_desc)
+        snaps = _snapshots(snapshot_every, snapshot_dir, trace_dir, resume, meta)
+        try:
+            ordered, total, identity = _ordered(deliveries)
+            runner.buf.identity = identity
+            skipped = runner.resume(snaps, ordered) if resume else 0
+            if not skipped:
+                runner.emit_drops(list(drops))
+            runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
+            runner.progress = Progress(progress, total) if progress else None
+            loop = runner.loop_events if identity else runner.loop
+            loop(ordered, skipped, snaps)
+            runner.fire_until(math.inf)
+            return runner.finish(meta, skipped)
+        except BaseException:
+            runner.abort()
+            raise
+
+
+@contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Keep the objects that existed before the run out of the garbage collector's scans.
+
+    A full collection walks every tracked object; in a process that has
+    imported polars, pyarrow and DuckDB that is most of the heap, and a
+    million-event replay triggers several. ``gc.freeze`` moves them to the
+    permanent generation for the run and ``gc.unfreeze`` puts them back (a
+    cycle among them that became garbage meanwhile is collected afterwards).
+    Left alone when something else already froze objects (a pre-fork server
+    keeping pages shared) or the collector is off.
+    """
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield
+        return
+    gc.freeze()
     try:
-        ordered, total, identity = _ordered(deliveries)
-        runner.buf.identity = identity
-        skipped = runner.resume(snaps, ordered) if resume else 0
-        if not skipped:
-            runner.emit_drops(list(drops))
-        runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
-        runner.progress = Progress(progress, total) if progress else None
-        loop = runner.loop_events if identity else runner.loop
-        loop(ordered, skipped, snaps)
-        runner.fire_until(math.inf)
-        return runner.finish(meta, skipped)
-    except BaseException:
-        runner.abort()
-        raise
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _ordered(deliveries: Iterable[Delivery]) -> tuple[Iterator, int | None, bool]:

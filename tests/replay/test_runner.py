@@ -170,3 +170,41 @@ def test_state_is_a_msgspec_struct_of_the_declared_type():
     assert isinstance(result.state, LedgerProjection.state_type)
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(result.state),
                                   type=LedgerProjection.state_type) == result.state
+
+
+class FreezeWatcher(LedgerProjection):
+    """Records how many objects the collector had frozen while the run applied events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: list[int] = []
+
+    def apply(self, state, event, ctx):
+        import gc
+
+        self.frozen.append(gc.get_freeze_count())
+        return super().apply(state, event, ctx)
+
+
+def test_objects_older_than_the_run_are_frozen_during_it_and_thawed_after():
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    watcher = FreezeWatcher()
+    run(deliveries_of(payment_log(n=5)), watcher)
+    assert min(watcher.frozen) > 1000  # the imported modules' objects, at least
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_run_leaves_objects_frozen_by_someone_else_as_they_were():
+    import gc
+
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        watcher = FreezeWatcher()
+        run(deliveries_of(payment_log(n=5)), watcher)
+        assert set(watcher.frozen) == {before}
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
