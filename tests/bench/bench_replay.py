@@ -6,9 +6,12 @@ Three passes over the same events, in the same process:
   trace off   run(): projection, timers, digest; no Parquet, nothing collected
   trace on    run() with trace_dir: the same plus every table written as Parquet
 
-Figures: events/s of each (wall clock and process CPU time, which includes the
-trace writer's thread; on a shared machine CPU time is the steadier one), the
-replay's share of the bare rate, and the trace cost (trace on vs off). Goals: >= 300,000 events/s with traces on; trace cost <= 30%.
+Figures: events/s of each by wall clock (throughput: what a user waits for)
+and by process CPU time (what it costs: every thread's work, the trace
+writer's and the digest hasher's included), the replay's share of the bare
+rate, and the trace cost (trace on vs off). Goals, judged on wall clock:
+>= 300,000 events/s with traces on; trace cost <= 30%. The CPU figures are
+printed beside them; on this shared machine they are the steadier pair.
 With --repeat N the off and on passes alternate N times and each keeps its
 fastest pass: on a shared machine another process's burst then slows one
 pass, not the comparison.
@@ -164,10 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     for key, value in figures.items():
         print(f"{key:>24}: {value}")
-    goal_rate = figures["trace_on_events_per_s_cpu"] >= 300_000
-    goal_cost = figures["trace_cost_cpu"] <= 0.30
-    print(f"goal >= 300,000 events/s with traces: {'met' if goal_rate else 'NOT met'}; "
-          f"trace cost <= 30%: {'met' if goal_cost else 'NOT met'}")
+    goal_rate = figures["trace_on_events_per_s_wall"] >= 300_000
+    goal_cost = figures["trace_cost_wall"] <= 0.30
+    print(f"goal >= 300,000 events/s with traces (wall): {'met' if goal_rate else 'NOT met'}; "
+          f"trace cost <= 30% (wall): {'met' if goal_cost else 'NOT met'}; "
+          f"per CPU-second: {figures['trace_on_events_per_s_cpu']:,} events, "
+          f"trace cost {figures['trace_cost_cpu']:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
