@@ -49,7 +49,9 @@ def _register_import(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=1000, help="lines per append batch (default 1000)")
     parser.add_argument(
         "--order", choices=("file", "stream"), default="file",
-        help="file: keep the log's order across streams (default); stream: group each batch by stream",
+        help="file: keep the log's order across streams (default; replayable as stored); "
+             "stream: group each batch by stream, faster, but receive times then go back and "
+             "`unbroken replay --store` refuses the store",
     )
     fields = parser.add_argument_group("field mapping (override --mapping)")
     for role in ("stream", "type", "data", "id", "occurred_at", "recorded_at", "metadata"):

@@ -261,7 +261,7 @@ class _Runner:
             at = event.recorded_at
             if at < now:
                 self.state = state
-                raise ReplayError(_out_of_order(event, at, now))
+                raise ReplayError(_received_out_of_order(event, at, now))
             if heap and heap[0][0] <= at:  # the earliest timer (live or not) is due
                 self.state = state
                 state = self.fire_until(at)
@@ -405,6 +405,14 @@ def _out_of_order(event, at: int, now: float) -> str:
     return (f"delivery of position {event.position} at {at} ns comes after one at {now} ns; "
             "an iterator of deliveries must be in `at` order (pass a list to have it sorted; "
             "an identity schedule needs events in recorded order)")
+
+
+def _received_out_of_order(event, at: int, now: float) -> str:
+    return (f"event at position {event.position} (stream {event.stream!r}) was received at {at} ns, "
+            f"before the event delivered ahead of it ({now} ns): an identity replay delivers events "
+            "in stored order at their receive times (recorded_at), so they must not go back. A store "
+            "imported with --order stream keeps only each stream's order: import the log in file "
+            "order (the default), or sort the events by recorded_at before replaying them")
 
 
 def _runaway(name: str, fired: int, ctx: ReplayContext) -> str:

@@ -26,3 +26,16 @@ def test_import_keeps_receive_times_so_store_and_file_replays_agree(tmp_path: Pa
     assert all(e.recorded_at < IMPORT_TIME for e in from_store), "the import time leaked into recorded_at"
     assert replayed_store.digest == replayed_file.digest
     assert replayed_store.decisions == replayed_file.decisions and replayed_file.decisions
+
+
+def test_a_store_imported_by_stream_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import pytest
+
+    from replay import ReplayError
+
+    log = tmp_path / "payments.jsonl"
+    export_log(payment_log(n=40, accounts=3), log)
+    with open_store(f"embedded://{tmp_path / 'events.db'}") as store:
+        import_log(log, store, order="stream")  # groups each batch by stream: receive times go back
+        with pytest.raises(ReplayError, match=r"position \d+ .*received at .*--order stream.*file order"):
+            run(deliveries_of(store.read_all()), LedgerProjection())
