@@ -266,14 +266,15 @@ class TraceWriter:
         the replay instead of pausing it at every flush.
         """
         if batch.n:
-            self._submit("deliveries", _delivery_table, run_id, batch)
+            self._submit("deliveries", lambda: _delivery_table(run_id, batch))
 
-    def _submit(self, table: str, make: Callable[..., pa.Table], *args: object) -> None:
+    def _submit(self, table: str, make: Callable[[], pa.Table]) -> None:
+        """Queue ``make()``'s table for writing; ``make`` runs on the writer thread."""
         # A flush sends deliveries, then decisions and timers at once: queue them rather than
         # wait for the big one to be encoded before handing over the small ones.
         self._settle(MAX_IN_FLIGHT - 1)
         writer = self._writer(table)
-        self._in_flight.append(self._pool.submit(lambda: writer.write_table(make(*args))))
+        self._in_flight.append(self._pool.submit(lambda: writer.write_table(make())))
 
     def _settle(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` batches are in flight; a write's error is raised here."""

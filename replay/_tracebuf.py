@@ -18,10 +18,11 @@ state (chain, row count, the rows of the unfinished chunk) fits in a snapshot.
 Deliveries are hashed as they come, a few hundred at a time (``compact``):
 their events go into the digest as msgpack bytes at once instead of being
 kept until the flush, and each full chunk is hashed on a thread of its own
-(``_link_later``) while the replay goes on. A decoded event holds a ``uuid.UUID``, which the
-garbage collector tracks; tens of thousands of them kept alive across
-collections were promoted into the oldest generation and made full
-collections run every ~40k events (a quarter of a 1M-event replay's time).
+(``_link_later``) while the replay goes on. A decoded event holds a
+``uuid.UUID``, which the garbage collector tracks; tens of thousands of them
+kept alive across collections were promoted into the oldest generation and
+made full collections run every ~40k events (a quarter of a 1M-event
+replay's time).
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class Digest:
     @property
     def state(self) -> dict[str, list]:
         """Per table: [chain, rows hashed, unfinished chunk's columns or None] (what a snapshot keeps)."""
-        self._tables["deliveries"][0] = _settled(self._tables["deliveries"][0])
         tables = {t: list(v) for t, v in self._tables.items()}
+        tables["deliveries"][0] = _settled(tables["deliveries"][0])  # waits for the hasher
         tables["deliveries"][2] = self._deliveries.columns()
         return tables
 
