@@ -13,7 +13,7 @@ import contextlib
 import errno
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -116,10 +116,23 @@ def decode_rows(rows: list[tuple[bytes, int]], after: int, backwards: bool) -> l
         bad = next(i for i, (record, checksum) in enumerate(rows) if crc32(record) != checksum)
         raise CorruptEvent(_best_position(events, bad, after, backwards))
     header = b"\xdd" + len(rows).to_bytes(4, "big")
+    records = [record for record, _ in rows]
+    return decode_page(b"".join([header, *records]), lambda: records, after, backwards)
+
+
+def decode_page(
+    page: bytes | memoryview, records: Callable[[], list[bytes]], after: int, backwards: bool
+) -> list[RecordedEvent]:
+    """Decode a page whose checksums are verified: one msgpack array of records.
+
+    ``records()`` gives the records one by one, asked for only when the page
+    does not decode (to name the record that does not). Raises
+    ``CorruptEvent`` as ``decode_rows`` does.
+    """
     try:
-        events = PAGE_DECODER.decode(b"".join([header, *[record for record, _ in rows]]))
+        events = PAGE_DECODER.decode(page)
     except (msgspec.DecodeError, ValueError):
-        each = [_decode_unchecked(record) for record, _ in rows]
+        each = [_decode_unchecked(record) for record in records()]
         bad = each.index(None)
         raise CorruptEvent(_best_position(each, bad, after, backwards), "record does not decode") from None
     positions = [e.position for e in events]

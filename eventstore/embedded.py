@@ -10,13 +10,25 @@ group is written with a few ``executemany`` calls, and if an id repeats it is
 rolled back and written request by request in savepoints (``_group_commit``).
 Other processes may append to the same file; each transaction re-reads
 positions and revisions, never a cache.
+
+Reads go page by page (``_READ_PAGE`` rows), each page its own short read
+transaction, every row's CRC-32 checked and the page decoded in one msgpack
+call. A read that can return ``READ_AHEAD_MIN`` events or more hands the
+queries and checksums to a read-ahead process (``_readahead``) and only
+decodes here, so a long replay uses a second core; same pages, same errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
+import functools
+import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +36,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Final
 
-from . import _sqlite
+from . import _readahead, _sqlite
 from ._contract import (
     NO_FILTER,
     EventStore,
@@ -33,6 +45,7 @@ from ._contract import (
     check_read_args,
 )
 from ._damage import inspect_before_open
+from ._errors import StoreError
 from ._group_commit import RepeatInGroup, write_each, write_group
 from ._rules import validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
@@ -40,6 +53,9 @@ from ._validation import prepare_batch
 
 COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
+READ_AHEAD_MIN: Final = 50_000  # events a read must be able to return to get a read-ahead process
+READ_AHEAD_PIPE_BYTES: Final = 1 << 20
+READ_AHEAD_EXIT_S: Final = 10.0  # deadline for a worker that sent its last frame to exit
 
 
 class _Request:
@@ -58,6 +74,9 @@ class EmbeddedStore(EventStore):
     ``recovery`` lists what opening had to repair (for example garbage after
     the last page, moved to a side file); it is empty for a healthy file.
     ``max_bytes`` caps the file size: an append past it raises ``StoreFull``.
+    ``read_ahead`` lets a read that can return ``READ_AHEAD_MIN`` events or
+    more run its queries and checksums in a second process (``_readahead``);
+    the events, their order and every error are the same either way.
     """
 
     def __init__(
@@ -67,8 +86,10 @@ class EmbeddedStore(EventStore):
         clock: Callable[[], int] = time.time_ns,
         max_bytes: int | None = None,
         busy_timeout_ms: int = 30_000,
+        read_ahead: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._read_ahead = read_ahead
         self.uri = f"embedded://{self.path if self.path.is_absolute() else '/./' + str(self.path)}"
         self._clock = clock
         self._busy_ms = busy_timeout_ms
@@ -272,10 +293,13 @@ class EmbeddedStore(EventStore):
         if cursor is None:
             cursor = (1 << 62) if backwards else -1
         remaining = limit
-        sql = (
-            f"SELECT record, checksum FROM events WHERE {clause.format(compare)}"
-            f" ORDER BY {key} {order} LIMIT ?"
-        )
+        where = f"FROM events WHERE {clause.format(compare)} ORDER BY {key} {order} LIMIT ?"
+        if self._read_ahead and self._long_read(cursor, backwards, limit):
+            worker = self._start_worker(f"SELECT record, checksum, {key} {where}", params, cursor, limit)
+            if worker is not None:
+                yield from self._pages_from(worker, backwards)
+                return
+        sql = f"SELECT record, checksum {where}"
         last_position = (1 << 62) if backwards else 0
         while remaining is None or remaining > 0:
             size = _READ_PAGE if remaining is None else min(_READ_PAGE, remaining)
@@ -290,6 +314,63 @@ class EmbeddedStore(EventStore):
                 remaining -= len(events)
             if len(rows) < size:
                 return
+
+    def _long_read(self, cursor: int, backwards: bool, limit: int | None) -> bool:
+        """Whether a read from ``cursor`` can return enough events to pay for a worker process."""
+        if limit is not None and limit < READ_AHEAD_MIN:
+            return False
+        last = self.last_position()
+        span = min(cursor - 1, last) if backwards else last - cursor
+        return span >= READ_AHEAD_MIN
+
+    def _start_worker(self, sql: str, params: list, cursor: int, limit: int | None) -> subprocess.Popen | None:
+        """The read-ahead process for one read (see ``_readahead``), or None if none can start."""
+        args = {"path": str(self.path), "busy_ms": self._busy_ms, "sql": sql, "params": params,
+                "cursor": cursor, "page": _READ_PAGE, "limit": limit}
+        try:
+            worker = subprocess.Popen(
+                [sys.executable, "-I", _readahead.__file__, json.dumps(args)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+        except OSError:
+            return None  # no process to spare: read in this one
+        with contextlib.suppress(OSError, AttributeError):  # Linux: let it run ~16 pages ahead
+            fcntl.fcntl(worker.stdout, fcntl.F_SETPIPE_SZ, READ_AHEAD_PIPE_BYTES)
+        return worker
+
+    def _pages_from(self, worker: subprocess.Popen, backwards: bool) -> Iterator[list[RecordedEvent]]:
+        """Decode the worker's pages as they come; stop it when the read ends or is abandoned."""
+        frames = worker.stdout
+        assert frames is not None and worker.stderr is not None
+        last_position = (1 << 62) if backwards else 0
+        try:
+            while len(head := frames.read(_readahead.HEADER.size)) == _readahead.HEADER.size:
+                kind, n, length = _readahead.HEADER.unpack(head)
+                payload = frames.read(length)
+                if len(payload) < length:
+                    break  # cut off mid-frame: the worker died
+                check_open(self._closed, self.uri)  # a closed store stops a read, as in-process
+                if kind == _readahead.END:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        worker.wait(READ_AHEAD_EXIT_S)  # it exits on its own once the read is done
+                    return
+                if kind == _readahead.ERROR:
+                    raise _sqlite.convert(_worker_error(payload), self.path)
+                if kind == _readahead.ROWS:
+                    events = _sqlite.decode_rows(_readahead.split_rows(payload, n), last_position, backwards)
+                else:
+                    records = functools.partial(_readahead.page_records, payload, n)
+                    events = _sqlite.decode_page(memoryview(payload)[4 * n :], records, last_position, backwards)
+                yield events
+                last_position = events[-1].position
+            raise StoreError(f"{self.path}: the read-ahead process stopped before the read ended "
+                             f"({_exit_of(worker)})")
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+            frames.close()
+            worker.stderr.close()
 
     def stream_revision(self, stream: str) -> int | None:
         check_open(self._closed, self.uri)
@@ -364,6 +445,26 @@ class EmbeddedStore(EventStore):
         self._writer.close()
         with self._appended:
             self._appended.notify_all()
+
+
+def _worker_error(payload: bytes) -> sqlite3.Error:
+    """The SQLite error the read-ahead process met, rebuilt for ``_sqlite.convert``."""
+    detail = json.loads(payload)
+    error = sqlite3.OperationalError(detail["message"])
+    error.sqlite_errorname = detail["errorname"]  # type: ignore[attr-defined]
+    return error
+
+
+def _exit_of(worker: subprocess.Popen, lines: int = 5) -> str:
+    """How a worker that stopped early ended: its exit status and the end of its error output."""
+    try:
+        worker.wait(READ_AHEAD_EXIT_S)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    assert worker.stderr is not None
+    text = worker.stderr.read().decode(errors="replace").strip().splitlines()[-lines:]
+    return f"exit status {worker.returncode}: " + (" | ".join(text) or "no error output")
 
 
 def _filter_sql(filter: ReadFilter) -> tuple[str, list]:
