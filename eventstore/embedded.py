@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import fcntl
 import functools
 import json
 import sqlite3
@@ -327,6 +326,8 @@ class EmbeddedStore(EventStore):
         """The read-ahead process for one read (see ``_readahead``), or None if none can start."""
         args = {"path": str(self.path), "busy_ms": self._busy_ms, "sql": sql, "params": params,
                 "cursor": cursor, "page": _READ_PAGE, "limit": limit}
+        if not sys.executable:
+            return None  # an embedded interpreter with no Python to start: read in this one
         try:
             worker = subprocess.Popen(
                 [sys.executable, "-I", _readahead.__file__, json.dumps(args)],
@@ -334,7 +335,9 @@ class EmbeddedStore(EventStore):
             )
         except OSError:
             return None  # no process to spare: read in this one
-        with contextlib.suppress(OSError, AttributeError):  # Linux: let it run ~16 pages ahead
+        with contextlib.suppress(ImportError, OSError, AttributeError):  # Linux: let it run ~16 pages ahead
+            import fcntl
+
             fcntl.fcntl(worker.stdout, fcntl.F_SETPIPE_SZ, READ_AHEAD_PIPE_BYTES)
         return worker
 
