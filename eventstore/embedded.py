@@ -293,7 +293,7 @@ class EmbeddedStore(EventStore):
             cursor = (1 << 62) if backwards else -1
         remaining = limit
         where = f"FROM events WHERE {clause.format(compare)} ORDER BY {key} {order} LIMIT ?"
-        if self._read_ahead and self._long_read(cursor, backwards, limit):
+        if self._read_ahead and key == "position" and self._long_read(cursor, backwards, limit):
             worker = self._start_worker(f"SELECT record, checksum, {key} {where}", params, cursor, limit)
             if worker is not None:
                 yield from self._pages_from(worker, backwards)
@@ -315,7 +315,11 @@ class EmbeddedStore(EventStore):
                 return
 
     def _long_read(self, cursor: int, backwards: bool, limit: int | None) -> bool:
-        """Whether a read from ``cursor`` can return enough events to pay for a worker process."""
+        """Whether a ``read_all`` from ``cursor`` can return enough events to pay for a worker process.
+
+        Stream reads never ask: a stream is short next to the log, and its
+        length is not known from positions.
+        """
         if limit is not None and limit < READ_AHEAD_MIN:
             return False
         last = self.last_position()
@@ -324,10 +328,10 @@ class EmbeddedStore(EventStore):
 
     def _start_worker(self, sql: str, params: list, cursor: int, limit: int | None) -> subprocess.Popen | None:
         """The read-ahead process for one read (see ``_readahead``), or None if none can start."""
-        args = {"path": str(self.path), "busy_ms": self._busy_ms, "sql": sql, "params": params,
-                "cursor": cursor, "page": _READ_PAGE, "limit": limit}
         if not sys.executable:
             return None  # an embedded interpreter with no Python to start: read in this one
+        args = {"path": str(self.path), "busy_ms": self._busy_ms, "sql": sql, "params": params,
+                "cursor": cursor, "page": _READ_PAGE, "limit": limit}
         try:
             worker = subprocess.Popen(
                 [sys.executable, "-I", _readahead.__file__, json.dumps(args)],

@@ -88,9 +88,10 @@ def test_a_read_ahead_returns_what_an_in_process_read_returns(store_path, worker
         assert len(workers) == 1 and workers[0].returncode == 0  # it ended on its own
 
 
-def test_short_reads_stay_in_process(store_path, workers, monkeypatch):
-    monkeypatch.setattr(embedded_mod, "READ_AHEAD_MIN", 10_000)
+def test_short_reads_and_stream_reads_stay_in_process(store_path, workers, monkeypatch):
     with open_store(f"embedded://{store_path}") as store:
+        assert len(list(store.read_stream("meter-1"))) == EVENTS // 4  # a stream, however long
+        monkeypatch.setattr(embedded_mod, "READ_AHEAD_MIN", 10_000)
         assert len(list(store.read_all())) == EVENTS
         assert len(list(store.read_all(limit=9_999))) == EVENTS
     assert not workers
