@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import functools
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -75,7 +76,9 @@ class EmbeddedStore(EventStore):
     ``max_bytes`` caps the file size: an append past it raises ``StoreFull``.
     ``read_ahead`` lets a read that can return ``READ_AHEAD_MIN`` events or
     more run its queries and checksums in a second process (``_readahead``);
-    the events, their order and every error are the same either way.
+    the events, their order and every error are the same either way. By
+    default it is on when this process may run on more than one CPU (with
+    one, the worker would only take turns with the reader).
     """
 
     def __init__(
@@ -85,10 +88,10 @@ class EmbeddedStore(EventStore):
         clock: Callable[[], int] = time.time_ns,
         max_bytes: int | None = None,
         busy_timeout_ms: int = 30_000,
-        read_ahead: bool = True,
+        read_ahead: bool | None = None,
     ) -> None:
         self.path = Path(path)
-        self._read_ahead = read_ahead
+        self._read_ahead = _cpus_available() > 1 if read_ahead is None else read_ahead
         self.uri = f"embedded://{self.path if self.path.is_absolute() else '/./' + str(self.path)}"
         self._clock = clock
         self._busy_ms = busy_timeout_ms
@@ -452,6 +455,14 @@ class EmbeddedStore(EventStore):
         self._writer.close()
         with self._appended:
             self._appended.notify_all()
+
+
+def _cpus_available() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _worker_error(payload: bytes) -> sqlite3.Error:

@@ -97,6 +97,16 @@ def test_short_reads_and_stream_reads_stay_in_process(store_path, workers, monke
     assert not workers
 
 
+def test_with_one_cpu_to_run_on_reads_stay_in_process_unless_asked(store_path, workers, monkeypatch):
+    monkeypatch.setattr(embedded_mod.os, "sched_getaffinity", lambda pid: {0})
+    with open_store(f"embedded://{store_path}") as store:
+        assert len(list(store.read_all())) == EVENTS
+    assert not workers
+    with open_store(f"embedded://{store_path}", read_ahead=True) as store:
+        assert len(list(store.read_all())) == EVENTS
+    assert len(workers) == 1
+
+
 def test_an_abandoned_read_stops_its_process(store_path, workers):
     with open_store(f"embedded://{store_path}") as store:
         events = store.read_all()
