@@ -35,7 +35,11 @@ import sqlite3
 import struct
 import sys
 import zlib
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+from typing import TypeVar
 
+T = TypeVar("T")
 HEADER = struct.Struct("<cII")
 PAGE, ROWS, ERROR, END = b"P", b"R", b"E", b"Z"
 _ROW_LENGTH = struct.Struct("<I")
@@ -45,6 +49,30 @@ _CHECKSUM = struct.Struct("<q")
 def page_header(n: int) -> bytes:
     """The msgpack array header for ``n`` items, as the in-process page decoder builds it."""
     return b"\xdd" + n.to_bytes(4, "big")
+
+
+def paged(
+    query: Callable[[int, int], list[T]], cursor_of: Callable[[T], int], cursor: int, page: int,
+    limit: int | None,
+) -> Iterator[list[T]]:
+    """A paged read, a page at a time (in-process reads and the worker share it).
+
+    ``query(cursor, size)`` returns up to ``size`` items after ``cursor``;
+    ``cursor_of(item)`` is the cursor after an item. The read ends on an empty
+    or short page or once ``limit`` items were returned.
+    """
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = page if remaining is None else min(page, remaining)
+        rows = query(cursor, size)
+        if not rows:
+            return
+        yield rows
+        cursor = cursor_of(rows[-1])
+        if remaining is not None:
+            remaining -= len(rows)
+        if len(rows) < size:
+            return
 
 
 def serve(args: dict, out) -> None:
@@ -57,24 +85,16 @@ def serve(args: dict, out) -> None:
     conn = sqlite3.connect(args["path"], isolation_level=None, timeout=args["busy_ms"] / 1000)
     conn.execute(f"PRAGMA busy_timeout = {int(args['busy_ms'])}")
     conn.execute("PRAGMA query_only = 1")
-    sql, params, cursor, remaining = args["sql"], args["params"], args["cursor"], args["limit"]
+    sql, params = args["sql"], args["params"]
     crc32 = zlib.crc32
     try:
-        while remaining is None or remaining > 0:
-            size = args["page"] if remaining is None else min(args["page"], remaining)
-            rows = conn.execute(sql, (*params, cursor, size)).fetchall()
-            if not rows:
-                break
+        query = lambda cursor, size: conn.execute(sql, (*params, cursor, size)).fetchall()  # noqa: E731
+        for rows in paged(query, itemgetter(2), args["cursor"], args["page"], args["limit"]):
             if any(crc32(record) != checksum for record, checksum, _ in rows):
                 out.write(_rows_frame(rows))  # the caller raises CorruptEvent on it
             else:
                 out.write(_page_frame(rows))
             out.flush()
-            cursor = rows[-1][2]
-            if remaining is not None:
-                remaining -= len(rows)
-            if len(rows) < size:
-                break
     except sqlite3.Error as e:
         detail = json.dumps({"message": str(e), "errorname": getattr(e, "sqlite_errorname", "")}).encode()
         out.write(HEADER.pack(ERROR, 0, len(detail)))

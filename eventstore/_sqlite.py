@@ -27,6 +27,7 @@ from ._errors import (
     StoreFull,
     StoreIOError,
 )
+from ._readahead import page_header
 from ._types import RecordedEvent
 
 APPLICATION_ID: Final = 0x756E6272  # "unbr"
@@ -115,9 +116,8 @@ def decode_rows(rows: list[tuple[bytes, int]], after: int, backwards: bool) -> l
         events = [_decode_unchecked(record) for record, _ in rows]
         bad = next(i for i, (record, checksum) in enumerate(rows) if crc32(record) != checksum)
         raise CorruptEvent(_best_position(events, bad, after, backwards))
-    header = b"\xdd" + len(rows).to_bytes(4, "big")
     records = [record for record, _ in rows]
-    return decode_page(b"".join([header, *records]), lambda: records, after, backwards)
+    return decode_page(b"".join([page_header(len(rows)), *records]), lambda: records, after, backwards)
 
 
 def decode_page(

@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
@@ -294,28 +295,25 @@ class EmbeddedStore(EventStore):
         cursor = (start + 1 if backwards else start - 1) if start is not None else None
         if cursor is None:
             cursor = (1 << 62) if backwards else -1
-        remaining = limit
         where = f"FROM events WHERE {clause.format(compare)} ORDER BY {key} {order} LIMIT ?"
         if self._read_ahead and key == "position" and self._long_read(cursor, backwards, limit):
             worker = self._start_worker(f"SELECT record, checksum, {key} {where}", params, cursor, limit)
             if worker is not None:
                 yield from self._pages_from(worker, backwards)
                 return
-        sql = f"SELECT record, checksum {where}"
+        sql = f"SELECT record, checksum {where}"  # the cursor comes from the decoded events
         last_position = (1 << 62) if backwards else 0
-        while remaining is None or remaining > 0:
-            size = _READ_PAGE if remaining is None else min(_READ_PAGE, remaining)
-            rows = self._query(sql, (*params, cursor, size))
+
+        def page_after(at: int, size: int) -> list[RecordedEvent]:
+            nonlocal last_position
+            rows = self._query(sql, (*params, at, size))
             if not rows:
-                return
+                return []
             events = _sqlite.decode_rows(rows, last_position, backwards)
-            yield events
-            cursor = getattr(events[-1], key)
             last_position = events[-1].position
-            if remaining is not None:
-                remaining -= len(events)
-            if len(rows) < size:
-                return
+            return events
+
+        yield from _readahead.paged(page_after, attrgetter(key), cursor, _READ_PAGE, limit)
 
     def _long_read(self, cursor: int, backwards: bool, limit: int | None) -> bool:
         """Whether a ``read_all`` from ``cursor`` can return enough events to pay for a worker process.
