@@ -111,7 +111,7 @@ class Digest:
             chain, rows, carry = self._tables[table]
             chain = _settled(chain)
             if table == "deliveries" and self._deliveries.n:
-                chain, rows = self._deliveries.hash(chain), rows + self._deliveries.n
+                chain, rows = _link(chain, self._deliveries.encoded()), rows + self._deliveries.n
             elif carry:
                 chain, rows = _chunk_hash(chain, carry), rows + len(carry[0])
             summary.append([table, rows, chain])
@@ -121,8 +121,8 @@ class Digest:
 class EncodedChunk:
     """The unfinished chunk of ``deliveries``: core columns with the events as msgpack bytes.
 
-    ``hash`` gives exactly what ``_chunk_hash`` gives for the same rows with
-    the event objects: the events column is spliced in as its msgpack array.
+    ``encoded`` gives exactly what ``_chunk_hash`` encodes for the same rows
+    with the event objects: the events column is spliced in as its msgpack array.
     """
 
     __slots__ = ("cols", "events", "n")
@@ -144,10 +144,6 @@ class EncodedChunk:
                 kept.extend(col)
             self.events.append(_encode(events)[len(_array_header(n)) :])
             self.n += n
-
-    def hash(self, chain: bytes) -> bytes:
-        """The chained hash of these rows (same bytes as ``_chunk_hash`` of their columns)."""
-        return hashlib.sha256(chain + self.encoded()).digest()
 
     def encoded(self) -> bytes:
         """What ``_chunk_hash`` hashes after the chain: msgpack of the core columns, events spliced in."""
