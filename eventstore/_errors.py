@@ -7,7 +7,16 @@ callers only ever catch :class:`StoreError` subclasses.
 from __future__ import annotations
 
 
-class StoreError(Exception):
+class UnbrokenError(Exception):
+    """The root of every error unbroken raises on purpose.
+
+    Each package keeps its own named errors under it (``StoreError``,
+    ``ConfigError``, ``ReplayError``, ``LogError``, ``QueryError``...), so a
+    caller can catch unbroken's errors, and nothing else, with one clause.
+    """
+
+
+class StoreError(UnbrokenError):
     """Base class of every error the event store raises."""
 
 

@@ -1,87 +1,53 @@
-"""``unbroken store``: inspect, verify and salvage event stores."""
+"""The ``unbroken`` command: one entry point gathering every package's commands.
+
+Each package registers its subcommands through the ``unbroken.commands``
+entry-point group (see pyproject.toml), so this module imports nothing above
+the event store and the layering in DESIGN.md stays one-way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from importlib.metadata import entry_points
 
-from ._cli_main import EXIT_OK, EXIT_PROBLEM
+EXIT_OK = 0
+EXIT_PROBLEM = 1  # the command ran and found a problem (violation, damage, bad rows)
+EXIT_USAGE = 2  # the command line was wrong
+EXIT_ERROR = 3  # the command could not run (missing file, unreachable store)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``unbroken store info|verify|salvage``."""
-    store = commands.add_parser(
-        "store",
-        help="inspect, verify and salvage event stores",
-        description="Inspect, verify and salvage event stores.",
+def build_parser() -> argparse.ArgumentParser:
+    """The root parser with every registered subcommand attached."""
+    parser = argparse.ArgumentParser(
+        prog="unbroken",
+        description="Replay, property-test and soak-test decision systems built on events.",
+        epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage error, 3 could not run.",
     )
-    actions = store.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    info = actions.add_parser("info", help="counts and positions of a store")
-    info.add_argument("uri", help="store URI (embedded:///path/events.db, memory://, or a file path)")
-    info.set_defaults(run=_info)
-
-    verify = actions.add_parser(
-        "verify",
-        help="check an embedded store file end to end, without changing it",
-        description="Check the SQLite structure and every event's checksum. Exit 1 if anything is wrong.",
-    )
-    verify.add_argument("path", type=Path, help="the store file (events.db)")
-    verify.set_defaults(run=_verify)
-
-    salvage = actions.add_parser(
-        "salvage",
-        help="copy every readable event of a damaged store into a new one",
-        description=(
-            "Copy every readable, checksum-valid event into a new store, keeping positions, "
-            "revisions and ids. The damaged file is never modified. Exit 1 if any event was lost."
-        ),
-    )
-    salvage.add_argument("path", type=Path, help="the damaged store file")
-    salvage.add_argument("--out", type=Path, required=True, help="the new store file to create")
-    salvage.set_defaults(run=_salvage)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for entry in sorted(entry_points(group="unbroken.commands"), key=lambda e: e.name):
+        entry.load()(commands)
+    return parser
 
 
-def _info(args: argparse.Namespace) -> int:
-    from ._open import open_store
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``unbroken`` command and return its exit code."""
+    from ._errors import StoreError
 
-    with open_store(args.uri) as store:
-        print(f"store:         {store.uri}")
-        print(f"last position: {store.last_position()}")
-        for note in getattr(store, "recovery", []):
-            print(f"recovered:     {note}")
-    return EXIT_OK
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from ._damage import verify
-
-    if not args.path.exists():
-        raise FileNotFoundError(f"no store file at {args.path}")
-    report = verify(args.path)
-    print(f"{report.path}: {report.events} events readable, last position {report.last_position}")
-    for problem in report.problems:
-        print(f"  problem: {problem}")
-    if report.corrupt_positions:
-        shown = ", ".join(map(str, report.corrupt_positions[:20]))
-        print(f"  checksum mismatch at positions: {shown}")
-    print("ok" if report.ok else "DAMAGED: run `unbroken store salvage` to recover what is readable")
-    return EXIT_OK if report.ok else EXIT_PROBLEM
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except StoreError as e:
+        print(f"unbroken {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except FileNotFoundError as e:
+        print(f"unbroken {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"unbroken {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
-def _salvage(args: argparse.Namespace) -> int:
-    from ._damage import salvage
-
-    if not args.path.exists():
-        raise FileNotFoundError(f"no store file at {args.path}")
-    report = salvage(args.path, args.out)
-    print(f"recovered {report.recovered} events from {report.source} into {report.target}")
-    for note in report.notes:
-        print(f"  note: {note}")
-    lost = report.lost_positions + report.corrupt_positions
-    if lost:
-        print(f"  LOST {len(lost)} events at positions: {', '.join(map(str, sorted(lost)[:50]))}",
-              file=sys.stderr)
-        return EXIT_PROBLEM
-    return EXIT_OK
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,7 +50,7 @@ from ._errors import StoreError
 from ._group_commit import RepeatInGroup, write_each, write_group
 from ._rules import validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
-from ._validation import prepare_batch
+from .validation import prepare_batch
 
 COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory

@@ -38,7 +38,7 @@ from ._types import (
     NewEvent,
     RecordedEvent,
 )
-from ._validation import prepare_batch
+from .validation import prepare_batch
 
 _SEARCH_BACK = 10_000  # how far back a retried append looks for its original events
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
 from ._rules import StoredId, check_expected, repeated_result, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
-from ._validation import prepare_batch
+from .validation import prepare_batch
 
 
 class MemoryStore(EventStore):

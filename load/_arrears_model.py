@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from eventstore import (
+from projections.payloads import (
     AccountBalance,
     CustomerFlag,
     MeterReading,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from eventstore import CalendarDay
+from projections.payloads import CalendarDay
 
 from ._jsonl import DAY, HOUR, NS, StreamWriter
 

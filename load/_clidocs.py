@@ -37,7 +37,7 @@ def reference() -> str:
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
     try:
-        from eventstore._cli_main import build_parser
+        from eventstore.cli import build_parser
 
         parts = []
         for path, parser in _walk(build_parser(), "unbroken"):

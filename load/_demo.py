@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eventstore._cli_main import EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_OK, EXIT_PROBLEM
 
 from .generators import ArrearsProfile, generate_arrears
 
@@ -115,7 +115,7 @@ class Demo:
 
 def query(trace: Path, sql: str) -> None:
     """Print the command and its output, exactly as ``unbroken query`` gives it."""
-    from eventstore._cli_main import main
+    from eventstore.cli import main
 
     print(f'\n$ unbroken query {trace} "{sql}"', flush=True)
     if main(["query", str(trace), sql]) != EXIT_OK:

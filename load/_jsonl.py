@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from eventstore import Payload
+from eventstore.payloads import Payload
 
 NS: Final = 1_000_000_000
 MINUTE: Final = 60 * NS

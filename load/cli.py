@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eventstore._cli_main import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 
 def register(commands: argparse._SubParsersAction) -> None:

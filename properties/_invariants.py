@@ -9,7 +9,10 @@ are its header::
     SELECT run_id, ... FROM decisions WHERE ...
 
 ``id`` defaults to the file name, ``description`` to the first other comment
-line. The query runs in DuckDB over the trace tables of ``replay/_schema.py``
+line. ``domain: arrears`` limits an invariant to projections of that domain
+(a projection's ``domain`` attribute, else its ``name``): a domain's rules
+mean nothing to another domain's projection. Without it an invariant applies
+to every projection. The query runs in DuckDB over the trace tables of ``replay/_schema.py``
 (``deliveries``, ``drops``, ``decisions``, ``timers``, ``faults``, ``runs``)
 and ``events`` (the base log: ``run_id, position, event_id, stream, type,
 source, occurred_at, recorded_at, data`` with ``data`` as JSON text, plus the
@@ -66,6 +69,11 @@ class Invariant:
     batch: bool = False
     source: str = "builtin"  # where it was defined, for error messages
     tables: frozenset[str] = field(default=frozenset())
+    domains: frozenset[str] = field(default=frozenset())  # empty: applies to every projection
+
+    def applies_to(self, domain: str | None) -> bool:
+        """True when this invariant judges projections of ``domain`` (None: any projection)."""
+        return not self.domains or domain is None or domain in self.domains
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.check is None):
@@ -98,7 +106,7 @@ def parse_sql(text: str, name: str, source: str) -> Invariant:
         if not stripped.startswith("--"):
             break
         match = _HEADER.match(stripped)
-        if match and match.group(1).lower() in ("id", "description", "batch"):
+        if match and match.group(1).lower() in ("id", "description", "batch", "domain"):
             header[match.group(1).lower()] = match.group(2)
         else:
             notes.append(stripped.lstrip("-").strip())
@@ -111,6 +119,7 @@ def parse_sql(text: str, name: str, source: str) -> Invariant:
         sql=query,
         batch=header.get("batch", "").lower() in ("true", "yes", "1"),
         source=source,
+        domains=frozenset(n.strip() for n in header.get("domain", "").split(",") if n.strip()),
     )
 
 
@@ -146,17 +155,20 @@ def builtin_invariants() -> list[Invariant]:
     return [*load_invariants(BUILTIN_DIR), CONVERGENCE]
 
 
-def resolve(invariants: Iterable[Invariant | str | Path] | str | Path | None) -> list[Invariant]:
+def resolve(
+    invariants: Iterable[Invariant | str | Path] | str | Path | None, domain: str | None = None,
+) -> list[Invariant]:
     """Turn what a caller passed into invariants.
 
-    ``None`` means the built-ins; a directory path means the built-ins plus
-    every ``.sql`` file in it; a list may mix ``Invariant`` objects, ids of
-    built-ins and directories. Raises ``ValueError`` for an unknown id.
+    ``None`` means the built-ins that apply to projections of ``domain``
+    (None: all of them); a directory path means those plus every ``.sql`` file in it;
+    a list may mix ``Invariant`` objects, ids of built-ins and directories,
+    taken as given. Raises ``ValueError`` for an unknown id.
     """
     if invariants is None:
-        return builtin_invariants()
+        return [inv for inv in builtin_invariants() if inv.applies_to(domain)]
     if isinstance(invariants, (str, Path)):
-        invariants = [*builtin_invariants(), invariants]
+        invariants = [*(inv for inv in builtin_invariants() if inv.applies_to(domain)), invariants]
     known = {inv.id: inv for inv in builtin_invariants()}
     out: list[Invariant] = []
     for item in invariants:

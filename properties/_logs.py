@@ -14,21 +14,17 @@ from typing import Final
 
 from hypothesis import strategies as st
 
-from eventstore import (
+from eventstore import Metadata, RecordedEvent, type_of
+from eventstore.payloads import Heartbeat, Payload, encode_payload
+from projections.payloads import (
     AccountBalance,
     CustomerFlag,
-    Heartbeat,
     MarketTick,
-    Metadata,
     MeterReading,
     OrderFill,
-    Payload,
     PaymentReceived,
     PaymentReversed,
-    RecordedEvent,
     TradeSignal,
-    encode_payload,
-    type_of,
 )
 
 SECOND: Final = 1_000_000_000

@@ -153,7 +153,7 @@ def check(
     started = time.perf_counter()
     spec = projection if isinstance(projection, str) else None
     factory = factory_of(projection, config)
-    invs = resolve(invariants)
+    invs = resolve(invariants, domain_of(factory()))
     search = _Search(factory, invs, seed=seed, source=source, batch=max(1, batch), policy=policy)
     try:
         base_log = list(log) if log is not None else None
@@ -170,6 +170,12 @@ def check(
         events=len(base_log) if base_log is not None else 0, examples=search.examples, seed=seed,
         seconds=time.perf_counter() - started, policy=policy, results=results,
     )
+
+
+def domain_of(projection: Any) -> str | None:
+    """The rule family a projection follows: its ``domain``, else its ``name``."""
+    domain = getattr(projection, "domain", None) or getattr(projection, "name", None)
+    return str(domain) if domain else None
 
 
 def _explore(search: _Search, base_log, logs, examples: int, seed: int, policy) -> None:

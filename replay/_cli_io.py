@@ -9,7 +9,7 @@ import time
 from typing import Final
 
 from eventstore import DEFAULT_URI
-from eventstore._cli_main import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
 
 _FORMATS: Final = ("jsonl", "csv", "parquet")
 _PROGRESS_EVERY_S: Final = 1.0

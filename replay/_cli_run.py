@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from eventstore import open_store
-from eventstore._cli_main import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
 
 from ._delivery import Delivery, deliveries_of
 from ._errors import ReplayError

@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from eventstore import ANY, AppendResult, EventStore, InvalidEvent, NewEvent, Rejected
-from eventstore._validation import MAX_BATCH, check_stream
+from eventstore import ANY, AppendResult, EventStore, InvalidEvent, NewEvent
+from eventstore.payloads import Rejected
+from eventstore.validation import MAX_BATCH, check_stream
 
 from ._logio import _REJECTED_BY_STORE, ImportReport, _parse, _Pending, _prepare, _Tally
 from ._logmap import LogError

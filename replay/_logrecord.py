@@ -4,7 +4,7 @@ Rules, shared by JSON Lines, CSV and Parquet:
 
 - ``data`` is a JSON object (or its text), a base64 string, or raw bytes (Parquet
   binary). Objects are stored as compact JSON; base64 and bytes as they are.
-  Known payload types (``eventstore.PAYLOAD_TYPES``) must decode into their struct.
+  Known payload types (``eventstore.payloads.payload_types()``) must decode into their struct.
 - ``id``: a UUID is kept as it is (so exported logs re-import to the same ids);
   any other text or integer becomes ``uuid5(namespace, "id:" + text)``; without
   an id, ``uuid5`` over the event's stream, type, times, data and metadata.
@@ -24,11 +24,12 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from eventstore import PAYLOAD_TYPES, InvalidEvent, NewEvent
+from eventstore import InvalidEvent, NewEvent
+from eventstore.payloads import payload_decoder
 
 # The store's own name checks, applied before batching so that one hostile line
 # is quarantined alone instead of failing the whole append batch.
-from eventstore._validation import (
+from eventstore.validation import (
     MAX_DATA_BYTES,
     MAX_TYPE_BYTES,
     check_metadata,
@@ -47,7 +48,6 @@ _RFC3339: Final = re.compile(
 _ENCODE: Final = msgspec.json.Encoder()
 _SORTED: Final = msgspec.json.Encoder(order="sorted")
 _DECODE: Final = msgspec.json.Decoder()
-_PAYLOAD_DECODERS: Final = {tag: msgspec.json.Decoder(cls) for tag, cls in PAYLOAD_TYPES.items()}
 
 
 class BadRecord(ValueError):
@@ -158,7 +158,7 @@ def _json_object_text(value: str, name: str) -> bytes:
 
 def check_payload(type_: str, data: bytes) -> None:
     """Known payload types must decode into their struct."""
-    decoder = _PAYLOAD_DECODERS.get(type_)
+    decoder = payload_decoder(type_)
     if decoder is None:
         return
     try:

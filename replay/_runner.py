@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from eventstore import decode_payload
+from eventstore.payloads import decode_payload, fault_source_field, fault_types
 
 from ._context import ReplayContext
 from ._delivery import Delivery, Drop, IdentitySchedule
@@ -25,7 +25,6 @@ BATCH_ROWS = 65_536  # deliveries per flush: one Parquet row group, bounded memo
 COMPACT_ROWS = 256
 MAX_TIMER_CHAIN = 100_000
 COUNTED = ("deliveries", "drops", "decisions", "timers", "faults")  # runs-row order
-FAULT_SOURCE_FIELD = {"Fault": "source", "ModbusFault": "device"}
 
 
 class RunResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,7 +87,8 @@ def run(
        delivery. Each firing and each delivery takes the next ``seq``.
     5. Apply. The clock moves to ``at``; ``projection.apply(state, event,
        ctx)`` folds the event; ``ctx.decide``/``schedule``/``cancel`` land in
-       the trace. ``Fault`` and ``ModbusFault`` events are also ``faults`` rows.
+       the trace. Events whose payload declares ``fault_source_field``
+       (``Fault``, ``ModbusFault``...) are also ``faults`` rows.
     6. Errors. A projection that raises gets a ``faults`` row naming the
        position; with ``strict`` the run stops with ``ReplayError``, otherwise
        the step is undone (its decisions and timer changes dropped) and the
@@ -120,8 +120,7 @@ def run(
                 runner.emit_drops(list(drops))
             runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
             runner.progress = Progress(progress, total) if progress else None
-            loop = runner.loop_events if identity else runner.loop
-            loop(ordered, skipped, snaps)
+            runner.loop(ordered, skipped, snaps, bare=identity)
             runner.fire_until(math.inf)
             return runner.finish(meta, skipped)
         except BaseException:
@@ -212,56 +211,28 @@ class _Runner:
         self.progress: Progress | None = None
 
     # -- the hot loop -----------------------------------------------------
-    def loop(self, deliveries: Iterator[Delivery], done: int, snaps) -> None:
-        """Deliver everything in order, firing due timers first (steps 4-6, 8)."""
-        ctx, buf, apply = self.ctx, self.buf, self.projection.apply
-        heap = ctx.heap
-        add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
-        state, now, pacer = self.state, self.now, self.pacer
-        checkpoint = self._next_checkpoint(done, snaps)
-        for d in deliveries:
-            at = d.at
-            if at < now:
-                self.state = state
-                raise ReplayError(_out_of_order(d.event, at, now))
-            if heap and heap[0][0] <= at:  # the earliest timer (live or not) is due
-                self.state = state
-                state = self.fire_until(at)
-            if pacer is not None:
-                pacer.wait(at)
-            now = ctx.now = at
-            seq = ctx.cause = ctx.cause + 1
-            add_seq(seq)
-            add_item(d)
-            event = d.event
-            if event.type in FAULT_SOURCE_FIELD:
-                self._event_fault(event, seq, at)
-            try:
-                state = apply(state, event, ctx)
-            except Exception as e:
-                self._failed(e, seq, at, _event_where(event))
-            done += 1
-            if done >= checkpoint:
-                self.state, self.now = state, now
-                self._checkpoint(done, (event.position, at), snaps)
-                checkpoint = self._next_checkpoint(done, snaps)
-        self.state, self.now = state, now
+    def loop(self, items: Iterator, done: int, snaps, bare: bool) -> None:
+        """Deliver every item (steps 4 to 6, and 8's checkpoints).
 
-    def loop_events(self, events: Iterator, done: int, snaps) -> None:
-        """``loop`` for the identity schedule: the items are events, delivered at recorded_at.
-
-        The same steps as ``loop`` line for line, without a ``Delivery`` per event.
+        ``items`` are ``Delivery`` objects, or with ``bare`` the events
+        themselves, delivered at their ``recorded_at`` (the identity schedule,
+        without a ``Delivery`` per event).
         """
         ctx, buf, apply = self.ctx, self.buf, self.projection.apply
-        heap = ctx.heap
+        heap, fault_kinds = ctx.heap, fault_types()
         add_seq, add_item = buf.delivery_seqs.append, buf.delivery_items.append
         state, now, pacer = self.state, self.now, self.pacer
         checkpoint = self._next_checkpoint(done, snaps)
-        for event in events:
-            at = event.recorded_at
+        for item in items:
+            if bare:
+                event = item
+                at = event.recorded_at
+            else:
+                event = item.event
+                at = item.at
             if at < now:
                 self.state = state
-                raise ReplayError(_received_out_of_order(event, at, now))
+                raise ReplayError(_out_of_order(event, at, now, bare))
             if heap and heap[0][0] <= at:  # the earliest timer (live or not) is due
                 self.state = state
                 state = self.fire_until(at)
@@ -270,8 +241,8 @@ class _Runner:
             now = ctx.now = at
             seq = ctx.cause = ctx.cause + 1
             add_seq(seq)
-            add_item(event)
-            if event.type in FAULT_SOURCE_FIELD:
+            add_item(item)
+            if event.type in fault_kinds:
                 self._event_fault(event, seq, at)
             try:
                 state = apply(state, event, ctx)
@@ -310,7 +281,7 @@ class _Runner:
     def _event_fault(self, event, seq: int, at: int) -> None:
         try:
             payload = decode_payload(event)
-            source = getattr(payload, FAULT_SOURCE_FIELD[event.type])
+            source = getattr(payload, fault_source_field(event.type))
             row = (seq, at, source, payload.kind, payload.detail)
         except Exception as e:  # a fault we cannot read is still a fault
             row = (seq, at, event.stream, "undecodable", f"position {event.position}: {e}")
@@ -401,7 +372,9 @@ def _event_where(event) -> str:
             f"stream {event.stream!r})")
 
 
-def _out_of_order(event, at: int, now: float) -> str:
+def _out_of_order(event, at: int, now: float, bare: bool) -> str:
+    if bare:
+        return _received_out_of_order(event, at, now)
     return (f"delivery of position {event.position} at {at} ns comes after one at {now} ns; "
             "an iterator of deliveries must be in `at` order (pass a list to have it sorted; "
             "an identity schedule needs events in recorded order)")

@@ -12,7 +12,10 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from eventstore import (
+from eventstore import RecordedEvent
+from projections import reasons as R
+from projections._contract import Context, Decision, Status
+from projections.payloads import (
     AccountBalance,
     CalendarDay,
     CustomerFlag,
@@ -20,10 +23,7 @@ from eventstore import (
     NotificationAck,
     PaymentReceived,
     PaymentReversed,
-    RecordedEvent,
 )
-from projections import reasons as R
-from projections._contract import Context, Decision, Status
 
 from .state import Account, Balance, EventId, Facts, Flag, Meter, Payment, Reading, Reversal
 

@@ -1,6 +1,7 @@
 -- id: AR-1
 -- description: arrears: no notice is released while the debt known at release (the statement in force minus later payments, each payment id once) is below the threshold (SM-AR-003, SM-AR-012)
 -- batch: true
+-- domain: arrears
 -- An oracle over the deliveries, independent of the projection's state. Accounts with a
 -- reversal delivered before the release are left out: their debt depends on which
 -- payments the statement already included.

@@ -1,6 +1,7 @@
 -- id: AR-2
 -- description: arrears: at most one notice released per account and billing period, the period being the local month of the due time of the statement in force (SM-AR-013)
 -- batch: true
+-- domain: arrears
 WITH released AS (
     SELECT d.run_id, d.seq, d.cause_seq, d.subject AS account
     FROM decisions d WHERE kind = 'arrears-notice' AND status IN ('released', 'sent')

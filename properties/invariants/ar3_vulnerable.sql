@@ -1,6 +1,7 @@
 -- id: AR-3
 -- description: arrears: no notice is released for a customer whose vulnerable flag, as last stated before the release, is active (SM-AR-008)
 -- batch: true
+-- domain: arrears
 WITH released AS (
     SELECT d.run_id, d.seq, d.cause_seq, d.at, d.subject AS account
     FROM decisions d WHERE kind = 'arrears-notice' AND status IN ('released', 'sent')

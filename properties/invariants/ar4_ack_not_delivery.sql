@@ -1,6 +1,7 @@
 -- id: AR-4
 -- description: arrears: a notice is marked delivered only on a delivery record, never on an acknowledgement that it was accepted (SM-AR-014)
 -- batch: true
+-- domain: arrears
 SELECT d.run_id, d.seq, d.at, d.subject, l.type AS cause_type,
        e.stage AS stage,
        'marked delivered without a delivery record' AS problem

@@ -1,6 +1,7 @@
 -- id: AR-5
 -- description: arrears: a held notice is cancelled as paid only when the payments, each payment id counted once, bring the debt under the threshold (SM-AR-004)
 -- batch: true
+-- domain: arrears
 -- Accounts with a reversal delivered before the cancel are left out (see AR-1).
 WITH cancels AS (
     SELECT d.run_id, d.seq, d.cause_seq, d.at, d.subject AS account

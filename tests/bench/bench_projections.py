@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import replay
-from eventstore import decode_payload
+from eventstore.payloads import decode_payload
 from load import generate_bulk
 from projections import ArrearsProjection
 

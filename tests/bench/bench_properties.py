@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
 import replay
-from eventstore import AccountBalance, MeterReading, PaymentReceived
+from projections.payloads import AccountBalance, MeterReading, PaymentReceived
 from properties import Evaluator, LogBuilder, builtin_invariants, check, factory_of
 from properties._evaluate import batch_table
 from properties._examples import LogContext

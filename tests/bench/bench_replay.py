@@ -33,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from eventstore import decode_payload, open_store
+from eventstore import open_store
+from eventstore.payloads import decode_payload
 from load.generators import generate_bulk
 from replay import deliveries_of, import_log, run
 

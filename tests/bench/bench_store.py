@@ -36,15 +36,10 @@ from pathlib import Path
 
 import msgspec
 
-from eventstore import (
-    PAYLOAD_TYPES,
-    MeterReading,
-    NewEvent,
-    RecordedEvent,
-    decode_payload,
-    open_store,
-)
+from eventstore import NewEvent, RecordedEvent, open_store
 from eventstore._sqlite import SCHEMA  # the baseline uses the store's own tables and indexes
+from eventstore.payloads import decode_payload, payload_types
+from projections.payloads import MeterReading
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 REPEATS = 3  # best of 3 for every timed comparison
@@ -201,7 +196,7 @@ def store_read(path: Path, read_ahead: bool = True) -> tuple[int, float]:
 
 def bare_read(path: Path) -> tuple[int, float]:
     record_decoder = msgspec.msgpack.Decoder(RecordedEvent)
-    payload_decoders = {t: msgspec.json.Decoder(c) for t, c in PAYLOAD_TYPES.items()}
+    payload_decoders = {t: msgspec.json.Decoder(c) for t, c in payload_types().items()}
     conn = sqlite3.connect(str(path))
     t0 = time.perf_counter()
     cursor = conn.execute("SELECT record FROM events ORDER BY position")

@@ -13,12 +13,12 @@ from eventstore import (
     EventStore,
     InvalidEvent,
     InvalidPayload,
-    MeterReading,
     NewEvent,
     StoreError,
     WrongExpectedVersion,
 )
-from eventstore._validation import MAX_METADATA_BYTES
+from eventstore.validation import MAX_METADATA_BYTES
+from projections.payloads import MeterReading
 
 from .helpers import assert_log_shape, batch, ev, read_after
 

@@ -6,15 +6,9 @@ import uuid
 
 import pytest
 
-from eventstore import (
-    InvalidPayload,
-    Metadata,
-    MeterReading,
-    NewEvent,
-    PaymentReceived,
-    Rejected,
-    decode_payload,
-)
+from eventstore import InvalidPayload, Metadata, NewEvent
+from eventstore.payloads import Rejected, decode_payload
+from projections.payloads import MeterReading, PaymentReceived
 
 from .helpers import ManualClock, batch, ev
 

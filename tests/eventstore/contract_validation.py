@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventstore import InvalidEvent, ReadFilter, StoreClosed
-from eventstore._validation import MAX_BATCH, MAX_DATA_BYTES
+from eventstore.validation import MAX_BATCH, MAX_DATA_BYTES
 
 from .helpers import batch, ev, read_after
 

@@ -165,6 +165,6 @@ def test_processes_appending_to_one_file_at_once_lose_nothing(tmp_path: Path) ->
 def assert_verify_ok(db: Path, where: str) -> None:
     """``unbroken store verify`` finds nothing wrong with the file."""
     verify = subprocess.run(
-        [sys.executable, "-m", "eventstore._cli_main", "store", "verify", str(db)],
+        [sys.executable, "-m", "eventstore.cli", "store", "verify", str(db)],
         capture_output=True, text=True, timeout=DEADLINE)
     assert verify.returncode == 0, f"{where}: store verify says {verify.stdout}{verify.stderr}"

@@ -17,8 +17,8 @@ from eventstore import (
     StoreFull,
     open_store,
 )
-from eventstore._cli_main import main as unbroken
 from eventstore._damage import salvage, verify
+from eventstore.cli import main as unbroken
 
 pytestmark = pytest.mark.case("HY-007")
 EVENTS = 3000

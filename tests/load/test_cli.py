@@ -7,7 +7,7 @@ import re
 import msgspec
 
 from eventstore import open_store
-from eventstore._cli_main import main
+from eventstore.cli import main
 from load import ArrearsProfile, generate_arrears
 
 

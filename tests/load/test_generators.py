@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 import msgspec
 import pytest
 
-from eventstore import PAYLOAD_TYPES
+from eventstore.payloads import payload_types
 from load import ArrearsProfile, arrears_lines, bulk_lines, generate_arrears, generate_bulk
 
 SMALL = ArrearsProfile(accounts=60, days=45, seed=7)
@@ -26,9 +26,9 @@ def check_line(line: dict, where: str) -> None:
     assert set(line) == {"id", "stream", "type", "occurred_at", "recorded_at", "data", "metadata"}, where
     uuid.UUID(line["id"])
     assert isinstance(line["occurred_at"], int) and line["occurred_at"] > 0, where
-    assert line["type"] in PAYLOAD_TYPES, where
+    assert line["type"] in payload_types(), where
     try:
-        msgspec.convert(line["data"], PAYLOAD_TYPES[line["type"]])
+        msgspec.convert(line["data"], payload_types()[line["type"]])
     except msgspec.ValidationError as e:
         pytest.fail(f"{where}: {line['type']} data does not fit its struct: {e}")
     assert isinstance(line["recorded_at"], int), where

@@ -84,7 +84,7 @@ RELEASE = "2024-03-06T08:00"
 def readings(log: Log, account: str = "A1", first: str = "2024-03-01", days: int = 5,
              meter: str | None = None, start_kwh: float = 1000.0, lag: int = 5 * MINUTE) -> list[str]:
     """Daily real readings at 00:30 device time, received ``lag`` later; returns their ids."""
-    from eventstore import MeterReading
+    from projections.payloads import MeterReading
 
     base = t(f"{first}T00:30")
     return [
@@ -97,7 +97,7 @@ def readings(log: Log, account: str = "A1", first: str = "2024-03-01", days: int
 def statement(log: Log, account: str = "A1", balance: int = 10_000, at: str = STATED,
               due: str = "2024-03-01T00:00", provisional: bool = False, received: int | None = None) -> str:
     """An AccountBalance stated at ``at`` (and received then, unless given), due at ``due``."""
-    from eventstore import AccountBalance
+    from projections.payloads import AccountBalance
 
     stated = t(at)
     payload = AccountBalance(account, balance, provisional=provisional, due_at=t(due))

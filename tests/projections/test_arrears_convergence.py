@@ -13,17 +13,17 @@ import msgspec
 import pytest
 
 import replay
-from eventstore import (
+from eventstore import RecordedEvent
+from projections import ArrearsProjection, ArrearsState
+from projections._arrears.facts import debt_of
+from projections.payloads import (
     CalendarDay,
     CustomerFlag,
     MeterReading,
     NotificationAck,
     PaymentReceived,
     PaymentReversed,
-    RecordedEvent,
 )
-from projections import ArrearsProjection, ArrearsState
-from projections._arrears.facts import debt_of
 
 from .helpers import DAY, HOUR, Log, readings, released, run, statement, t
 from .invariants import check_all

@@ -59,7 +59,7 @@ def test_shortcut_changes_nothing_under_perturbed_delivery(monkeypatch, seed):
 
 def test_shortcut_changes_nothing_when_readings_go_stale_and_recover(monkeypatch):
     # Readings stop, the notice is blocked as stale, then estimated and real readings come back.
-    from eventstore import MeterReading
+    from projections.payloads import MeterReading
 
     log = Log()
     readings(log, "A1", first="2024-02-20", days=3)
@@ -74,7 +74,7 @@ def test_shortcut_changes_nothing_when_readings_go_stale_and_recover(monkeypatch
 def test_shortcut_changes_nothing_when_a_restatement_is_not_yet_due(monkeypatch):
     # Blocked as stale; a restatement of the period is not due yet (a due timer), then stale
     # readings keep arriving: each re-check re-schedules that timer, so none may be skipped.
-    from eventstore import MeterReading
+    from projections.payloads import MeterReading
 
     log = Log()
     readings(log, "A1", first="2024-02-20", days=3)

@@ -6,7 +6,9 @@ import uuid
 
 import pytest
 
-from eventstore import (
+from projections import ArrearsConfig, ArrearsProjection, Status
+from projections import reasons as R
+from projections.payloads import (
     CalendarDay,
     CustomerFlag,
     MeterReading,
@@ -14,8 +16,6 @@ from eventstore import (
     PaymentReceived,
     PaymentReversed,
 )
-from projections import ArrearsConfig, ArrearsProjection, Status
-from projections import reasons as R
 from replay import Delivery
 
 from .helpers import (

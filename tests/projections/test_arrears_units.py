@@ -6,8 +6,14 @@ import msgspec
 import pytest
 
 import replay
-from eventstore import AccountBalance, CalendarDay, MarketTick, PaymentReceived, PaymentReversed
 from projections import ArrearsProjection
+from projections.payloads import (
+    AccountBalance,
+    CalendarDay,
+    MarketTick,
+    PaymentReceived,
+    PaymentReversed,
+)
 
 from .helpers import Log, released, run, statement, t
 

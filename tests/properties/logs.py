@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from eventstore import AccountBalance, MeterReading, PaymentReceived, RecordedEvent
+from eventstore import RecordedEvent
+from projections.payloads import AccountBalance, MeterReading, PaymentReceived
 from properties import LogBuilder
 from properties._logs import DAY, HOUR, MINUTE, SECOND, START
 

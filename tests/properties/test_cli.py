@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import replay
-from eventstore._cli_main import main
+from eventstore.cli import main
 
 from .logs import flaw_log
 

@@ -11,7 +11,8 @@ USER_TEST = '''
 import os
 import pytest
 from hypothesis import given, settings
-from eventstore import NewEvent, PaymentReceived
+from eventstore import NewEvent
+from projections.payloads import PaymentReceived
 from properties import Delay, Schedule, schedules
 
 @pytest.mark.case("SM-AR-004")

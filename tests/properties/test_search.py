@@ -80,7 +80,7 @@ def test_SM_AR_003_hold_ignoring_late_payments_is_found_and_saved(log, tmp_path)
     assert load_trace(saved)["violations"].height == len(cx.rows)
     # `unbroken replay` replays the recorded deliveries without properties/: same digest,
     # exit 1 because the violation the directory records is still there.
-    from eventstore._cli_main import main as unbroken
+    from eventstore.cli import main as unbroken
 
     assert unbroken(["replay", "--counterexample", str(saved)]) == 1
 

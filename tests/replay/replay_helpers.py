@@ -6,16 +6,10 @@ import uuid
 
 import msgspec
 
-from eventstore import (
-    Fault,
-    NewEvent,
-    PaymentReceived,
-    PaymentReversed,
-    RecordedEvent,
-    decode_payload,
-    open_store,
-)
+from eventstore import NewEvent, RecordedEvent, open_store
+from eventstore.payloads import Fault, decode_payload
 from projections._contract import Decision, Status, Timer
+from projections.payloads import PaymentReceived, PaymentReversed
 
 SECOND = 1_000_000_000
 

@@ -9,8 +9,9 @@ import pytest
 from replay_helpers import LedgerProjection, payment_log
 
 import projections
-from eventstore import NewEvent, decode_payload, open_store
-from eventstore._cli_main import main
+from eventstore import NewEvent, open_store
+from eventstore.cli import main
+from eventstore.payloads import decode_payload
 from projections._contract import Decision, Status
 from replay import deliveries_of, load_trace, run
 

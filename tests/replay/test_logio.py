@@ -11,15 +11,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from eventstore import (
-    EventStore,
-    MeterReading,
-    ModbusFrame,
-    NewEvent,
-    PaymentReceived,
-    RecordedEvent,
-    open_store,
-)
+from eventstore import EventStore, NewEvent, RecordedEvent, open_store
+from projections.payloads import MeterReading, ModbusFrame, PaymentReceived
 from replay import ImportReport, LogMapping, export_log, import_log, load_mapping, read_log
 from replay._logrecord import NAMESPACE
 
@@ -270,7 +263,7 @@ def test_parquet_timestamp_columns_are_read_as_nanoseconds(tmp_path: Path) -> No
 
 
 def test_cli_import_with_mapping_flags_then_export_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from eventstore._cli_main import main
+    from eventstore.cli import main
 
     log = tmp_path / "prod.jsonl"
     log.write_text(PRODUCTION_LINES)
@@ -294,7 +287,7 @@ def test_cli_import_with_mapping_flags_then_export_round_trips(tmp_path: Path, c
 
 
 def test_cli_import_refuses_a_bad_mapping_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from eventstore._cli_main import main
+    from eventstore.cli import main
 
     log, mapping = tmp_path / "prod.jsonl", tmp_path / "m.toml"
     log.write_text(PRODUCTION_LINES)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from eventstore import EventStore, NewEvent, open_store
-from eventstore._cli_main import main
+from eventstore.cli import main
 from replay import LogError, Rejection, export_log, import_log, read_log
 
 GOOD = b'{"stream":"acct-1","type":"PaymentReceived","data":{"account_id":"1","payment_id":"p%d","amount_minor":5}}'
@@ -277,7 +277,7 @@ def test_EF_002_cli_import_exits_1_naming_the_count_and_the_quarantine(tmp_path:
 
 @pytest.mark.case("EF-002")
 def test_EF_002_bad_lines_can_also_be_kept_as_rejected_events(store: EventStore, tmp_path: Path) -> None:
-    from eventstore import Rejected, decode_payload
+    from eventstore.payloads import Rejected, decode_payload
 
     log = tmp_path / "prod.jsonl"
     bad_at = mixed_log(log)

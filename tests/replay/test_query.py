@@ -10,7 +10,7 @@ import msgspec
 import polars as pl
 import pytest
 
-from eventstore._cli_main import main
+from eventstore.cli import main
 from replay._query import QueryError, QueryRefused, open_trace, query
 from replay._schema import DecisionRow, DeliveryRow, RunRow
 from replay._trace import polars_schema

@@ -7,8 +7,9 @@ import polars as pl
 import pytest
 from replay_helpers import SECOND, LedgerProjection, payment_log
 
-from eventstore import NewEvent, PaymentReceived, open_store
+from eventstore import NewEvent, open_store
 from projections._contract import Decision, Status
+from projections.payloads import PaymentReceived
 from replay import Delivery, Drop, ReplayError, deliveries_of, run
 from replay._schema import TABLES
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from replay_helpers import SECOND, payment_log
 
-from eventstore._cli_main import main as unbroken
+from eventstore.cli import main as unbroken
 from replay import (
     Delivery,
     Drop,

@@ -108,6 +108,6 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
 
 def prepare_batch(stream: str, events: object) -> list[tuple[NewEvent, bytes, Metadata]]:
     """Validate a batch and encode each event's data: ``(event, data bytes, metadata)``."""
-    from ._payloads import encode_data
+    from .payloads import encode_data
 
     return [(e, encode_data(e), e.metadata or EMPTY_METADATA) for e in check_batch(stream, events)]  # type: ignore[misc]
