@@ -43,7 +43,7 @@ def rss_mb() -> float:
 # -- a large decisions trace --------------------------------------------------
 def build_trace(directory: Path, rows: int, seed: int = 7) -> None:
     """A trace directory with ``rows`` decisions (every other table empty), built column-wise."""
-    from replay._trace import TABLES, arrow_schema
+    from replay.trace._writer import TABLES, arrow_schema
 
     directory.mkdir(parents=True, exist_ok=True)
     for table in TABLES:

@@ -110,9 +110,8 @@ def test_resumed_replay_matches_a_full_one(events, tmp_path):
     full = replay.run(deliveries, ArrearsProjection(), collect=False, strict=True)
     snaps = tmp_path / "snaps"
     replay.run(deliveries[: len(deliveries) // 2], ArrearsProjection(), collect=False,
-               snapshot_every=10, snapshot_dir=snaps)
-    resumed = replay.run(deliveries, ArrearsProjection(), collect=False, snapshot_every=10,
-                         snapshot_dir=snaps, resume=True)
+               snapshots=replay.Snapshots(every=10, directory=snaps))
+    resumed = replay.run(deliveries, ArrearsProjection(), collect=False, snapshots=replay.Snapshots(every=10, directory=snaps, resume=True))
     assert resumed.resumed_from
     assert ArrearsProjection.convergent(resumed.state) == ArrearsProjection.convergent(full.state)
     assert resumed.digest == full.digest

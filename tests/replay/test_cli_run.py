@@ -111,7 +111,7 @@ def test_unknown_projection_could_not_run(log_file, capsys):
 
 
 def test_progress_goes_to_stderr_when_asked(log_file, capsys, monkeypatch):
-    import replay._pacing as pacing
+    import replay.core._pacing as pacing
 
     monkeypatch.setattr(pacing.Progress.__init__, "__defaults__", (10,))
     assert main(["replay", "--log", str(log_file), "--projection", "ledger-test",

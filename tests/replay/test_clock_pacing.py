@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from replay_helpers import SECOND, LedgerProjection, payment_log
 
-from replay import ReplayError, VirtualClock, deliveries_of, run
-from replay._pacing import Pacer
+from replay import Pacing, ReplayError, VirtualClock, deliveries_of, run
+from replay.core._pacing import Pacer
 
 
 def test_virtual_clock_moves_forward_and_refuses_to_go_back():
@@ -36,8 +36,7 @@ class FakeTime:
 def test_pace_replays_at_k_times_real_speed():
     fake = FakeTime()
     events = payment_log(n=5, step=SECOND, reversals=False)
-    run(list(deliveries_of(events)), LedgerProjection(hold_ns=SECOND // 2), pace=2.0,
-        sleep=fake.sleep, monotonic_ns=fake.monotonic_ns)
+    run(list(deliveries_of(events)), LedgerProjection(hold_ns=SECOND // 2), pacing=Pacing(2.0, sleep=fake.sleep, monotonic_ns=fake.monotonic_ns))
     # 4 s of virtual time between the first and last delivery, plus the last release
     # 0.5 s later, at twice real speed: 2.25 s of real waiting in all
     assert sum(fake.sleeps) == pytest.approx(2.25)

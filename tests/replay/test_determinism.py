@@ -7,7 +7,7 @@ from replay_helpers import LedgerProjection, payment_log
 
 from projections._contract import Decision, Status
 from replay import ReplayError, deliveries_of
-from replay._determinism import check_determinism
+from replay.core._determinism import check_determinism
 
 _calls = 0  # module-level state: exactly what a projection must never read
 

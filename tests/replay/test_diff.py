@@ -6,7 +6,7 @@ import pytest
 from replay_helpers import SECOND, LedgerProjection, payment_log
 
 from replay import ReplayError, deliveries_of
-from replay._diff import diff_projections
+from replay.core._diff import diff_projections
 
 
 def test_same_projection_twice_has_no_difference():

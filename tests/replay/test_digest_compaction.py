@@ -13,9 +13,9 @@ import msgspec
 import pytest
 from replay_helpers import LedgerProjection, payment_log
 
-import replay._runner as runner_mod
+import replay.core._runner as runner_mod
 from replay import deliveries_of, run
-from replay._tracebuf import CHUNK, HASHED_TABLES, Digest, delivery_core
+from replay.core._buffer import CHUNK, HASHED_TABLES, Digest, delivery_core
 
 
 def reference_chain(core: list[list]) -> tuple[bytes, int, list[list] | None]:

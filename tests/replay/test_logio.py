@@ -14,7 +14,7 @@ import pytest
 from eventstore import EventStore, NewEvent, RecordedEvent, open_store
 from projections.payloads import MeterReading, ModbusFrame, PaymentReceived
 from replay import ImportReport, LogMapping, export_log, import_log, load_mapping, read_log
-from replay._logrecord import NAMESPACE
+from replay.log._record import NAMESPACE
 
 SECOND = 1_000_000_000
 FORMATS = ["jsonl", "csv", "parquet"]

@@ -193,7 +193,7 @@ def test_garbage_instead_of_a_parquet_file_is_a_clear_error(tmp_path: Path) -> N
 
 
 def test_an_overlong_line_is_quarantined_and_the_next_line_still_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import replay._logread as logread
+    import replay.log._read as logread
 
     monkeypatch.setattr(logread, "MAX_LINE_BYTES", 64)
     log, quarantine = tmp_path / "long.jsonl", tmp_path / "q.jsonl"

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from eventstore.cli import main
-from replay._query import QueryError, QueryRefused, open_trace, query
-from replay._schema import DecisionRow, DeliveryRow, RunRow
-from replay._trace import polars_schema
+from replay.trace._query import QueryError, QueryRefused, open_trace, query
+from replay.trace._schema import DecisionRow, DeliveryRow, RunRow
+from replay.trace._writer import polars_schema
 
 
 def write_table(directory: Path, table: str, rows: list[msgspec.Struct]) -> None:

@@ -11,7 +11,7 @@ from eventstore import NewEvent, open_store
 from projections._contract import Decision, Status
 from projections.payloads import PaymentReceived
 from replay import Delivery, Drop, ReplayError, deliveries_of, run
-from replay._schema import TABLES
+from replay.trace._schema import TABLES
 
 
 def test_identity_replay_sums_payments_and_releases_after_hold():

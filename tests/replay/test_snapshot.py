@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from replay_helpers import SECOND, LedgerProjection, payment_log
 
-from replay import Delivery, ReplayError, deliveries_of, load_trace, run
+from replay import Delivery, ReplayError, Snapshots, deliveries_of, load_trace, run
 
 
 class Crashing(LedgerProjection):
@@ -28,11 +28,10 @@ def test_resume_after_a_crash_gives_the_same_digest_state_and_decisions(tmp_path
     full = run(schedule, projection)
     snaps = tmp_path / "snaps"
     with pytest.raises(KeyboardInterrupt):
-        run(schedule, Crashing(crash_at=45, hold_ns=3 * SECOND), snapshot_every=10,
-            snapshot_dir=snaps)
+        run(schedule, Crashing(crash_at=45, hold_ns=3 * SECOND), snapshots=Snapshots(every=10, directory=snaps))
     assert [p.name for p in sorted(snaps.iterdir())] == [
         "snapshot-000000000030.msgpack", "snapshot-000000000040.msgpack"]
-    resumed = run(schedule, projection, snapshot_every=10, snapshot_dir=snaps, resume=True,
+    resumed = run(schedule, projection, snapshots=Snapshots(every=10, directory=snaps, resume=True),
                   trace_dir=tmp_path / "trace")
     assert resumed.resumed_from == 40
     assert resumed.digest == full.digest
@@ -48,7 +47,7 @@ def test_resume_after_a_crash_gives_the_same_digest_state_and_decisions(tmp_path
 def test_snapshots_during_a_run_do_not_change_its_digest(tmp_path):
     events = payment_log(n=25)
     plain = run(list(deliveries_of(events)), LedgerProjection())
-    snapped = run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=4,
+    snapped = run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(every=4),
                   trace_dir=tmp_path)
     assert snapped.digest == plain.digest
     assert (tmp_path / "snapshots").is_dir()
@@ -56,42 +55,40 @@ def test_snapshots_during_a_run_do_not_change_its_digest(tmp_path):
 
 def test_resume_without_snapshots_replays_from_the_start(tmp_path):
     events = payment_log(n=5)
-    result = run(list(deliveries_of(events)), LedgerProjection(), resume=True,
-                 snapshot_dir=tmp_path)
+    result = run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(directory=tmp_path, resume=True))
     assert result.resumed_from is None
     assert result.counts["deliveries"] == len(events)
 
 
 def test_resume_refuses_a_snapshot_of_another_configuration(tmp_path):
     events = payment_log(n=12)
-    run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=5, snapshot_dir=tmp_path)
+    run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(every=5, directory=tmp_path))
     with pytest.raises(ReplayError, match="config"):
-        run(list(deliveries_of(events)), LedgerProjection(hold_ns=1), resume=True,
-            snapshot_dir=tmp_path)
+        run(list(deliveries_of(events)), LedgerProjection(hold_ns=1), snapshots=Snapshots(directory=tmp_path, resume=True))
 
 
 def test_resume_refuses_a_snapshot_of_another_format(tmp_path):
     import msgspec
 
-    from replay._snapshot import FORMAT, Snapshot
+    from replay.core._snapshot import FORMAT, Snapshot
 
     events = payment_log(n=20)
-    run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=5, snapshot_dir=tmp_path)
+    run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(every=5, directory=tmp_path))
     newest = sorted(tmp_path.glob("snapshot-*.msgpack"))[-1]
     snap = msgspec.msgpack.decode(newest.read_bytes(), type=Snapshot)
     newest.write_bytes(msgspec.msgpack.encode(msgspec.structs.replace(snap, format=FORMAT + 1)))
     with pytest.raises(ReplayError, match=f"format {FORMAT + 1}.*replay from the start"):
-        run(list(deliveries_of(events)), LedgerProjection(), snapshot_dir=tmp_path, resume=True)
+        run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(directory=tmp_path, resume=True))
 
 
 def test_resume_refuses_different_deliveries(tmp_path):
     events = payment_log(n=12)
-    run(list(deliveries_of(events)), LedgerProjection(), snapshot_every=5, snapshot_dir=tmp_path)
+    run(list(deliveries_of(events)), LedgerProjection(), snapshots=Snapshots(every=5, directory=tmp_path))
     shifted = [Delivery(e, e.recorded_at + 1) for e in events]
     with pytest.raises(ReplayError, match="deliveries differ"):
-        run(shifted, LedgerProjection(), resume=True, snapshot_dir=tmp_path)
+        run(shifted, LedgerProjection(), snapshots=Snapshots(directory=tmp_path, resume=True))
 
 
 def test_snapshot_every_must_be_positive(tmp_path):
     with pytest.raises(ReplayError, match="positive integer"):
-        run([], LedgerProjection(), snapshot_every=0, snapshot_dir=tmp_path, resume=True)
+        run([], LedgerProjection(), snapshots=Snapshots(every=0, directory=tmp_path, resume=True))

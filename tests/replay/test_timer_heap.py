@@ -14,10 +14,10 @@ import random
 import pytest
 from replay_helpers import SECOND, LedgerProjection, payment_log
 
-import replay._context as context_mod
-import replay._runner as runner_mod
+import replay.core._context as context_mod
+import replay.core._runner as runner_mod
 from replay import deliveries_of, run
-from replay._context import PRUNE_SLACK, ReplayContext
+from replay.core._context import PRUNE_SLACK, ReplayContext
 
 
 def test_settle_keeps_a_constantly_rescheduled_heap_bounded():

@@ -7,11 +7,11 @@ import pytest
 from polars.testing import assert_frame_equal
 from replay_helpers import LedgerProjection, payment_log
 
-import replay._runner as runner_mod
-import replay._tracebuf as tracebuf_mod
+import replay.core._buffer as tracebuf_mod
+import replay.core._runner as runner_mod
 from replay import ReplayError, deliveries_of, load_trace, run
-from replay._schema import TABLES
-from replay._trace import polars_schema
+from replay.trace._schema import TABLES
+from replay.trace._writer import polars_schema
 
 
 def test_trace_directory_holds_every_table_and_reads_back_equal(tmp_path):

@@ -21,8 +21,8 @@ from replay_helpers import LedgerProjection, payment_log
 
 from eventstore import Metadata
 from replay import Delivery, deliveries_of, run
-from replay._trace import DeliveryColumns, arrow_batch, parquet_layout
-from replay._tracebuf import delivery_columns, delivery_core
+from replay.core._buffer import delivery_columns, delivery_core
+from replay.trace._writer import DeliveryColumns, arrow_batch, parquet_layout
 
 
 def _odd_events():

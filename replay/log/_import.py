@@ -13,11 +13,11 @@ from eventstore import ANY, AppendResult, EventStore, InvalidEvent, NewEvent
 from eventstore.payloads import Rejected
 from eventstore.validation import MAX_BATCH, check_stream
 
-from ._logio import _REJECTED_BY_STORE, ImportReport, _parse, _Pending, _prepare, _Tally
-from ._logmap import LogError
-from ._logread import unit_of
-from ._logrecord import NAMESPACE
-from ._logreject import Rejection
+from ._mapping import LogError
+from ._parse import REJECTED_BY_STORE, ImportReport, PendingLine, Tally, open_log, parse_lines
+from ._read import unit_of
+from ._record import NAMESPACE
+from ._reject import Rejection
 
 ORDERS: Final = ("file", "stream")
 MAX_REJECTED_RAW: Final = 8 * 1024 * 1024  # base64 in the Rejected payload stays under the data limit
@@ -60,13 +60,13 @@ def import_log(
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     target = quarantine if quarantine is not None else f"{os.fspath(path)}.rejected.jsonl"
-    source, mapping_, format_, sink = _prepare(path, mapping, format, target)
+    source, mapping_, format_, sink = open_log(path, mapping, format, target)
     keep = None if rejected_stream is None else _rejected_events(store, rejected_stream)
-    tally = _Tally(source, sink, on_reject=keep)
+    tally = Tally(source, sink, on_reject=keep)
     appender = _Appender(store, tally, unit_of(format_))
     with sink:
-        chunk: list[_Pending] = []
-        for item in _parse(source, mapping_, format_, tally):
+        chunk: list[PendingLine] = []
+        for item in parse_lines(source, mapping_, format_, tally):
             chunk.append(item)
             if len(chunk) >= batch:
                 appender.flush(chunk, order, progress)
@@ -77,18 +77,18 @@ def import_log(
 class _Appender:
     """Appends chunks of good lines, counting new and already-present events."""
 
-    def __init__(self, store: EventStore, tally: _Tally, unit: str) -> None:
+    def __init__(self, store: EventStore, tally: Tally, unit: str) -> None:
         self.store, self.tally, self.unit = store, tally, unit
         self.pipelined = _commits_in_submission_order(store)
 
-    def flush(self, chunk: list[_Pending], order: str, progress: Callable[[ImportReport], None] | None) -> None:
+    def flush(self, chunk: list[PendingLine], order: str, progress: Callable[[ImportReport], None] | None) -> None:
         if chunk:
             first, later = _split_repeats(chunk)
             groups = list(_groups(first, order))
             # Fresh writes land after `before`; a repeated batch returns its original positions.
             before = self.store.last_position()
             for group, outcome in zip(groups, self._submit(groups), strict=True):
-                if isinstance(outcome, _REJECTED_BY_STORE):
+                if isinstance(outcome, REJECTED_BY_STORE):
                     later.extend(group)  # settled line by line, so only the culprit is rejected
                 elif isinstance(outcome, BaseException):
                     raise outcome
@@ -100,7 +100,7 @@ class _Appender:
         if progress is not None:
             progress(self.tally.report())
 
-    def _submit(self, groups: list[list[_Pending]]) -> list[AppendResult | BaseException]:
+    def _submit(self, groups: list[list[PendingLine]]) -> list[AppendResult | BaseException]:
         requests = [(g[0].log_event.event.stream or "", [p.log_event.event for p in g]) for g in groups]
         if self.pipelined and len(requests) > 1:
             return asyncio.run(_append_all(self.store, requests))
@@ -108,16 +108,16 @@ class _Appender:
         for stream, events in requests:
             try:
                 outcomes.append(self.store.append(stream, events, ANY))
-            except _REJECTED_BY_STORE as e:
+            except REJECTED_BY_STORE as e:
                 outcomes.append(e)
         return outcomes
 
-    def _append_one(self, item: _Pending) -> None:
+    def _append_one(self, item: PendingLine) -> None:
         before = self.store.last_position()
         event = item.log_event.event
         try:
             result = self.store.append(event.stream or "", [event], ANY)
-        except _REJECTED_BY_STORE as e:
+        except REJECTED_BY_STORE as e:
             source = str(self.tally.source)
             self.tally.reject(Rejection(source, item.where, self.unit, f"the store refused it: {e}", item.raw))
             return
@@ -173,11 +173,11 @@ async def _append_all(
     return await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _split_repeats(chunk: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+def _split_repeats(chunk: list[PendingLine]) -> tuple[list[PendingLine], list[PendingLine]]:
     """Lines whose id first appears here, and later repeats of an id within the chunk."""
     seen: set[uuid.UUID] = set()
-    first: list[_Pending] = []
-    later: list[_Pending] = []
+    first: list[PendingLine] = []
+    later: list[PendingLine] = []
     for item in chunk:
         event_id = item.log_event.event.id
         (later if event_id in seen else first).append(item)
@@ -185,7 +185,7 @@ def _split_repeats(chunk: list[_Pending]) -> tuple[list[_Pending], list[_Pending
     return first, later
 
 
-def _groups(chunk: list[_Pending], order: str) -> Iterable[list[_Pending]]:
+def _groups(chunk: list[PendingLine], order: str) -> Iterable[list[PendingLine]]:
     """Runs of consecutive lines of one stream (ids are unique within the chunk by now)."""
     items = chunk
     if order == "stream":
@@ -193,7 +193,7 @@ def _groups(chunk: list[_Pending], order: str) -> Iterable[list[_Pending]]:
         for index, item in enumerate(chunk):
             first.setdefault(item.log_event.event.stream or "", index)
         items = sorted(chunk, key=lambda p: first[p.log_event.event.stream or ""])
-    group: list[_Pending] = []
+    group: list[PendingLine] = []
     for item in items:
         if group and item.log_event.event.stream != group[0].log_event.event.stream:
             yield group

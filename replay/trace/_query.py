@@ -77,7 +77,7 @@ class TraceConnection:
         return allowed
 
     def _create_empty(self, table: str) -> None:
-        from ._trace import arrow_schema
+        from ._writer import arrow_schema
 
         empty = arrow_schema(table).empty_table()  # noqa: F841 - read by DuckDB's replacement scan
         self._con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")

@@ -11,9 +11,8 @@ from typing import Any
 
 from eventstore import open_store
 from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
-
-from ._delivery import Delivery, deliveries_of
-from ._errors import ReplayError
+from replay._delivery import Delivery, deliveries_of
+from replay._errors import ReplayError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -81,7 +80,7 @@ def _register_diff(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from ._runner import run
+    from replay.core import Pacing, Snapshots, run
 
     if args.counterexample:
         return _run_counterexample(args)
@@ -92,9 +91,10 @@ def _run_replay(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             source, deliveries, total = _open_source(args, stack)
             options = dict(source=source, run_id=args.run_id, trace_dir=args.trace,
-                           pace=args.pace, snapshot_every=args.snapshot_every,
-                           snapshot_dir=args.snapshot_dir, resume=args.resume, strict=args.strict,
-                           collect=False, progress=_progress_printer(args, total))
+                           pacing=Pacing(args.pace) if args.pace else None,
+                           snapshots=Snapshots(args.snapshot_every, args.snapshot_dir, args.resume),
+                           strict=args.strict, collect=False,
+                           progress=_progress_printer(args, total))
             if args.check_determinism:
                 return _determinism(deliveries, projection, options)
             result = run(deliveries(), projection, **options)
@@ -111,9 +111,8 @@ def _run_counterexample(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ._recorded import read_recorded, recorded_deliveries
-    from ._runner import run
-    from ._trace import load_trace
+    from replay.core import read_recorded, recorded_deliveries, run
+    from replay.trace import load_trace
 
     root = Path(args.counterexample)
     try:
@@ -124,7 +123,7 @@ def _run_counterexample(args: argparse.Namespace) -> int:
         if not spec:
             raise ReplayError(f"{root} names no projection (no counterexample.json): pass --projection")
         config = projections_config(args.config) if args.config else saved.get("config", {})
-        from ._spec import load_projection
+        from replay.core import load_projection
 
         projection = load_projection(spec, **config)
         events = read_recorded(root / "events.jsonl")
@@ -152,11 +151,12 @@ def projections_config(pairs: list[str]) -> dict[str, str]:
 
 
 def _determinism(deliveries, projection, options: dict) -> int:
-    from ._determinism import check_determinism
+    from replay.core import check_determinism
 
     options.pop("collect")
-    for unsupported in ("resume", "snapshot_every"):
-        if options.pop(unsupported):
+    snapshots = options.pop("snapshots")
+    for unsupported, given in (("resume", snapshots.resume), ("snapshot-every", snapshots.every)):
+        if given:
             raise ReplayError(f"--check-determinism replays from the start; drop --{unsupported}")
     report = check_determinism(deliveries, projection, **options)
     print(report.describe())
@@ -164,7 +164,7 @@ def _determinism(deliveries, projection, options: dict) -> int:
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from ._diff import diff_projections
+    from replay.core import diff_projections
 
     try:
         a = _projection(args.projection, args.config_a)
@@ -180,8 +180,7 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 def _projection(name: str, pairs: list[str]) -> Any:
     import projections
-
-    from ._spec import load_projection
+    from replay.core import load_projection
 
     return load_projection(name, **projections.parse_pairs(pairs))
 
@@ -191,7 +190,7 @@ def _open_source(args, stack: ExitStack) -> tuple[str, Callable[[], Iterable[Del
     if args.store:
         store = stack.enter_context(open_store(args.store))
         return args.store, lambda: deliveries_of(store.read_all()), store.last_position()
-    from ._logio import read_log
+    from replay.log import read_log
 
     path, mapping = args.log, args.mapping
     return path, lambda: deliveries_of(read_log(path, mapping)), None

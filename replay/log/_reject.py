@@ -14,7 +14,7 @@ from typing import IO, Final
 
 import msgspec
 
-from ._logmap import LogError
+from ._mapping import LogError
 
 _ENCODE: Final = msgspec.json.Encoder()
 

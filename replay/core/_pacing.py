@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from ._errors import ReplayError
+from replay._errors import ReplayError
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """Replay at ``speed`` times real speed; ``sleep``/``monotonic_ns`` are injectable for tests."""
+
+    speed: float
+    sleep: Callable[[float], None] | None = None
+    monotonic_ns: Callable[[], int] | None = None
+
+    def pacer(self) -> Pacer:
+        """A fresh ``Pacer`` for one run."""
+        return Pacer(self.speed, self.sleep, self.monotonic_ns)
 
 
 class Pacer:

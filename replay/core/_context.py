@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 
 from projections._contract import Decision, Timer
+from replay._errors import ReplayError
 
 from ._clock import VirtualClock
-from ._errors import ReplayError
 
 DUE, ORDER, KEY, PAYLOAD, SCHEDULED_AT, ALIVE = range(6)
 PRUNE_SLACK = 1024  # dead entries tolerated beyond the live count: pruning a small heap is not worth it

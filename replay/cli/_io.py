@@ -94,7 +94,7 @@ def _register_query(commands: argparse._SubParsersAction) -> None:
 
 
 def _mapping(args: argparse.Namespace) -> object:
-    from ._logmap import load_mapping
+    from replay.log import load_mapping
 
     base = load_mapping(args.mapping)
     overrides = {role: getattr(args, f"field_{role}") for role in
@@ -129,9 +129,7 @@ class _Progress:
 
 def _run_import(args: argparse.Namespace) -> int:
     from eventstore import open_store
-
-    from ._logimport import import_log
-    from ._logmap import LogError
+    from replay.log import LogError, import_log
 
     try:
         mapping = _mapping(args)
@@ -155,9 +153,7 @@ def _run_import(args: argparse.Namespace) -> int:
 
 def _run_export(args: argparse.Namespace) -> int:
     from eventstore import open_store
-
-    from ._logexport import export_log
-    from ._logmap import LogError
+    from replay.log import LogError, export_log
 
     try:
         with open_store(args.store) as store:
@@ -172,8 +168,7 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    from ._query import QueryError, open_trace
-    from ._queryout import write_result
+    from replay.trace import QueryError, open_trace, write_result
 
     dirs, sql = args.dirs, args.sql
     missing = [d for d in dirs if not os.path.isdir(d)]

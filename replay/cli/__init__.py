@@ -7,8 +7,8 @@ import argparse
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add replay's subcommands to the ``unbroken`` parser."""
-    from ._cli_io import register as register_io
-    from ._cli_run import register as register_run
+    from ._io import register as register_io
+    from ._run import register as register_run
 
     register_run(commands)
     register_io(commands)

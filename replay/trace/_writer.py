@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._errors import ReplayError
+from replay._errors import ReplayError
+
 from ._schema import TABLES
 
 _ARROW_SCALARS = {

@@ -37,9 +37,16 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from ._delivery import Drop
-from ._schema import TABLES
-from ._trace import DeliveryColumns, TraceWriter, arrow_batch, arrow_schema, columns, empty_frame
+from replay._delivery import Drop
+from replay.trace import (
+    TABLES,
+    DeliveryColumns,
+    TraceWriter,
+    arrow_batch,
+    arrow_schema,
+    columns,
+    empty_frame,
+)
 
 CHUNK = 4096
 HASHED_TABLES = ("deliveries", "drops", "decisions", "timers", "faults", "violations")

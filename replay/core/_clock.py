@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._errors import ReplayError
+from replay._errors import ReplayError
 
 
 class VirtualClock:

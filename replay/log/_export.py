@@ -19,9 +19,9 @@ import msgspec
 
 from eventstore import EventStore, Metadata, RecordedEvent
 
-from ._logmap import LogError
-from ._logread import FORMATS, detect_format
-from ._logreject import check_output_path, open_no_follow
+from ._mapping import LogError
+from ._read import FORMATS, detect_format
+from ._reject import check_output_path, open_no_follow
 
 COLUMNS: Final = ("stream", "type", "data", "id", "occurred_at", "recorded_at", "metadata")
 _PARQUET_ROWS: Final = 10_000

@@ -13,16 +13,29 @@ int, float, list, dict) or they come back as their builtin form.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from replay._errors import ReplayError
+
 from ._context import ALIVE
-from ._errors import ReplayError
 
 FORMAT = 1
 KEEP = 2  # snapshots kept on disk; older ones are removed after a newer one is written
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """How a run checkpoints: every ``every`` deliveries into ``directory``
+    (default: ``snapshots/`` under the trace directory); ``resume`` starts from
+    the newest snapshot there."""
+
+    every: int | None = None
+    directory: str | Path | None = None
+    resume: bool = False
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):

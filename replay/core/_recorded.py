@@ -15,9 +15,8 @@ from pathlib import Path
 import msgspec
 
 from eventstore import Metadata, RecordedEvent
-
-from ._delivery import Delivery, Drop
-from ._errors import ReplayError
+from replay._delivery import Delivery, Drop
+from replay._errors import ReplayError
 
 
 class _Line(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -73,7 +72,7 @@ def recorded_deliveries(trace_dir: str | Path, events: list[RecordedEvent]) -> t
     (same digest). Raises ``ReplayError`` when the trace names a position that
     ``events`` lacks.
     """
-    from ._trace import load_trace
+    from replay.trace import load_trace
 
     tables = load_trace(trace_dir)
     by_position = {e.position: e for e in events}

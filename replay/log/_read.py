@@ -15,7 +15,7 @@ from typing import IO, Any, Final, NamedTuple
 
 import msgspec
 
-from ._logmap import LogError, LogMapping
+from ._mapping import LogError, LogMapping
 
 FORMATS: Final = ("jsonl", "csv", "parquet")
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024

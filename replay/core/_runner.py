@@ -12,13 +12,14 @@ from typing import Any
 import msgspec
 
 from eventstore.payloads import decode_payload, fault_source_field, fault_types
+from replay._delivery import Delivery, Drop, IdentitySchedule
+from replay._errors import ReplayError
+from replay.trace import TraceWriter
 
+from ._buffer import Digest, TraceBuffer, drop_rows
 from ._context import ReplayContext
-from ._delivery import Delivery, Drop, IdentitySchedule
-from ._errors import ReplayError
-from ._pacing import Pacer, Progress
-from ._trace import TraceWriter
-from ._tracebuf import Digest, TraceBuffer, drop_rows
+from ._pacing import Pacer, Pacing, Progress
+from ._snapshot import Snapshots, SnapshotStore
 
 BATCH_ROWS = 65_536  # deliveries per flush: one Parquet row group, bounded memory
 # Deliveries per compaction (hashed, events let go): short-lived events keep the GC's old generation small.
@@ -62,22 +63,18 @@ def run(
     schedule_desc: str = "identity",
     trace_dir: str | Path | None = None,
     collect: bool = True,
-    snapshot_every: int | None = None,
-    snapshot_dir: str | Path | None = None,
-    resume: bool = False,
-    pace: float | None = None,
+    snapshots: Snapshots | None = None,
+    pacing: Pacing | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     strict: bool = False,
     max_timer_chain: int = MAX_TIMER_CHAIN,
-    sleep: Callable[[float], None] | None = None,
-    monotonic_ns: Callable[[], int] | None = None,
 ) -> RunResult:
     """Replay ``deliveries`` through ``projection`` in virtual time and trace every step.
 
     1. Order. A list or tuple of deliveries is sorted by ``at``, stably (ties
        keep input order); any other iterable is consumed lazily and must
        already be in ``at`` order (else ``ReplayError``).
-    2. Resume. With ``resume=True`` the newest snapshot in ``snapshot_dir``
+    2. Resume. With ``snapshots=Snapshots(resume=True)`` the newest snapshot
        restores state, pending timers, counters and the digest, and the
        deliveries it covers are skipped (checked against the snapshot).
     3. Drops. ``drops`` become ``drops`` rows; they are never delivered.
@@ -98,12 +95,12 @@ def run(
        chain began, with no delivery between, raise ``ReplayError``.
     8. Trace. Rows are flushed every ``BATCH_ROWS`` deliveries into the digest,
        the Parquet files under ``trace_dir`` (if given) and, with ``collect``,
-       memory. Every ``snapshot_every`` deliveries a snapshot is saved.
+       memory. Every ``snapshots.every`` deliveries a snapshot is saved.
     9. Finish. Pending timers become ``pending`` rows, the ``runs`` row
        records metadata and the digest, and files are published atomically.
 
-    ``pace=k`` replays at k times real speed (``sleep``/``monotonic_ns`` are
-    injectable for tests); ``progress(done, total)`` is called now and then.
+    ``pacing=Pacing(k)`` replays at k times real speed; ``progress(done,
+    total)`` is called now and then.
     """
     with _older_objects_frozen():  # see there: fewer objects for each full collection to walk
         runner = _Runner(
@@ -111,14 +108,15 @@ def run(
             strict=strict, max_timer_chain=max_timer_chain,
         )
         meta = _metadata(projection, source, seed, schedule_desc)
-        snaps = _snapshots(snapshot_every, snapshot_dir, trace_dir, resume, meta)
+        snapshots = snapshots or Snapshots()
+        snaps = _snapshots(snapshots.every, snapshots.directory, trace_dir, snapshots.resume, meta)
         try:
             ordered, total, identity = _ordered(deliveries)
             runner.buf.identity = identity
-            skipped = runner.resume(snaps, ordered) if resume else 0
+            skipped = runner.resume(snaps, ordered) if snapshots.resume else 0
             if not skipped:
                 runner.emit_drops(list(drops))
-            runner.pacer = Pacer(pace, sleep, monotonic_ns) if pace else None
+            runner.pacer = pacing.pacer() if pacing else None
             runner.progress = Progress(progress, total) if progress else None
             runner.loop(ordered, skipped, snaps, bare=identity)
             runner.fire_until(math.inf)
@@ -184,10 +182,8 @@ def _snapshots(every, directory, trace_dir, resume, meta):
         raise ReplayError(f"snapshot_every must be a positive integer, got {every!r}")
     if directory is None:
         if trace_dir is None:
-            raise ReplayError("snapshots need snapshot_dir (or trace_dir, whose snapshots/ is used)")
+            raise ReplayError("snapshots need a directory (Snapshots(directory=...)) or a trace_dir, whose snapshots/ is used")
         directory = Path(trace_dir) / "snapshots"
-    from ._snapshot import SnapshotStore
-
     return SnapshotStore(directory, every, meta)
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 import polars as pl
 
-from ._delivery import Delivery
-from ._errors import ReplayError
+from replay._delivery import Delivery
+from replay._errors import ReplayError
+
 from ._runner import RunResult, run
 
 # Where each table's rows sit on the run's timeline of seqs.

@@ -1,0 +1,31 @@
+"""The replay runner and what surrounds it: virtual time, timers, snapshots, comparisons.
+
+``run`` delivers events through a projection in virtual time (the
+``VirtualClock`` inside each ``ReplayContext``) and hands rows to the trace;
+``check_determinism`` and ``diff_projections`` compare replays; saved runs
+(``write_recorded``/``read_recorded``) replay delivery for delivery;
+``load_projection`` turns a name or ``file.py:factory`` into a projection.
+"""
+
+from ._clock import VirtualClock as VirtualClock
+from ._context import ReplayContext as ReplayContext
+from ._determinism import DeterminismReport as DeterminismReport
+from ._determinism import Mismatch as Mismatch
+from ._determinism import check_determinism as check_determinism
+from ._diff import DiffReport as DiffReport
+from ._diff import diff_projections as diff_projections
+from ._pacing import Pacing as Pacing
+from ._recorded import read_recorded as read_recorded
+from ._recorded import recorded_deliveries as recorded_deliveries
+from ._recorded import write_recorded as write_recorded
+from ._runner import RunResult as RunResult
+from ._runner import run as run
+from ._snapshot import Snapshots as Snapshots
+from ._spec import ProjectionSpecError as ProjectionSpecError
+from ._spec import load_projection as load_projection
+
+__all__ = [
+    "DeterminismReport", "DiffReport", "Mismatch", "Pacing", "ProjectionSpecError", "ReplayContext",
+    "RunResult", "Snapshots", "VirtualClock", "check_determinism", "diff_projections",
+    "load_projection", "read_recorded", "recorded_deliveries", "run", "write_recorded",
+]
