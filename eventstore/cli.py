@@ -2,7 +2,7 @@
 
 Each package registers its subcommands through the ``unbroken.commands``
 entry-point group (see pyproject.toml), so this module imports nothing above
-the event store and the layering in DESIGN.md stays one-way.
+the event store and the layering in docs/architecture.md stays one-way.
 """
 
 from __future__ import annotations

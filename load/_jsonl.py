@@ -1,4 +1,4 @@
-"""Log lines in the JSON Lines import format (DESIGN.md), built deterministically.
+"""Log lines in the JSON Lines import format (docs/architecture.md), built deterministically.
 
 Every line carries an explicit ``id`` derived from its content (stream, type,
 source time and data, plus a copy number for deliberate duplicates such as a

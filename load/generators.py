@@ -1,4 +1,4 @@
-"""Seeded generators of production-like event logs (JSON Lines, DESIGN.md format).
+"""Seeded generators of production-like event logs (JSON Lines, the import format of docs/architecture.md).
 
 ``generate_arrears`` simulates an energy supplier's book: daily meter readings
 with device time and head-end lag (some meters upload in delayed batches,

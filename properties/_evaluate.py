@@ -6,7 +6,7 @@ are checked for a whole batch of runs with one query over the concatenated
 tables (split back by ``run_id``): DuckDB's cost per query is ~1 ms whatever
 the size, so this is what makes hundreds of examples per second possible.
 A checker that crashes or a query that fails gives an unknown verdict with
-the error; it never stops the search (STYLE.md #9).
+the error; it never stops the search (docs/style.md: checkers return data).
 """
 
 from __future__ import annotations

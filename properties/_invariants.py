@@ -149,7 +149,7 @@ def _check_unique(invariants: Sequence[Invariant]) -> None:
 
 
 def builtin_invariants() -> list[Invariant]:
-    """The built-in invariants: INV-1..INV-5 (SCENARIOS.md) and the arrears ones."""
+    """The built-in invariants: INV-1..INV-5 (docs/scenarios.md) and the arrears ones."""
     from ._convergence import CONVERGENCE
 
     return [*load_invariants(BUILTIN_DIR), CONVERGENCE]

@@ -3,7 +3,7 @@
 Nothing heavy is imported at load time (no DuckDB, polars or Hypothesis);
 fixtures import what they need when a test asks for them.
 
-- Markers: ``case(id)`` (a SCENARIOS.md id), ``slow``, ``soak``, ``service``.
+- Markers: ``case(id)`` (an id from docs/scenarios.md), ``slow``, ``soak``, ``service``.
 - Fixtures: ``clock`` (a ``replay.VirtualClock`` at 2024-01-01), ``store`` (an
   in-memory event store stamping ``recorded_at`` from ``clock``), ``replayer``
   (replays the store, or given events, under a schedule; keeps the trace under
@@ -31,7 +31,7 @@ PROFILES = {
     "thorough": {"max_examples": 2000, "deadline": None},
 }
 MARKERS = (
-    "case(id): the SCENARIOS.md scenario id this test exercises",
+    "case(id): the scenario id (docs/scenarios.md) this test exercises",
     "slow: takes more than a few seconds",
     "soak: long-running durability test",
     "service: needs an external service (nats-server, KurrentDB)",

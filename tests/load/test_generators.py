@@ -22,7 +22,7 @@ def arrears_log() -> list[dict]:
 
 
 def check_line(line: dict, where: str) -> None:
-    """Fail with the line number unless ``line`` is a valid event in the DESIGN.md log format."""
+    """Fail with the line number unless ``line`` is a valid event in the log format of docs/architecture.md."""
     assert set(line) == {"id", "stream", "type", "occurred_at", "recorded_at", "data", "metadata"}, where
     uuid.UUID(line["id"])
     assert isinstance(line["occurred_at"], int) and line["occurred_at"] > 0, where
