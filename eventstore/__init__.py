@@ -9,9 +9,7 @@ storage) and ``eventstore.cli`` (the ``unbroken`` command's root and exit
 codes). See docs/architecture.md.
 """
 
-from ._contract import NO_FILTER as NO_FILTER
 from ._contract import EventStore as EventStore
-from ._contract import ReadFilter as ReadFilter
 from ._errors import CorruptEvent as CorruptEvent
 from ._errors import DuplicateIdConflict as DuplicateIdConflict
 from ._errors import InvalidArgument as InvalidArgument
@@ -22,9 +20,14 @@ from ._errors import StoreDamaged as StoreDamaged
 from ._errors import StoreError as StoreError
 from ._errors import StoreFull as StoreFull
 from ._errors import StoreIOError as StoreIOError
+from ._errors import StoreLocked as StoreLocked
+from ._errors import StoreNotFound as StoreNotFound
+from ._errors import StoreReadOnly as StoreReadOnly
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import UnbrokenError as UnbrokenError
 from ._errors import WrongExpectedVersion as WrongExpectedVersion
+from ._filter import NO_FILTER as NO_FILTER
+from ._filter import ReadFilter as ReadFilter
 from ._open import DEFAULT_URI as DEFAULT_URI
 from ._open import open_store as open_store
 from ._subscription import Subscription as Subscription
@@ -39,7 +42,9 @@ from ._types import type_of as type_of
 
 __all__ = [
     "ANY",
+    "AppendRequest",
     "AppendResult",
+    "Capabilities",
     "CorruptEvent",
     "DEFAULT_URI",
     "DuplicateIdConflict",
@@ -59,6 +64,9 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIOError",
+    "StoreLocked",
+    "StoreNotFound",
+    "StoreReadOnly",
     "StoreUnavailable",
     "Subscription",
     "UnbrokenError",

@@ -13,36 +13,12 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-import msgspec
-
 from ._errors import InvalidArgument, StoreClosed
+from ._filter import NO_FILTER, ReadFilter
+from ._subscription import Subscription
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 
 PAGE_SIZE: Final = 1000
-
-
-class ReadFilter(msgspec.Struct, frozen=True):
-    """Which events ``read_all`` and ``subscribe`` return.
-
-    An event passes when its stream starts with any of ``stream_prefixes``
-    (or there are none) and its type is one of ``types`` (or there are none).
-    """
-
-    stream_prefixes: tuple[str, ...] = ()
-    types: tuple[str, ...] = ()
-
-    def matches(self, event: RecordedEvent) -> bool:
-        """True when ``event`` passes this filter."""
-        if self.types and event.type not in self.types:
-            return False
-        return not self.stream_prefixes or event.stream.startswith(self.stream_prefixes)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.stream_prefixes and not self.types
-
-
-NO_FILTER: Final = ReadFilter()
 
 
 class EventStore(abc.ABC):
@@ -120,8 +96,6 @@ class EventStore(abc.ABC):
         The subscription is a sync and an async iterator; its ``position`` is
         the checkpoint to save.
         """
-        from ._subscription import Subscription
-
         return Subscription(self, from_position or 0, filter)
 
     def read_after(self, checkpoint: int, limit: int, filter: ReadFilter = NO_FILTER) -> list[RecordedEvent]:
@@ -168,6 +142,3 @@ def check_read_args(start: int | None, limit: int | None, what: str) -> None:
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise InvalidArgument(f"limit must be a non-negative integer, got {limit!r}")
 
-
-# Imported late: Subscription needs EventStore for its annotations only.
-from ._subscription import Subscription  # noqa: E402

@@ -12,14 +12,24 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
+from ._filter import ReadFilter
 from ._types import RecordedEvent
 
-if TYPE_CHECKING:
-    from ._contract import EventStore, ReadFilter
-
 POLL_SECONDS: Final = 0.05
+
+
+class Followable(Protocol):
+    """What a subscription asks of a store (every ``EventStore`` is one)."""
+
+    def last_position(self) -> int: ...
+
+    def read_after(self, checkpoint: int, limit: int, filter: ReadFilter) -> list[RecordedEvent]: ...
+
+    def wait_for_append(self, after_position: int, timeout: float) -> bool: ...
+
+    async def wait_for_append_async(self, after_position: int, timeout: float) -> bool: ...
 
 
 class Subscription:
@@ -30,7 +40,7 @@ class Subscription:
     """
 
     def __init__(
-        self, store: EventStore, after_position: int, filter: ReadFilter, page_size: int = 1000
+        self, store: Followable, after_position: int, filter: ReadFilter, page_size: int = 1000
     ) -> None:
         self.store = store
         self.position = after_position

@@ -11,6 +11,8 @@ import argparse
 import sys
 from importlib.metadata import entry_points
 
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PROBLEM", "EXIT_USAGE", "build_parser", "main"]
+
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # the command ran and found a problem (violation, damage, bad rows)
 EXIT_USAGE = 2  # the command line was wrong
@@ -32,13 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``unbroken`` command and return its exit code."""
-    from ._errors import StoreError
+    from ._errors import UnbrokenError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or EXIT_OK)
-    except StoreError as e:
+    except UnbrokenError as e:  # every error unbroken raises on purpose says what and where
         print(f"unbroken {args.command}: {e}", file=sys.stderr)
         return EXIT_ERROR
     except FileNotFoundError as e:

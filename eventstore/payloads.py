@@ -193,3 +193,20 @@ def _tag_of(cls: type) -> str:
 
 
 register_payloads(Heartbeat, Fault, Rejected)
+
+__all__ = [
+    "Fault",
+    "Heartbeat",
+    "PAYLOAD_ENTRY_POINTS",
+    "Payload",
+    "Rejected",
+    "decode_payload",
+    "encode_data",
+    "encode_payload",
+    "fault_source_field",
+    "fault_types",
+    "is_known_type",
+    "payload_decoder",
+    "payload_types",
+    "register_payloads",
+]

@@ -111,3 +111,16 @@ def prepare_batch(stream: str, events: object) -> list[tuple[NewEvent, bytes, Me
     from .payloads import encode_data
 
     return [(e, encode_data(e), e.metadata or EMPTY_METADATA) for e in check_batch(stream, events)]  # type: ignore[misc]
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DATA_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_STREAM_BYTES",
+    "MAX_TYPE_BYTES",
+    "check_batch",
+    "check_metadata",
+    "check_name",
+    "check_stream",
+    "prepare_batch",
+]

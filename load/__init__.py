@@ -12,4 +12,7 @@ from .generators import bulk_lines as bulk_lines
 from .generators import generate_arrears as generate_arrears
 from .generators import generate_bulk as generate_bulk
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ArrearsProfile", "GenerateSummary", "arrears_lines", "bulk_lines", "generate_arrears",
+    "generate_bulk",
+]

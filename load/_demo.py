@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from eventstore import UnbrokenError
 from eventstore.cli import EXIT_OK, EXIT_PROBLEM
 
 from .generators import ArrearsProfile, generate_arrears
@@ -122,7 +123,7 @@ def query(trace: Path, sql: str) -> None:
         raise DemoError(f"the query failed: {sql}")
 
 
-class DemoError(Exception):
+class DemoError(UnbrokenError):
     """A demo step could not finish; the message says which and why."""
 
 

@@ -26,4 +26,21 @@ from ._registry import register as register
 
 register("arrears", ArrearsProjection, ArrearsConfig)
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ArrearsConfig",
+    "ArrearsProjection",
+    "ArrearsState",
+    "ConfigError",
+    "Context",
+    "Decision",
+    "EFFECTIVE",
+    "Projection",
+    "Status",
+    "Timer",
+    "config_type",
+    "get",
+    "names",
+    "parse_pairs",
+    "reasons",
+    "register",
+]

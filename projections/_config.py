@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 
+from eventstore import UnbrokenError
 
-class ConfigError(ValueError):
+
+class ConfigError(UnbrokenError, ValueError):
     """A projection config key or value is wrong; the message names the key and what fits."""
 
 

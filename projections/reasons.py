@@ -103,3 +103,5 @@ ALL: Final[frozenset[str]] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
 )
 """Every reason code defined here."""
+
+__all__ = sorted(name for name, value in dict(globals()).items() if name.isupper() and name != "Final")

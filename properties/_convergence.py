@@ -14,9 +14,11 @@ from typing import Any, Final
 
 import msgspec
 
-from ._invariants import Invariant
-
 MAX_ROWS: Final = 10
+DESCRIPTION: Final = (
+    "convergence: once every event has arrived, the final state (the projection's "
+    "convergent(state), else all of it) equals the unperturbed replay's"
+)
 _SORTED = msgspec.json.Encoder(order="sorted")
 
 
@@ -53,12 +55,3 @@ def _diff(expected: Any, actual: Any, path: str, rows: list[dict]) -> None:
         rows.append({"path": path, "unperturbed": expected, "perturbed": actual,
                      "problem": "final state differs from the unperturbed replay"})
 
-
-CONVERGENCE: Final = Invariant(
-    id="INV-5",
-    description=(
-        "convergence: once every event has arrived, the final state (the projection's "
-        "convergent(state), else all of it) equals the unperturbed replay's"
-    ),
-    check=check_convergence,
-)

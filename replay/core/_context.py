@@ -14,16 +14,19 @@ undone and the run continues from the previous state.
 from __future__ import annotations
 
 import heapq
+import operator
 from typing import Any
 
 import msgspec
 
-from projections._contract import Decision, Timer
+from projections import Decision, Timer
 from replay._errors import ReplayError
 
 from ._clock import VirtualClock
 
 DUE, ORDER, KEY, PAYLOAD, SCHEDULED_AT, ALIVE = range(6)
+MAX_NS = 2**63 - 1  # the trace stores times as int64 ns
+MIN_NS = -(2**63)
 PRUNE_SLACK = 1024  # dead entries tolerated beyond the live count: pruning a small heap is not worth it
 
 
@@ -57,9 +60,16 @@ class ReplayContext(VirtualClock):
 
     # -- the Context protocol ---------------------------------------------
     def decide(self, decision: Decision) -> Decision:
-        """Record ``decision`` at ``now``; returns it with ``at`` filled in."""
+        """Record ``decision`` at ``now``; returns it with ``at`` filled in.
+
+        A decision whose fields do not fit the ``decisions`` table (a number
+        where text belongs, a time beyond int64 ns...) raises ``ReplayError``
+        naming the field and value, here, inside the step that made it, so
+        the step becomes a fault row instead of a crash at the next flush.
+        """
         if not isinstance(decision, Decision):
             raise ReplayError(f"ctx.decide takes a projections.Decision, got {type(decision).__name__}")
+        check_decision(decision)
         if decision.at != self.now:
             decision = msgspec.structs.replace(decision, at=self.now)
         self.decision_objs.append(decision)
@@ -69,9 +79,15 @@ class ReplayContext(VirtualClock):
         return decision
 
     def schedule(self, at: int, key: str, payload: Any = None) -> None:
-        """Ask for ``on_timer`` at ``at`` (ns); re-scheduling ``key`` replaces the old timer."""
-        if not isinstance(at, int) or isinstance(at, bool):
-            raise ReplayError(f"ctx.schedule(at=...) must be integer ns, got {at!r} for key {key!r}")
+        """Ask for ``on_timer`` at ``at`` (ns); re-scheduling ``key`` replaces the old timer.
+
+        ``at`` must be integer ns UTC within 0 .. 2**63 - 1 and ``key`` a
+        string; anything else (NaN, inf, a float, a negative or too large
+        time, a string) raises ``ReplayError`` naming the key and the value.
+        A time before ``now`` is allowed: the timer fires at once.
+        """
+        if type(at) is not int or not 0 <= at <= MAX_NS or type(key) is not str:
+            at = _timer_time(at, key)
         old = self.active.get(key)
         if old is not None:
             self._retire(old, "replaced")
@@ -149,3 +165,63 @@ class ReplayContext(VirtualClock):
         """Rows for timers still pending at the end, in (due, scheduling) order."""
         live = sorted(self.active.values(), key=lambda e: (e[DUE], e[ORDER]))
         return [(e[KEY], e[SCHEDULED_AT], e[DUE], None, "pending") for e in live]
+
+
+def _timer_time(at: Any, key: Any) -> int:
+    """``at`` as int ns for ``ctx.schedule``, or ``ReplayError`` naming the key and the value."""
+    if not isinstance(key, str):
+        raise ReplayError(f"ctx.schedule(key=...) must be a string, got {type(key).__name__} {key!r} "
+                          f"(timer due at {at!r})")
+    if isinstance(at, bool) or isinstance(at, float) or not hasattr(at, "__index__"):
+        raise ReplayError(f"ctx.schedule: timer {key!r} has due time {at!r} ({type(at).__name__}); "
+                          "it must be integer ns UTC (e.g. ctx.now + 3_600_000_000_000)")
+    value = operator.index(at)
+    if not 0 <= value <= MAX_NS:
+        raise ReplayError(f"ctx.schedule: timer {key!r} has due time {value!r} ns, outside "
+                          f"0 .. {MAX_NS} (1970 to 2262 in ns UTC)")
+    return value
+
+
+_TEXT = ("kind", "subject", "action")
+_NUMBERS = ("confidence", "min_confidence")
+_TIMES = ("at", "input_time", "freshness_ns", "hold_until")
+
+
+def check_decision(d: Decision) -> None:
+    """Raise ``ReplayError`` naming the first field of ``d`` the ``decisions`` table cannot hold."""
+    if (type(d.kind) is str and type(d.subject) is str and type(d.action) is str
+            and isinstance(d.status, str) and type(d.confidence) in (float, int)
+            and type(d.min_confidence) in (float, int) and _time_ok(d.input_time)
+            and _time_ok(d.freshness_ns) and _time_ok(d.hold_until)
+            and (d.effect_key is None or type(d.effect_key) is str)
+            and type(d.external) is bool and type(d.irreversible) is bool
+            and _texts_ok(d.reasons) and _texts_ok(d.inputs)):
+        return
+    for name in _TEXT:
+        _need(d, name, isinstance(getattr(d, name), str), "a string")
+    _need(d, "status", isinstance(d.status, str), "a projections.Status")
+    for name in _NUMBERS:
+        value = getattr(d, name)
+        _need(d, name, isinstance(value, (int, float)) and not isinstance(value, bool), "a number")
+    for name in _TIMES[1:]:
+        _need(d, name, _time_ok(getattr(d, name)), "None or an int64 number of ns")
+    _need(d, "effect_key", d.effect_key is None or isinstance(d.effect_key, str), "None or a string")
+    for name in ("external", "irreversible"):
+        _need(d, name, isinstance(getattr(d, name), bool), "True or False")
+    for name in ("reasons", "inputs"):
+        _need(d, name, _texts_ok(getattr(d, name)), "a tuple of strings")
+
+
+def _time_ok(value: Any) -> bool:
+    return value is None or (type(value) is int and MIN_NS <= value <= MAX_NS)
+
+
+def _texts_ok(values: Any) -> bool:
+    return isinstance(values, (tuple, list)) and all(type(v) is str for v in values)
+
+
+def _need(d: Decision, name: str, ok: bool, what: str) -> None:
+    if not ok:
+        value = getattr(d, name)
+        raise ReplayError(f"ctx.decide: Decision.{name} must be {what}, got {type(value).__name__} "
+                          f"{value!r:.80} (decision {d.kind!r:.40} for {d.subject!r:.40})")

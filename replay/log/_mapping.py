@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 import msgspec
 
+from replay._errors import ReplayError
+
 TIME_UNITS: dict[str, int] = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
-class LogError(ValueError):
+class LogError(ReplayError, ValueError):
     """A log, mapping or output path cannot be used at all (not one bad line: the whole input)."""
 
 

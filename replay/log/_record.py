@@ -37,7 +37,7 @@ from eventstore.validation import (
     check_stream,
 )
 
-from ._mapping import TIME_UNITS, LogMapping, render_template, template_fields
+from ._mapping import TIME_UNITS, LogError, LogMapping, render_template, template_fields
 
 NAMESPACE: Final = uuid.UUID("5b0a7d52-3f0e-5c43-9a51-6c6f67696d70")
 _INT64_MAX: Final = 2**63 - 1
@@ -50,7 +50,7 @@ _SORTED: Final = msgspec.json.Encoder(order="sorted")
 _DECODE: Final = msgspec.json.Decoder()
 
 
-class BadRecord(ValueError):
+class BadRecord(LogError):
     """This one line or row is unusable; the message says why."""
 
 

@@ -22,12 +22,14 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
+from replay._errors import ReplayError
+
 from ._schema import TABLES
 
 _GLOB_CHARS: Final = frozenset("*?[]{}")
 
 
-class QueryError(ValueError):
+class QueryError(ReplayError, ValueError):
     """A trace query could not run: bad SQL, a missing column, a trace directory that is not one."""
 
 
