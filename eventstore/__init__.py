@@ -20,9 +20,7 @@ from ._errors import StoreDamaged as StoreDamaged
 from ._errors import StoreError as StoreError
 from ._errors import StoreFull as StoreFull
 from ._errors import StoreIOError as StoreIOError
-from ._errors import StoreLocked as StoreLocked
 from ._errors import StoreNotFound as StoreNotFound
-from ._errors import StoreReadOnly as StoreReadOnly
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import UnbrokenError as UnbrokenError
 from ._errors import WrongExpectedVersion as WrongExpectedVersion
@@ -44,7 +42,6 @@ __all__ = [
     "ANY",
     "AppendRequest",
     "AppendResult",
-    "Capabilities",
     "CorruptEvent",
     "DEFAULT_URI",
     "DuplicateIdConflict",
@@ -64,9 +61,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIOError",
-    "StoreLocked",
     "StoreNotFound",
-    "StoreReadOnly",
     "StoreUnavailable",
     "Subscription",
     "UnbrokenError",
