@@ -20,7 +20,6 @@ from ._errors import StoreDamaged as StoreDamaged
 from ._errors import StoreError as StoreError
 from ._errors import StoreFull as StoreFull
 from ._errors import StoreIOError as StoreIOError
-from ._errors import StoreNotFound as StoreNotFound
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import UnbrokenError as UnbrokenError
 from ._errors import WrongExpectedVersion as WrongExpectedVersion
@@ -61,7 +60,6 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIOError",
-    "StoreNotFound",
     "StoreUnavailable",
     "Subscription",
     "UnbrokenError",
