@@ -86,9 +86,8 @@ class Evaluator:
 
     def _query(self, con: Any, inv: Invariant, run_ids: list[str]) -> list[Verdict]:
         try:
-            cursor = con.execute(inv.sql)
-            names = [d[0] for d in cursor.description]
-            rows = [_jsonable(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+            names, raw = _sandboxed_select(con, inv.sql)
+            rows = [_jsonable(dict(zip(names, r, strict=True))) for r in raw]
         except Exception as e:
             return [Verdict(None, inv.id, [], _error(inv, e))] * len(run_ids)
         if len(run_ids) == 1:
@@ -103,12 +102,36 @@ class Evaluator:
 
     def _connection(self) -> Any:
         if self._con is None:
-            import duckdb
-
-            self._con = duckdb.connect()
-            # Tables are tiny: one thread avoids scheduling overhead and keeps timings steady.
-            self._con.execute("SET threads = 1")
+            self._con = sandboxed_connection()
         return self._con
+
+
+def sandboxed_connection() -> Any:
+    """The DuckDB sandbox every invariant runs in (built in, user files, saved counterexamples).
+
+    The same read-only sandbox as ``unbroken query`` (``replay.trace.Sandbox``): no
+    file, URL, setting or catalog function is reachable, tables are registered
+    in memory, each query is one checked SELECT with a time limit. Tables are
+    tiny: one thread avoids scheduling overhead and keeps timings steady.
+    """
+    from replay.trace import TABLES, Sandbox
+
+    return Sandbox([*TABLES, "events"], threads=1)
+
+
+def _sandboxed_select(con: Any, sql: str) -> tuple[list[str], list[tuple]]:
+    """Column names and rows of one checked SELECT (``QueryRefused``/``QueryTimeout`` otherwise)."""
+    statement = con.check(sql)
+
+    def fetch(connection: Any) -> tuple[list[str], list[tuple]]:
+        cursor = connection.execute(statement)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    return con.run(fetch, INVARIANT_TIMEOUT)
+
+
+INVARIANT_TIMEOUT = 60.0
+"""Seconds one invariant query may run on one batch before its verdict is unknown (timed out)."""
 
 
 def batch_table(name: str, traces: Sequence[Trace]) -> pa.Table | pl.DataFrame:

@@ -9,6 +9,8 @@ and their columns are declared once, in ``_schema`` (``TABLES``).
 from ._output import write_result as write_result
 from ._query import QueryError as QueryError
 from ._query import QueryRefused as QueryRefused
+from ._query import QueryTimeout as QueryTimeout
+from ._query import Sandbox as Sandbox
 from ._query import TraceConnection as TraceConnection
 from ._query import open_trace as open_trace
 from ._query import query as query
@@ -23,7 +25,7 @@ from ._writer import load_trace as load_trace
 from ._writer import polars_schema as polars_schema
 
 __all__ = [
-    "TABLES", "DeliveryColumns", "QueryError", "QueryRefused", "TraceConnection", "TraceWriter",
+    "TABLES", "DeliveryColumns", "QueryError", "QueryRefused", "QueryTimeout", "Sandbox", "TraceConnection", "TraceWriter",
     "arrow_batch", "arrow_schema", "columns", "empty_frame", "load_trace", "open_trace",
     "polars_schema", "query", "write_result",
 ]
