@@ -39,7 +39,6 @@ from ._types import type_of as type_of
 
 __all__ = [
     "ANY",
-    "AppendRequest",
     "AppendResult",
     "CorruptEvent",
     "DEFAULT_URI",
