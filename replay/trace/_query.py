@@ -41,6 +41,8 @@ from typing import Any, Final, TypeVar
 import duckdb
 import polars as pl
 
+from replay._errors import ReplayError
+
 from ._schema import TABLES
 
 _GLOB_CHARS: Final = frozenset("*?[]{}")
@@ -54,7 +56,7 @@ _REFUSED_PREFIXES: Final = ("duckdb_", "pragma_")
 _T = TypeVar("_T")
 
 
-class QueryError(ValueError):
+class QueryError(ReplayError, ValueError):
     """A trace query could not run: bad SQL, a missing column, a trace directory that is not one."""
 
 
