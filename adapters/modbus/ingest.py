@@ -1,0 +1,105 @@
+"""Run every device's poller into one store until stopped, with a status line.
+
+``Ingest`` owns the recorder and one ``DevicePoller`` per device. ``stop()``
+(or SIGINT/SIGTERM in ``ingest``) ends polling; in-flight reads end within
+their bound, then everything queued is stored before it returns, so every
+exchange counted as stored is in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eventstore import EventStore
+
+from .devices import Device
+from .poller import DevicePoller, _wait
+from .recorder import Recorder
+
+
+class Ingest:
+    """Pollers for ``devices`` appending to ``store`` (stream ``stream``) in one session."""
+
+    def __init__(self, devices: list[Device], store: EventStore, *, stream: str = "modbus",
+                 session: str | None = None, seed: int = 0, flush_every: float = 0.05,
+                 max_batch: int = 1000) -> None:
+        self.session = session or f"{time.time_ns():x}"
+        self.recorder = Recorder(store, stream, flush_every=flush_every, max_batch=max_batch)
+        self.pollers = {d.name: DevicePoller(d, self.recorder, self.session, seed=seed) for d in devices}
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        """Start the recorder and every poller on the running loop."""
+        self.recorder.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(p.run(self.stopping), name=f"poll-{name}")
+                       for name, p in self.pollers.items()]
+
+    def stop(self) -> None:
+        """Ask every poller to stop after its current exchange."""
+        self.stopping.set()
+
+    async def wait(self) -> None:
+        """Wait for the pollers to stop, close their connections, store everything queued."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for p in self.pollers.values():
+            p.close()
+        await self.recorder.close()
+
+    def status(self) -> dict[str, Any]:
+        """Counts so far: exchanges and faults stored, devices down, and which."""
+        down = sorted(n for n, p in self.pollers.items() if p.stats.down)
+        return {
+            "exchanges": sum(p.stats.exchanges for p in self.pollers.values()),
+            "faults": sum(p.stats.faults for p in self.pollers.values()),
+            "devices": len(self.pollers), "down": down, "stored": self.recorder.stored,
+        }
+
+    def status_line(self) -> str:
+        """The one-line status ``unbroken ingest modbus`` prints."""
+        s = self.status()
+        names = f" ({', '.join(s['down'][:5])}{', ...' if len(s['down']) > 5 else ''})" if s["down"] else ""
+        return (f"exchanges {s['exchanges']}  faults {s['faults']}  "
+                f"devices down {len(s['down'])}/{s['devices']}{names}  stored {s['stored']}")
+
+
+async def ingest(devices: list[Device], store: EventStore, *, duration: float | None = None,
+                 status_every: float = 5.0, print_status: Callable[[str], None] = print,
+                 stream: str = "modbus", seed: int = 0, session: str | None = None,
+                 on_start: Callable[[Ingest], Any] | None = None, handle_signals: bool = True) -> Ingest:
+    """Poll ``devices`` into ``store`` until ``duration`` passes or SIGINT/SIGTERM; returns the run."""
+    run = Ingest(devices, store, stream=stream, seed=seed, session=session)
+    loop = asyncio.get_running_loop()
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, run.stop)
+    run.start()
+    extra = on_start(run) if on_start is not None else None
+    if asyncio.iscoroutine(extra):
+        extra = loop.create_task(extra)
+    deadline = None if duration is None else loop.time() + duration
+    try:
+        while not run.stopping.is_set():
+            step = status_every if deadline is None else min(status_every, deadline - loop.time())
+            await _wait(run.stopping, max(step, 0.0))
+            if deadline is not None and loop.time() >= deadline:
+                run.stop()
+            if status_every > 0:
+                print_status(run.status_line())
+    finally:
+        run.stop()
+        if isinstance(extra, asyncio.Task):
+            extra.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await extra
+        await run.wait()
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    return run

@@ -1,0 +1,113 @@
+"""Batched, acknowledged appends: many exchanges per store transaction, none reported early.
+
+Pollers hand payloads to a ``Recorder``; it stamps each with a receive time that
+never goes back (so store positions follow receive times and a replay delivers
+them in order), gives it a deterministic id (uuid5 of session, source and
+sequence, so retrying an append is idempotent) and appends them in batches:
+one transaction per ``flush_every`` seconds or ``max_batch`` events. ``add``
+returns a future that completes only once the event is durable; ``stored``
+counts only durable events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from eventstore import EventStore, NewEvent, StoreError
+
+NAMESPACE = uuid.UUID("6f1d3c1e-5b0e-4a47-9a77-0d3c6b1e2a10")
+
+
+def event_id(session: str, source: str, sequence: int) -> uuid.UUID:
+    """The deterministic id of the ``sequence``-th event of ``source`` in ``session``."""
+    return uuid.uuid5(NAMESPACE, f"{session}/{source}/{sequence}")
+
+
+class Recorder:
+    """Collects events from every poller and appends them to one stream in batches."""
+
+    def __init__(self, store: EventStore, stream: str = "modbus", *, flush_every: float = 0.05,
+                 max_batch: int = 1000, clock: Callable[[], int] = time.time_ns) -> None:
+        self.store = store
+        self.stream = stream
+        self.flush_every = flush_every
+        self.max_batch = max_batch
+        self._clock = clock
+        self._last = 0
+        self._pending: list[tuple[NewEvent, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task | None = None
+        self.stored = 0
+        self.batches = 0
+        self.error: BaseException | None = None
+        self.listeners: list[Callable[[int], Any]] = []  # called with the last stored position
+
+    def now(self) -> int:
+        """A receive time (ns): the wall clock, never before the previous stamp."""
+        self._last = max(self._clock(), self._last)
+        return self._last
+
+    def add(self, payload: Any, *, source: str, session: str, sequence: int, received_at: int,
+            occurred_at: int | None = None) -> asyncio.Future:
+        """Queue ``payload``; the future completes (with its position) once it is stored."""
+        if self.error is not None:
+            raise StoreError(f"recorder stopped: {self.error}")
+        event = NewEvent.of(payload, id=event_id(session, source, sequence),
+                            occurred_at=occurred_at if occurred_at is not None else received_at,
+                            recorded_at=received_at, metadata={"source": source})
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if len(self._pending) >= self.max_batch:
+            self._wake.set()
+        return future
+
+    def start(self) -> None:
+        """Start the flushing task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="modbus-recorder")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_every)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+            if self._closing and not self._pending:
+                return
+
+    async def flush(self) -> None:
+        """Append everything queued as one batch; complete its futures after it is durable."""
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            try:
+                result = await self.store.append_async(self.stream, [e for e, _ in batch])
+            except Exception as e:  # the store failed: nothing in the batch is acknowledged
+                self.error = e
+                for _, future in batch + self._pending:
+                    if not future.done():
+                        future.set_exception(StoreError(f"not stored: {e}"))
+                self._pending = []
+                return
+            self.stored += len(batch)
+            self.batches += 1
+            first = result.last_position - len(batch) + 1
+            for i, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(first + i)
+            for listener in self.listeners:
+                listener(result.last_position)
+
+    async def close(self) -> None:
+        """Store everything queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        else:
+            await self.flush()
