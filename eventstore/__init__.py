@@ -9,6 +9,8 @@ storage) and ``eventstore.cli`` (the ``unbroken`` command's root and exit
 codes). See docs/architecture.md.
 """
 
+from ._contract import AppendRequest as AppendRequest
+from ._contract import Capabilities as Capabilities
 from ._contract import EventStore as EventStore
 from ._errors import CorruptEvent as CorruptEvent
 from ._errors import DuplicateIdConflict as DuplicateIdConflict
@@ -20,6 +22,9 @@ from ._errors import StoreDamaged as StoreDamaged
 from ._errors import StoreError as StoreError
 from ._errors import StoreFull as StoreFull
 from ._errors import StoreIOError as StoreIOError
+from ._errors import StoreLocked as StoreLocked
+from ._errors import StoreNotFound as StoreNotFound
+from ._errors import StoreReadOnly as StoreReadOnly
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import UnbrokenError as UnbrokenError
 from ._errors import WrongExpectedVersion as WrongExpectedVersion
@@ -39,7 +44,9 @@ from ._types import type_of as type_of
 
 __all__ = [
     "ANY",
+    "AppendRequest",
     "AppendResult",
+    "Capabilities",
     "CorruptEvent",
     "DEFAULT_URI",
     "DuplicateIdConflict",
@@ -59,6 +66,9 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIOError",
+    "StoreLocked",
+    "StoreNotFound",
+    "StoreReadOnly",
     "StoreUnavailable",
     "Subscription",
     "UnbrokenError",

@@ -13,18 +13,42 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+import msgspec
+
 from ._errors import InvalidArgument, StoreClosed
+from ._errors import mark_request as mark_request
 from ._filter import NO_FILTER, ReadFilter
 from ._subscription import Subscription
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 
 PAGE_SIZE: Final = 1000
 
+AppendRequest = tuple[str, Iterable[NewEvent], Expected]
+"""One stream's part of ``append_multi``: ``(stream, events, expected)``."""
+
+
+class Capabilities(msgspec.Struct, frozen=True):
+    """What a backend can promise beyond the contract every backend keeps.
+
+    Callers ask ``store.capabilities`` instead of testing for a backend class.
+
+    - ``atomic_append_multi``: ``append_multi`` commits every request in one
+      transaction (all or nothing). When False it appends request by request
+      in order, so a failure can leave a prefix of the requests stored (still
+      in order, still idempotent to retry).
+    - ``read_only``: the store was opened for reading only; appends raise
+      ``StoreReadOnly``.
+    """
+
+    atomic_append_multi: bool = False
+    read_only: bool = False
+
 
 class EventStore(abc.ABC):
     """A durable, append-only store of events in streams."""
 
     uri: str
+    capabilities: Capabilities = Capabilities()
 
     # -- writing ----------------------------------------------------------
     @abc.abstractmethod
@@ -38,6 +62,29 @@ class EventStore(abc.ABC):
         Re-appending a batch whose ids are all stored already returns the
         original result and writes nothing; a batch that repeats only some
         stored ids raises ``DuplicateIdConflict``. Returns after the events
+        are durable.
+        """
+
+    @abc.abstractmethod
+    def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
+        """Append to many streams at once, in order: ``[(stream, events, expected), ...]``.
+
+        The requests are applied one after another, in the order given, as
+        ``append`` would apply them (a stream may appear more than once; each
+        request sees the revisions the earlier ones left), so global positions
+        follow the order of the requests. Returns one ``AppendResult`` per
+        request. Each request's rules are ``append``'s: its ``expected``
+        version, and idempotency by id (a request whose ids are all stored
+        returns its original result and writes nothing; one that repeats
+        only some stored ids raises ``DuplicateIdConflict``).
+
+        With ``capabilities.atomic_append_multi`` (memory, embedded) it is all
+        or nothing: every request is stored in one transaction, or, when any
+        request fails (or the store is locked, full, unreachable), nothing is
+        and the error is raised. Without it (KurrentDB) the requests are
+        appended one by one in order and a failure leaves the requests before
+        it stored. Either way the error raised for a failing request carries
+        ``request_index``, the index of that request. Returns after the events
         are durable.
         """
 
@@ -101,6 +148,16 @@ class EventStore(abc.ABC):
     def read_after(self, checkpoint: int, limit: int, filter: ReadFilter = NO_FILTER) -> list[RecordedEvent]:
         """Up to ``limit`` events after ``checkpoint`` (a position already processed, or 0)."""
         return list(self.read_all(from_position=checkpoint + 1, limit=limit, filter=filter))
+
+    def check_integrity(self) -> list[str]:
+        """What is wrong with the store's storage, [] when nothing is (or the backend cannot tell).
+
+        Cheaper than reading every event: the embedded store runs SQLite's
+        ``quick_check``. Writers that must not add to a damaged store (an
+        import) ask first.
+        """
+        check_open(getattr(self, "_closed", False), self.uri)
+        return []
 
     @abc.abstractmethod
     def wait_for_append(self, after_position: int, timeout: float) -> bool:

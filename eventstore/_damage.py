@@ -72,12 +72,14 @@ def read_header(raw: bytes) -> FileHeader | None:
     return FileHeader(page_size, pages if trusted else 0, app_id)
 
 
-def inspect_before_open(path: Path) -> list[str]:
+def inspect_before_open(path: Path, repair: bool = True) -> list[str]:
     """Check a store file before SQLite touches it; return what was repaired.
 
     Raises ``StoreDamaged`` for a garbage header or a file shorter than its
     header says. Garbage after the last page is moved to ``<file>.tail-<offset>``
-    (kept, never deleted) and reported.
+    (kept, never deleted) and reported; with ``repair=False`` (a read-only
+    open) it is only reported: SQLite reads no further than the header's
+    page count, so the garbage is ignored.
     """
     if not path.exists() or path.stat().st_size == 0:
         return []
@@ -94,6 +96,9 @@ def inspect_before_open(path: Path) -> list[str]:
             _advice(path, f"it is truncated: {size} bytes, but its header says {expected}")
         )
     if size > expected:
+        if not repair:
+            return [f"{size - expected} bytes of garbage after the last page of {path} (left in place: "
+                    "opened read-only; open it for writing to move them to a side file)"]
         return [_move_tail(path, expected, size)]
     return []
 

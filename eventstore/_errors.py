@@ -87,8 +87,29 @@ class StoreIOError(StoreError):
     """The operating system reported an I/O error; the append was rolled back."""
 
 
+class StoreLocked(StoreError):
+    """Another writer held the store's write lock past the busy timeout; nothing was written."""
+
+
+class StoreReadOnly(StoreError):
+    """The store was opened read-only (``create=False``, ``read_only=True``) and cannot be appended to."""
+
+
+class StoreNotFound(StoreError):
+    """No store at the path (or the path is a directory); a read-only open never creates one."""
+
+
 class StoreUnavailable(StoreError):
     """A remote store could not be reached."""
+
+
+def mark_request(error: BaseException, index: int) -> BaseException:
+    """Tag ``error`` with the index of the ``append_multi`` request that failed; returns it."""
+    try:
+        error.request_index = index  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover - exceptions with __slots__
+        pass
+    return error
 
 
 def _expected_text(expected: object) -> str:

@@ -12,13 +12,21 @@ from ._errors import InvalidArgument
 DEFAULT_URI = "embedded:///./events.db"
 
 
-def open_store(uri: str = DEFAULT_URI, **options: Any) -> EventStore:
+def open_store(uri: str = DEFAULT_URI, *, create: bool = True, read_only: bool = False,
+               **options: Any) -> EventStore:
     """Open the store named by ``uri``.
 
     ``memory://`` keeps events in this process; ``embedded:///path/events.db``
     (or a bare file path) is durable SQLite on disk, created if missing;
     ``kurrentdb://host:2113?tls=false`` talks to a KurrentDB server. Options
     go to the backend (for example ``clock=`` for recorded times).
+
+    ``create=False`` never creates a store: a missing file raises
+    ``StoreNotFound`` ("no store at PATH"). ``read_only=True`` (which implies
+    it) is for jobs that only read (info, verify, export, replay): the
+    embedded file is opened read-only and left exactly as it was, and works
+    in a directory this process cannot write. Both only matter for
+    embedded files; the other backends have nothing to create.
     """
     scheme, path = split_uri(uri)
     if scheme == "memory":
@@ -28,7 +36,7 @@ def open_store(uri: str = DEFAULT_URI, **options: Any) -> EventStore:
     if scheme == "embedded":
         from .embedded import EmbeddedStore
 
-        return EmbeddedStore(path, **options)
+        return EmbeddedStore(path, create=create and not read_only, read_only=read_only, **options)
     if scheme in ("kurrentdb", "esdb"):
         from .kurrentdb import KurrentDBStore
 

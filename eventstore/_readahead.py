@@ -78,11 +78,13 @@ def paged(
 def serve(args: dict, out) -> None:
     """Run the paged read ``args`` describes and write its frames to ``out``.
 
-    ``args``: path, busy_ms, sql (selecting record, checksum and the cursor
+    ``args``: path (an SQLite URI when ``uri`` is true), busy_ms, sql (selecting record, checksum and the cursor
     column, with the cursor and the page size as its last two parameters),
     params, cursor, page (rows per query), limit (or None).
     """
-    conn = sqlite3.connect(args["path"], isolation_level=None, timeout=args["busy_ms"] / 1000)
+    conn = sqlite3.connect(
+        args["path"], isolation_level=None, timeout=args["busy_ms"] / 1000, uri=bool(args.get("uri"))
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(args['busy_ms'])}")
     conn.execute("PRAGMA query_only = 1")
     sql, params = args["sql"], args["params"]

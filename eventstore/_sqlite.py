@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -26,6 +28,7 @@ from ._errors import (
     StoreError,
     StoreFull,
     StoreIOError,
+    StoreLocked,
 )
 from ._readahead import page_header
 from ._types import RecordedEvent
@@ -56,17 +59,69 @@ RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
 PAGE_DECODER: Final = msgspec.msgpack.Decoder(list[RecordedEvent])
 
 
-def connect(path: Path, *, writer: bool, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
-    """A connection in autocommit mode with the durable settings (WAL, synchronous=FULL)."""
+ReadMode = Literal["ro", "immutable"]
+
+
+def connect(
+    path: Path, *, writer: bool, busy_timeout_ms: int = 30_000, mode: ReadMode | None = None
+) -> sqlite3.Connection:
+    """A connection in autocommit mode with the durable settings (WAL, synchronous=FULL).
+
+    ``mode`` opens the file read-only through an SQLite URI: ``"ro"``
+    (``mode=ro``: sees the WAL, needs the ``-shm`` file to exist or be
+    creatable) or ``"immutable"`` (``immutable=1``: no locks, no side files;
+    only for a file nothing writes to, in a directory nobody can write).
+    """
     with converted(path):
+        target, is_uri = (str(path), False) if mode is None else (read_uri(path, mode), True)
         conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            target, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000,
+            uri=is_uri,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous = FULL")
         if not writer:
             conn.execute("PRAGMA query_only = 1")
         return conn
+
+
+def read_uri(path: Path, mode: ReadMode) -> str:
+    """The SQLite URI that opens ``path`` read-only in ``mode``."""
+    query = "mode=ro" + ("&immutable=1" if mode == "immutable" else "")
+    return f"file:{quote(os.path.abspath(path))}?{query}"
+
+
+def read_mode(path: Path) -> ReadMode:
+    """How to open ``path`` read-only: ``ro`` when SQLite can use the WAL's side files, else ``immutable``.
+
+    A WAL database read with ``mode=ro`` needs its ``-shm`` file; in a
+    directory this process cannot write, SQLite can only use side files that
+    exist already. With none there (the last writer closed cleanly and folded
+    the WAL back), the main file alone is the whole store and ``immutable=1``
+    reads it without any. A ``-wal`` holding frames without a ``-shm`` in such
+    a directory cannot be read safely: refuse rather than miss its events.
+    """
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if os.access(path.parent if str(path.parent) else Path("."), os.W_OK | os.X_OK):
+        return "ro"
+    if shm.exists():
+        return "ro"
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreIOError(
+            f"{path}: its write-ahead log {wal.name} holds events but there is no {shm.name} and the "
+            "directory is not writable, so SQLite cannot read the log; copy the store (with its -wal "
+            "file) to a writable directory and read the copy"
+        )
+    return "immutable"
+
+
+def quick_check(conn: sqlite3.Connection, limit: int = 20) -> list[str]:
+    """SQLite's ``PRAGMA quick_check``: [] when the b-trees are sound, else what is wrong."""
+    try:
+        lines = [r[0] for r in conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
+    except sqlite3.DatabaseError as e:
+        return [str(e)]
+    return [] if lines == ["ok"] else lines
 
 
 def initialise(conn: sqlite3.Connection, path: Path) -> None:
@@ -84,16 +139,31 @@ def initialise(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
             return
-        if app_id != APPLICATION_ID:
-            raise StoreDamaged(f"{path} is an SQLite file but not an unbroken event store")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise StoreDamaged(
-                f"{path} has store schema version {version}; this unbroken reads version {SCHEMA_VERSION}"
-            )
+        _check_ours(conn, path, app_id)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(f"{path}: could not switch to WAL mode (got {mode!r})")
+
+
+def check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Check, without writing anything, that ``path`` holds an unbroken store of this schema."""
+    from ._errors import StoreNotFound
+
+    with converted(path):
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
+            raise StoreNotFound(f"no store at {path} (the file is empty)")
+        _check_ours(conn, path, app_id)
+
+
+def _check_ours(conn: sqlite3.Connection, path: Path, app_id: int) -> None:
+    if app_id != APPLICATION_ID:
+        raise StoreDamaged(f"{path} is an SQLite file but not an unbroken event store")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        raise StoreDamaged(
+            f"{path} has store schema version {version}; this unbroken reads version {SCHEMA_VERSION}"
+        )
 
 
 def encode_record(event: RecordedEvent) -> tuple[bytes, int]:
@@ -186,6 +256,11 @@ def convert(error: sqlite3.Error, path: Path) -> StoreError:
         return StoreFull(f"{path}: disk or size limit full; the append was rolled back ({text})")
     if "disk i/o error" in lowered:
         return StoreIOError(f"{path}: I/O error; the append was rolled back ({text})")
+    if "database is locked" in lowered or getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return StoreLocked(
+            f"{path} is locked: another process held its write lock longer than the busy timeout; "
+            f"nothing of this operation was written, so it is safe to run again ({text})"
+        )
     if "malformed" in lowered or "not a database" in lowered:
         return StoreDamaged(
             f"{path} is damaged ({text}); run `unbroken store verify {path}` for details "

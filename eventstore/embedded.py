@@ -40,17 +40,20 @@ from typing import Final
 from . import _readahead, _sqlite
 from ._contract import (
     NO_FILTER,
+    AppendRequest,
+    Capabilities,
     EventStore,
     ReadFilter,
     check_open,
     check_read_args,
+    mark_request,
 )
 from ._damage import inspect_before_open
-from ._errors import StoreError
+from ._errors import StoreError, StoreNotFound, StoreReadOnly
 from ._group_commit import RepeatInGroup, write_each, write_group
 from ._rules import validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
-from .validation import prepare_batch
+from .validation import prepare_batch, prepare_multi
 
 COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
@@ -69,6 +72,16 @@ class _Request:
         self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
 
 
+class _MultiRequest:
+    """An ``append_multi``: its parts commit in one transaction of their own, all or none."""
+
+    __slots__ = ("parts", "future")
+
+    def __init__(self, parts: list[_Request]) -> None:
+        self.parts = parts
+        self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
+
+
 class EmbeddedStore(EventStore):
     """The contract on one SQLite file; safe across threads, tasks and processes.
 
@@ -80,7 +93,16 @@ class EmbeddedStore(EventStore):
     the events, their order and every error are the same either way. By
     default it is on when this process may run on more than one CPU (with
     one, the worker would only take turns with the reader).
+
+    ``create=False`` refuses a path with no store (``StoreNotFound``) instead
+    of creating one. ``read_only=True`` (implies ``create=False``) opens
+    without a writer: nothing on disk changes (no repair, no schema, no WAL
+    checkpoint), appends raise ``StoreReadOnly``, and the file is read
+    through SQLite's ``mode=ro``, or ``immutable=1`` when its directory is
+    not writable and no WAL side files exist (see ``_sqlite.read_mode``).
     """
+
+    capabilities = Capabilities(atomic_append_multi=True)
 
     def __init__(
         self,
@@ -90,17 +112,35 @@ class EmbeddedStore(EventStore):
         max_bytes: int | None = None,
         busy_timeout_ms: int = 30_000,
         read_ahead: bool | None = None,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self._read_ahead = _cpus_available() > 1 if read_ahead is None else read_ahead
         self.uri = f"embedded://{self.path if self.path.is_absolute() else '/./' + str(self.path)}"
         self._clock = clock
         self._busy_ms = busy_timeout_ms
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.recovery = inspect_before_open(self.path)
-        self._writer = _sqlite.connect(self.path, writer=True, busy_timeout_ms=busy_timeout_ms)
-        _sqlite.initialise(self._writer, self.path)
-        if max_bytes is not None:
+        if self.path.is_dir():
+            raise StoreNotFound(f"{self.path} is a directory, not a store file")
+        if (read_only or not create) and not self.path.exists():
+            raise StoreNotFound(f"no store at {self.path}")
+        self._mode = _sqlite.read_mode(self.path) if read_only else None
+        if read_only:
+            self.capabilities = Capabilities(atomic_append_multi=True, read_only=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovery = inspect_before_open(self.path, repair=not read_only)
+        self._writer: sqlite3.Connection | None = None
+        if read_only:
+            probe = _sqlite.connect(self.path, writer=False, busy_timeout_ms=busy_timeout_ms, mode=self._mode)
+            try:
+                _sqlite.check_schema(probe, self.path)
+            finally:
+                probe.close()
+        else:
+            self._writer = _sqlite.connect(self.path, writer=True, busy_timeout_ms=busy_timeout_ms)
+            _sqlite.initialise(self._writer, self.path)
+        if max_bytes is not None and self._writer is not None:
             pages = max(1, max_bytes // _sqlite.PAGE_SIZE)
             self._writer.execute(f"PRAGMA max_page_count = {int(pages)}")
         self._queue = threading.Condition()
@@ -126,6 +166,19 @@ class EmbeddedStore(EventStore):
     ) -> AppendResult:
         return self._submit(stream, events, expected, inline=True).result()
 
+    def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
+        """Every request in one SQLite transaction of its own: all are stored, or none.
+
+        It queues like any append (one commit at a time) but never shares its
+        transaction with other appenders, so a failure of one of its requests
+        rolls back exactly its own writes. A lock held by another process is
+        waited for up to the busy timeout, then the whole call fails with
+        ``StoreLocked`` and nothing is written.
+        """
+        prepared = prepare_multi(requests)
+        multi = _MultiRequest([_Request(stream, encoded, expected) for stream, encoded, expected in prepared])
+        return self._send(multi, inline=True).result()  # type: ignore[return-value]
+
     async def append_async(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
@@ -145,7 +198,12 @@ class EmbeddedStore(EventStore):
         """
         encoded = prepare_batch(stream, events)
         validate_expected(expected)
-        request = _Request(stream, encoded, expected)
+        return self._send(_Request(stream, encoded, expected), inline)  # type: ignore[return-value]
+
+    def _send(self, request: _Request | _MultiRequest, inline: bool) -> concurrent.futures.Future:
+        """Commit ``request`` on this thread when nothing else is going on, else queue it."""
+        if self._writer is None:
+            raise StoreReadOnly(f"{self.path} was opened read-only; nothing can be appended through it")
         with self._queue:
             check_open(self._closed, self.uri)
             if not (inline and not self._pending and not self._committing and not self._grouping):
@@ -196,7 +254,8 @@ class EmbeddedStore(EventStore):
                     return
                 continue
             try:
-                self._commit_group(group)
+                for part in _segments(group):
+                    self._commit_group(part)
             finally:
                 with self._queue:
                     self._committing = False
@@ -204,9 +263,13 @@ class EmbeddedStore(EventStore):
                     self._grouping = expected > 1  # appenders are concurrent: keep forming groups
                     self._queue.notify_all()
 
-    def _commit_group(self, group: list[_Request]) -> None:
+    def _commit_group(self, group: list) -> None:
         """One transaction for the group; each caller gets its own outcome."""
+        if isinstance(group[0], _MultiRequest):
+            self._commit_multi(group[0])
+            return
         conn = self._writer
+        assert conn is not None
         try:
             with _sqlite.converted(self.path):
                 conn.execute("BEGIN IMMEDIATE")
@@ -227,6 +290,33 @@ class EmbeddedStore(EventStore):
                 request.future.set_result(outcome)
             else:
                 request.future.set_exception(outcome)
+        with self._appended:
+            self._last_committed = max(self._last_committed, last)
+            self._appended.notify_all()
+
+    def _commit_multi(self, multi: _MultiRequest) -> None:
+        """One transaction for one ``append_multi``: committed only if every part succeeds."""
+        conn = self._writer
+        assert conn is not None
+        try:
+            with _sqlite.converted(self.path):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = max(self._clock(), self._last_recorded_at)
+                    outcomes, last = self._write(multi.parts, now)
+                    failed = next((i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None)
+                    if failed is not None:
+                        raise mark_request(outcomes[failed], failed)
+                    conn.execute("COMMIT")
+                    self._last_recorded_at = now
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except BaseException as error:
+            multi.future.set_exception(error)
+            return
+        multi.future.set_result(outcomes)
         with self._appended:
             self._last_committed = max(self._last_committed, last)
             self._appended.notify_all()
@@ -331,7 +421,8 @@ class EmbeddedStore(EventStore):
         """The read-ahead process for one read (see ``_readahead``), or None if none can start."""
         if not sys.executable:
             return None  # an embedded interpreter with no Python to start: read in this one
-        args = {"path": str(self.path), "busy_ms": self._busy_ms, "sql": sql, "params": params,
+        path = str(self.path) if self._mode is None else _sqlite.read_uri(self.path, self._mode)
+        args = {"path": path, "uri": self._mode is not None, "busy_ms": self._busy_ms, "sql": sql, "params": params,
                 "cursor": cursor, "page": _READ_PAGE, "limit": limit}
         try:
             worker = subprocess.Popen(
@@ -401,7 +492,8 @@ class EmbeddedStore(EventStore):
         """This thread's read connection and the lock that keeps close() from racing it."""
         pair = getattr(self._local, "reader", None)
         if pair is None:
-            pair = (_sqlite.connect(self.path, writer=False, busy_timeout_ms=self._busy_ms), threading.Lock())
+            conn = _sqlite.connect(self.path, writer=False, busy_timeout_ms=self._busy_ms, mode=self._mode)
+            pair = (conn, threading.Lock())
             with self._queue:
                 if self._closed:
                     pair[0].close()
@@ -418,6 +510,14 @@ class EmbeddedStore(EventStore):
         """
         newest = list(self.read_all(backwards=True, limit=count))
         self._last_recorded_at = max((e.recorded_at for e in newest), default=0)
+
+    def check_integrity(self) -> list[str]:
+        """SQLite's ``quick_check`` of the whole file: [] when its pages are sound."""
+        check_open(self._closed, self.uri)
+        with _sqlite.converted(self.path):
+            conn, lock = self._reader()
+            with lock:
+                return _sqlite.quick_check(conn)
 
     # -- waiting and lifecycle ------------------------------------------------
     def wait_for_append(self, after_position: int, timeout: float) -> bool:
@@ -450,9 +550,25 @@ class EmbeddedStore(EventStore):
         for conn, lock in readers:
             with lock:
                 conn.close()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         with self._appended:
             self._appended.notify_all()
+
+
+def _segments(group: list) -> Iterator[list]:
+    """A drained queue as transactions: runs of plain appends together, each multi-append alone."""
+    run: list = []
+    for request in group:
+        if isinstance(request, _MultiRequest):
+            if run:
+                yield run
+                run = []
+            yield [request]
+        else:
+            run.append(request)
+    if run:
+        yield run
 
 
 def _cpus_available() -> int:

@@ -10,6 +10,12 @@ Differences from the embedded store, inherent to KurrentDB:
   expected revision; with ``ANY`` only while the server's id cache holds the
   events. A partial repeat is not detected.
 - live subscriptions poll (every 50 ms) instead of being woken by appends.
+- ``append_multi`` is not atomic: esdbclient 1.1.7 has no multi-stream
+  append, so it validates every request first (an invalid one writes
+  nothing), then appends them one by one in order. A failure part-way leaves
+  the requests before it stored, in order; the error carries
+  ``request_index``, and retrying the whole call is idempotent by id.
+  ``capabilities.atomic_append_multi`` is False to say so.
 
 This backend runs the shared contract suite when ``UNBROKEN_KURRENTDB_URI`` is
 set; no KurrentDB server can run on the machines this project is built on.
@@ -25,7 +31,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
 
-from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
+from ._contract import (
+    NO_FILTER,
+    AppendRequest,
+    Capabilities,
+    EventStore,
+    ReadFilter,
+    check_open,
+    check_read_args,
+    mark_request,
+)
 from ._errors import StoreError, StoreUnavailable, WrongExpectedVersion
 from ._rules import validate_expected
 from ._types import (
@@ -38,7 +53,7 @@ from ._types import (
     NewEvent,
     RecordedEvent,
 )
-from .validation import prepare_batch
+from .validation import prepare_batch, prepare_multi
 
 _SEARCH_BACK = 10_000  # how far back a retried append looks for its original events
 
@@ -57,6 +72,8 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 class KurrentDBStore(EventStore):
     """The store contract over esdbclient's ``EventStoreDBClient``."""
 
+    capabilities = Capabilities(atomic_append_multi=False)
+
     def __init__(self, uri: str, **_: Any) -> None:
         from esdbclient import EventStoreDBClient
 
@@ -70,10 +87,25 @@ class KurrentDBStore(EventStore):
     def append(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
-        from esdbclient import NewEvent as EsdbEvent
-
         encoded = prepare_batch(stream, events)
         validate_expected(expected)
+        return self._append_encoded(stream, encoded, expected)
+
+    def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
+        """Request by request, in order; NOT atomic (see the module docstring)."""
+        prepared = prepare_multi(requests)
+        results = []
+        for index, (stream, encoded, expected) in enumerate(prepared):
+            try:
+                results.append(self._append_encoded(stream, encoded, expected))
+            except StoreError as error:
+                mark_request(error, index)
+                raise
+        return results
+
+    def _append_encoded(self, stream: str, encoded: list, expected: Expected) -> AppendResult:
+        from esdbclient import NewEvent as EsdbEvent
+
         check_open(self._closed, self.uri)
         batch = [
             EsdbEvent(

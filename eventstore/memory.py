@@ -7,14 +7,25 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
-from ._contract import NO_FILTER, EventStore, ReadFilter, check_open, check_read_args
+from ._contract import (
+    NO_FILTER,
+    AppendRequest,
+    Capabilities,
+    EventStore,
+    ReadFilter,
+    check_open,
+    check_read_args,
+    mark_request,
+)
 from ._rules import StoredId, check_expected, repeated_result, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
-from .validation import prepare_batch
+from .validation import prepare_batch, prepare_multi
 
 
 class MemoryStore(EventStore):
     """Events in lists behind one lock; thread-safe; lost when the process ends."""
+
+    capabilities = Capabilities(atomic_append_multi=True)
 
     def __init__(self, uri: str = "memory://", clock: Callable[[], int] = time.time_ns) -> None:
         self.uri = uri
@@ -33,14 +44,48 @@ class MemoryStore(EventStore):
         validate_expected(expected)
         with self._lock:
             check_open(self._closed, self.uri)
-            ids = [e.id for e, _, _ in encoded]
-            stored = {i: self._ids[i] for i in ids if i in self._ids}
-            repeat = repeated_result(stream, ids, stored)  # type: ignore[arg-type]
-            if repeat is not None:
-                return repeat
-            history = self._streams.get(stream)
-            check_expected(stream, expected, len(history) - 1 if history else None)
-            return self._write(stream, encoded)
+            return self._append_locked(stream, encoded, expected)
+
+    def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
+        """All requests under one lock; on any failure the log is put back as it was."""
+        prepared = prepare_multi(requests)
+        with self._lock:
+            check_open(self._closed, self.uri)
+            mark = (len(self._log), self._last_recorded_at, {s: len(h) for s, h in self._streams.items()})
+            results = []
+            try:
+                for index, (stream, encoded, expected) in enumerate(prepared):
+                    try:
+                        results.append(self._append_locked(stream, encoded, expected))
+                    except Exception as error:
+                        mark_request(error, index)
+                        raise
+            except BaseException:
+                self._undo(*mark)
+                raise
+            return results
+
+    def _append_locked(self, stream: str, encoded: list, expected: Expected) -> AppendResult:
+        ids = [e.id for e, _, _ in encoded]
+        stored = {i: self._ids[i] for i in ids if i in self._ids}
+        repeat = repeated_result(stream, ids, stored)  # type: ignore[arg-type]
+        if repeat is not None:
+            return repeat
+        history = self._streams.get(stream)
+        check_expected(stream, expected, len(history) - 1 if history else None)
+        return self._write(stream, encoded)
+
+    def _undo(self, length: int, last_recorded_at: int, streams: dict[str, int]) -> None:
+        """Forget every event after position ``length`` (an ``append_multi`` that failed)."""
+        for event in self._log[length:]:
+            self._ids.pop(event.id, None)
+        del self._log[length:]
+        for name in list(self._streams):
+            if name not in streams:
+                del self._streams[name]
+            else:
+                del self._streams[name][streams[name]:]
+        self._last_recorded_at = last_recorded_at
 
     def _write(self, stream: str, encoded: list) -> AppendResult:
         history = self._streams.setdefault(stream, [])

@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from ._errors import InvalidEvent
+from ._errors import InvalidEvent, StoreError, mark_request
 from ._types import EMPTY_METADATA, Metadata, NewEvent
 
 MAX_STREAM_BYTES: Final = 500
@@ -20,6 +20,7 @@ MAX_TYPE_BYTES: Final = 200
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_DATA_BYTES: Final = 16 * 1024 * 1024
 MAX_BATCH: Final = 10_000
+MAX_MULTI_EVENTS: Final = 100_000  # events in one append_multi, over all its requests
 _JSON = msgspec.json.Encoder()
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, repeated often
@@ -124,3 +125,35 @@ __all__ = [
     "check_stream",
     "prepare_batch",
 ]
+
+
+def prepare_multi(requests: object) -> list[tuple[str, list[tuple[NewEvent, bytes, Metadata]], object]]:
+    """Validate every request of an ``append_multi`` and encode its events; nothing is written yet.
+
+    A request that fails raises its error with ``request_index`` set.
+    """
+    from ._rules import validate_expected
+
+    if isinstance(requests, (str, bytes)):
+        raise InvalidEvent("append_multi takes a list of (stream, events, expected) requests")
+    try:
+        listed = list(requests)  # type: ignore[call-overload]
+    except TypeError as e:
+        raise InvalidEvent("append_multi takes a list of (stream, events, expected) requests") from e
+    prepared = []
+    total = 0
+    for index, request in enumerate(listed):
+        try:
+            if not isinstance(request, tuple) or len(request) != 3:
+                raise InvalidEvent(f"append_multi request {index} must be a (stream, events, expected) tuple")
+            stream, events, expected = request
+            validate_expected(expected)
+            encoded = prepare_batch(stream, events)
+        except StoreError as error:
+            mark_request(error, index)
+            raise
+        total += len(encoded)
+        if total > MAX_MULTI_EVENTS:
+            raise InvalidEvent(f"append_multi holds more than {MAX_MULTI_EVENTS} events; split it")
+        prepared.append((stream, encoded, expected))
+    return prepared

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
-from eventstore import ANY, AppendResult, EventStore, InvalidEvent, NewEvent
+from eventstore import ANY, EventStore, InvalidEvent, NewEvent, StoreDamaged
 from eventstore.payloads import Rejected
 from eventstore.validation import MAX_BATCH, check_stream
 
@@ -44,10 +43,12 @@ def import_log(
     appends runs of consecutive lines of one stream, so global positions keep
     the file's order across streams (which replays depend on); ``"stream"``
     groups each batch by stream for fewer, larger appends, reordering lines of
-    different streams within a batch. On the embedded store the appends of a
-    batch are submitted together and share one commit. Lines that repeat an id
-    within a batch, or belong to an append the store refused as a whole, are
-    settled one by one after the rest of their batch. Bad lines (and lines the store refuses)
+    different streams within a batch. Each batch is one ``append_multi``: on
+    stores with ``capabilities.atomic_append_multi`` (memory, embedded) one
+    transaction, so an import that fails (a locked or full store) or is killed
+    leaves whole batches, a prefix of the file, and running it again ends with
+    the store a clean import gives. Lines the store refuses are settled one
+    by one within their batch (see ``_Appender``). Bad lines (and lines the store refuses)
     go to ``quarantine`` (default: ``<log>.rejected.jsonl``, created only when
     needed). With ``rejected_stream``, each bad line is also appended there as a
     ``Rejected`` event (raw bytes, reason, ``where``; id derived from the file,
@@ -63,6 +64,12 @@ def import_log(
     source, mapping_, format_, sink = open_log(path, mapping, format, target)
     keep = None if rejected_stream is None else _rejected_events(store, rejected_stream)
     tally = Tally(source, sink, on_reject=keep)
+    problems = store.check_integrity()
+    if problems:
+        raise StoreDamaged(
+            f"{store.uri} is damaged ({'; '.join(problems[:3])}); refusing to import into it. "
+            "Run `unbroken store verify` for details and `unbroken store salvage` to recover its events"
+        )
     appender = _Appender(store, tally, unit_of(format_))
     with sink:
         chunk: list[PendingLine] = []
@@ -75,53 +82,58 @@ def import_log(
 
 
 class _Appender:
-    """Appends chunks of good lines, counting new and already-present events."""
+    """Appends chunks of good lines, counting new and already-present events.
+
+    Each chunk is one ``append_multi``: its runs of one stream's lines in
+    file order, one transaction on stores that have ``atomic_append_multi``.
+    When the store refuses one request (a line repeating an id stored in
+    another stream, or a run that repeats only some stored ids because an
+    earlier import was cut short inside it), that run is split into single
+    lines and the chunk is tried again; a single line the store refuses is
+    quarantined and the chunk tried without it. Nothing is written by a
+    refused attempt, so positions always follow the file.
+    """
 
     def __init__(self, store: EventStore, tally: Tally, unit: str) -> None:
         self.store, self.tally, self.unit = store, tally, unit
-        self.pipelined = _commits_in_submission_order(store)
 
     def flush(self, chunk: list[PendingLine], order: str, progress: Callable[[ImportReport], None] | None) -> None:
         if chunk:
             first, later = _split_repeats(chunk)
-            groups = list(_groups(first, order))
-            # Fresh writes land after `before`; a repeated batch returns its original positions.
-            before = self.store.last_position()
-            for group, outcome in zip(groups, self._submit(groups), strict=True):
-                if isinstance(outcome, REJECTED_BY_STORE):
-                    later.extend(group)  # settled line by line, so only the culprit is rejected
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    self._count(outcome.first_position > before, len(group))
-            for item in sorted(later, key=lambda p: p.where):
-                self._append_one(item)
+            # Repeats of an id already in this chunk write nothing (present, or refused): settle them after it.
+            self._commit(list(_groups(first, order)))
+            self._commit([[item] for item in later])
             chunk.clear()
         if progress is not None:
             progress(self.tally.report())
 
-    def _submit(self, groups: list[list[PendingLine]]) -> list[AppendResult | BaseException]:
-        requests = [(g[0].log_event.event.stream or "", [p.log_event.event for p in g]) for g in groups]
-        if self.pipelined and len(requests) > 1:
-            return asyncio.run(_append_all(self.store, requests))
-        outcomes: list[AppendResult | BaseException] = []
-        for stream, events in requests:
-            try:
-                outcomes.append(self.store.append(stream, events, ANY))
-            except REJECTED_BY_STORE as e:
-                outcomes.append(e)
-        return outcomes
-
-    def _append_one(self, item: PendingLine) -> None:
+    def _commit(self, groups: list[list[PendingLine]]) -> None:
+        # Fresh writes land after `before`; a repeated run returns its original positions. Fixed for the
+        # whole chunk: on a store without atomic append_multi a failed try may have stored a prefix, which
+        # the next try returns as a repeat and must still count as imported.
         before = self.store.last_position()
-        event = item.log_event.event
-        try:
-            result = self.store.append(event.stream or "", [event], ANY)
-        except REJECTED_BY_STORE as e:
-            source = str(self.tally.source)
-            self.tally.reject(Rejection(source, item.where, self.unit, f"the store refused it: {e}", item.raw))
+        while groups:
+            requests = [(g[0].log_event.event.stream or "", [p.log_event.event for p in g], ANY) for g in groups]
+            try:
+                results = self.store.append_multi(requests)
+            except REJECTED_BY_STORE as e:
+                index = getattr(e, "request_index", None)
+                if index is None or not 0 <= index < len(groups):
+                    raise
+                culprit = groups[index]
+                if len(culprit) > 1:
+                    groups[index : index + 1] = [[item] for item in culprit]
+                else:
+                    del groups[index]
+                    self._reject(culprit[0], e)
+                continue
+            for group, result in zip(groups, results, strict=True):
+                self._count(result.first_position > before, len(group))
             return
-        self._count(result.first_position > before, 1)
+
+    def _reject(self, item: PendingLine, error: BaseException) -> None:
+        source = str(self.tally.source)
+        self.tally.reject(Rejection(source, item.where, self.unit, f"the store refused it: {error}", item.raw))
 
     def _count(self, written: bool, n: int) -> None:
         if written:
@@ -148,29 +160,6 @@ def _rejected_events(store: EventStore, stream: str) -> Callable[[Rejection], No
         store.append(stream, [NewEvent.of(payload, id=uuid.uuid5(NAMESPACE, name))], ANY)
 
     return keep
-
-
-def _commits_in_submission_order(store: EventStore) -> bool:
-    """True for stores whose concurrent ``append_async`` calls commit in the order they were made.
-
-    The embedded store queues requests in call order and its committer writes
-    them in that order, one transaction per queue drain: many appends share an
-    fsync and positions still follow the file. Other stores append one at a
-    time (their default ``append_async`` runs on threads, which may reorder).
-    """
-    try:
-        from eventstore.embedded import EmbeddedStore
-    except ImportError:
-        return False
-    return isinstance(store, EmbeddedStore)
-
-
-async def _append_all(
-    store: EventStore, requests: list[tuple[str, list[NewEvent]]]
-) -> list[AppendResult | BaseException]:
-    # Tasks take their first step in creation order, so the store sees the requests in file order.
-    tasks = [asyncio.ensure_future(store.append_async(stream, events, ANY)) for stream, events in requests]
-    return await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _split_repeats(chunk: list[PendingLine]) -> tuple[list[PendingLine], list[PendingLine]]:

@@ -8,6 +8,8 @@ planted link cannot redirect what we write.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from pathlib import Path
 from typing import IO, Final
@@ -17,6 +19,7 @@ import msgspec
 from ._mapping import LogError
 
 _ENCODE: Final = msgspec.json.Encoder()
+_DECODE: Final = msgspec.json.Decoder()
 
 
 class Rejection(msgspec.Struct, frozen=True):
@@ -74,21 +77,58 @@ def open_no_follow(path: Path, append: bool) -> IO[bytes]:
     return os.fdopen(fd, "ab" if append else "wb")
 
 
+def _key(source: str, unit: str, where: int, raw: bytes) -> tuple[str, str, int, bytes]:
+    return source, unit, where, hashlib.sha256(raw).digest()
+
+
+def _keys_in(path: Path) -> set[tuple[str, str, int, bytes]]:
+    """The rejections an existing quarantine file holds already (unreadable lines are ignored)."""
+    keys: set[tuple[str, str, int, bytes]] = set()
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    record = _DECODE.decode(line)
+                    unit = "line" if "line" in record else "row"
+                    raw = record["raw"].encode("utf-8") if "raw" in record else base64.b64decode(record["raw_base64"])
+                    keys.add(_key(record["source"], unit, int(record[unit]), raw))
+                except (msgspec.DecodeError, KeyError, TypeError, ValueError, AttributeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise LogError(f"cannot read the quarantine file {str(path)!r}: {e.strerror}") from e
+    return keys
+
+
 class Quarantine:
-    """Appends rejections to a JSONL file, opened on the first one (no bad lines, no file)."""
+    """Appends rejections to a JSONL file, opened on the first one (no bad lines, no file).
+
+    Idempotent: a rejection already in the file (same source, line or row,
+    and raw bytes, e.g. from an earlier import of the same log) is not
+    written again, so re-importing a log leaves its quarantine as it was.
+    Rejections of other logs sharing the file are kept. ``written`` counts
+    the rejections the file holds for this run, new or already there.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.written = 0
         self._file: IO[bytes] | None = None
+        self._known: set[tuple[str, str, int, bytes]] = set()
 
     def write(self, rejection: Rejection) -> None:
         if self.path is None:
             return
         if self._file is None:
+            self._known = _keys_in(self.path)
             self._file = open_no_follow(self.path, append=True)
-        self._file.write(quarantine_record(rejection))
         self.written += 1
+        key = _key(rejection.source, rejection.unit, rejection.where, rejection.raw)
+        if key in self._known:
+            return
+        self._known.add(key)
+        self._file.write(quarantine_record(rejection))
 
     def close(self) -> None:
         if self._file is not None:
