@@ -22,12 +22,16 @@ def check_log(
     mapping: Any = None,
     policy: SchedulePolicy = DEFAULT_POLICY,
     shrink_budget_s: float = 30.0,
+    allow_faults: bool = False,
+    event_timeout: float | None = None,
+    progress: Any = None,
 ) -> CheckReport:
     """Read the log at ``path`` (JSONL, CSV or Parquet, see ``replay.read_log``) and ``check`` it.
 
     Raises ``FileNotFoundError`` for a missing file and ``replay.LogError``
     naming the line for a malformed one. ``report.render()`` gives the text
     that ``unbroken check`` prints; ``report.exit_code()`` its exit status.
+    ``allow_faults``, ``event_timeout`` and ``progress`` are ``check``'s.
     """
     import replay
 
@@ -38,4 +42,5 @@ def check_log(
     return check(
         events, projection, config=config, examples=examples, seed=seed, invariants=invariants,
         trace_dir=trace_dir, policy=policy, shrink_budget_s=shrink_budget_s, source=str(source),
+        allow_faults=allow_faults, event_timeout=event_timeout, progress=progress,
     )

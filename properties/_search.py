@@ -1,13 +1,21 @@
 """``check``: a Hypothesis search over delivery schedules, then a shrunk counterexample per broken invariant.
 
-1. Build the projection from its spec and resolve the invariants.
-2. Replay the log unperturbed once (the base for INV-5) and judge it too.
-3. Let Hypothesis draw ``examples`` schedules (seeded; no database, so a
-   run depends only on its arguments). Each is replayed in virtual time; the
-   traces are judged in batches (one DuckDB query per invariant per batch).
-4. For each invariant that broke, shrink the first example that broke it
+1. Build the projection from its spec and resolve the invariants (only
+   those that apply to the projection's domain, unless named by id).
+2. Replay the log unperturbed twice and compare (``replay.check_determinism``):
+   a projection that reads the wall clock or unseeded randomness is reported
+   ``nondeterministic``, a failing verdict of its own.
+3. Replay the log unperturbed once more as the first example (the base for
+   INV-5) and judge it too; it counts as one of the ``examples``.
+4. Let Hypothesis draw the other ``examples - 1`` schedules (seeded; no
+   database, so a run depends only on its arguments). Each is replayed in
+   virtual time; the traces are judged in batches (one DuckDB query per
+   invariant per batch). Every run's projection faults (steps where the
+   projection raised or returned None) are counted: a check with faults
+   fails with a ``FAULTS`` verdict unless ``allow_faults``.
+5. For each invariant that broke, shrink the first example that broke it
    (``_shrink.py``): fewer perturbations, milder ones, fewer events.
-5. Save each shrunk example as a counterexample directory when ``trace_dir``
+6. Save each shrunk example as a counterexample directory when ``trace_dir``
    is given, and return a ``CheckReport``.
 """
 
@@ -23,12 +31,24 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from eventstore import RecordedEvent
+from replay.core._watchdog import EventTimeout, watching
 
 from ._counterexample import COUNTEREXAMPLE_RUN, save
 from ._evaluate import Evaluator
 from ._examples import LogContext, failed_run
-from ._invariants import Invariant, Verdict, resolve
-from ._report import BROKEN, HELD, UNKNOWN, CheckReport, Counterexample, InvariantResult
+from ._invariants import Invariant, Verdict, builtin_invariants, load_invariants, resolve
+from ._report import (
+    BROKEN,
+    DETERMINISTIC,
+    HELD,
+    NONDETERMINISTIC,
+    UNKNOWN,
+    CheckReport,
+    Counterexample,
+    Determinism,
+    InvariantResult,
+    RunProblems,
+)
 from ._schedules import IDENTITY, Schedule
 from ._shrink import Shrinker
 from ._spec import factory_of
@@ -71,10 +91,14 @@ class _Tally:
             self.first[inv_id] = (events, schedule)  # the simplest failure: a head start
 
 
+class _Stop(BaseException):
+    """Ends the Hypothesis loop at once (an ``Exception`` would make Hypothesis replay the example)."""
+
+
 class _Search:
     """The moving parts of one ``check`` call."""
 
-    def __init__(self, factory, invariants, *, seed, source, batch, policy):
+    def __init__(self, factory, invariants, *, seed, source, batch, policy, total=0, progress=None):
         self.factory = factory
         self.invariants = invariants
         self.evaluator = Evaluator(invariants)
@@ -83,6 +107,10 @@ class _Search:
         self.pending: list[tuple[LogContext, Schedule, Any]] = []
         self.pending_rows = 0
         self.examples = 0
+        self.total = total
+        self.progress = progress
+        self.problems = RunProblems()
+        self.stopped: BaseException | None = None
         self._contexts: dict[int, LogContext] = {}
 
     def context(self, events: list[RecordedEvent]) -> LogContext:
@@ -97,17 +125,32 @@ class _Search:
 
     def example(self, events: list[RecordedEvent], schedule: Schedule) -> None:
         """Replay one example now; judge it with its batch."""
+        if self.stopped is not None:
+            raise _Stop
         ctx = self.context(events)
         self.examples += 1
+        run_id = f"e{self.examples}"
         try:
-            trace = ctx.trace(schedule, f"e{self.examples}")
+            trace = ctx.trace(schedule, run_id)
+        except EventTimeout as e:  # the projection hangs: every further run would too
+            self.stopped = e
+            raise _Stop from e
         except Exception as e:  # the runner refused the run: every verdict unknown, search goes on
+            self.problems.aborted(run_id, schedule, e)
             self.tally.add(ctx.events, schedule, failed_run(self.invariants, e))
+            self._report()
             return
+        self.problems.faulted(run_id, schedule, trace.result)
         self.pending.append((ctx, schedule, trace))
         self.pending_rows += trace.result.counts["deliveries"]
         if len(self.pending) >= self.batch or self.pending_rows >= BATCH_ROWS:
             self.flush()
+        self._report()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            broken = [i for i, n in self.tally.broken.items() if n]
+            self.progress(self.examples, self.total, broken, self.problems.faults)
 
     def flush(self) -> None:
         if not self.pending:
@@ -133,13 +176,33 @@ def check(
     shrink_budget_s: float = 30.0,
     batch: int = DEFAULT_BATCH,
     source: str = "",
+    allow_faults: bool = False,
+    event_timeout: float | None = None,
+    progress: Any = None,
 ) -> CheckReport:
     """Search delivery schedules of ``log`` (or of logs drawn from ``logs``) for broken invariants.
 
     ``projection`` is a registered name, ``FILE.py:ATTR``, a factory or an
     instance (see ``factory_of``); ``config`` goes to it. ``invariants`` is
-    None (the built-ins), a directory of ``.sql`` files (added to the
-    built-ins) or a list of ``Invariant`` / built-in ids / directories.
+    None (the built-ins that apply to the projection's domain, see
+    ``domain_of``), a directory of ``.sql`` files (added to those built-ins),
+    a string of comma-separated built-in ids (``"INV-1,AR-2"``: exactly those),
+    or a list of ``Invariant`` / built-in ids / directories: a list of
+    directories only is added to the applicable built-ins, any other list is
+    taken as given. Files of a directory whose ``-- domain:`` header names
+    another domain are left out; built-ins named by id always run.
+
+    ``examples`` is the number of runs judged, the unperturbed log's included
+    (with ``logs=``, every run is drawn). Every run's projection faults are
+    counted (``RunResult.projection_faults``); with any, the report's verdict
+    is ``FAULTS`` and ``exit_code()`` 1, unless ``allow_faults``, which reports
+    them without failing. With a ``log``, it is first replayed twice to check
+    determinism; a difference is the ``nondeterministic`` verdict (exit 1).
+    ``event_timeout`` (seconds) bounds each ``apply``/``on_timer`` in real
+    time: a step that takes longer ends the check with ``EventTimeout``
+    naming it. ``progress(done, total, broken_ids, faults)`` is called after
+    every example.
+
     Guarantees: the same arguments give the same report (Hypothesis is
     seeded and has no database); a crashing checker or a refused run makes
     verdicts unknown and never stops the search; each broken invariant gets
@@ -150,26 +213,91 @@ def check(
     """
     if log is None and logs is None:
         raise ValueError("check() needs a log or a logs= strategy to draw logs from")
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples must be a positive integer (runs to judge), got {examples!r}")
     started = time.perf_counter()
     spec = projection if isinstance(projection, str) else None
     factory = factory_of(projection, config)
-    invs = resolve(invariants, domain_of(factory()))
-    search = _Search(factory, invs, seed=seed, source=source, batch=max(1, batch), policy=policy)
+    probe = factory()
+    domain = domain_of(probe)
+    invs, skipped = select_invariants(invariants, domain)
+    search = _Search(factory, invs, seed=seed, source=source, batch=max(1, batch), policy=policy,
+                     total=examples, progress=progress)
+    base_log = list(log) if log is not None else None
+    determinism = None
     try:
-        base_log = list(log) if log is not None else None
-        if base_log is not None:
-            search.example(base_log, IDENTITY)  # the unperturbed log must hold too
-        _explore(search, base_log, logs, examples, seed, policy)
-        search.flush()
-        results = _results(search, invs, spec, config, trace_dir, shrink_budget_s)
+        with watching(event_timeout):
+            if base_log is not None:
+                determinism = _determinism(base_log, factory, source, seed)
+                search.example(base_log, IDENTITY)  # the unperturbed log must hold too
+            _explore(search, base_log, logs, examples - (base_log is not None), seed, policy)
+            search.flush()
+            results = _results(search, invs, spec, config, trace_dir, shrink_budget_s)
+    except _Stop:
+        raise search.stopped from None  # type: ignore[misc]
     finally:
         search.evaluator.close()
-    probe = factory()
     return CheckReport(
         projection=str(getattr(probe, "name", spec or "projection")), source=source,
         events=len(base_log) if base_log is not None else 0, examples=search.examples, seed=seed,
         seconds=time.perf_counter() - started, policy=policy, results=results,
+        problems=search.problems, allow_faults=allow_faults, determinism=determinism,
+        domain=domain, skipped=skipped,
     )
+
+
+def _determinism(events: list[RecordedEvent], factory, source: str, seed: int) -> Determinism:
+    """Replay the unperturbed log twice: do both runs give the same trace?"""
+    import replay
+
+    deliveries, drops = IDENTITY.apply(events)
+    try:
+        report = replay.check_determinism(list(deliveries), factory(), drops=drops,
+                                          run_id="determinism", source=source, seed=seed)
+    except EventTimeout:
+        raise
+    except Exception as e:  # the run itself fails: unknown (the base example fails the same way)
+        return Determinism(status=UNKNOWN, detail=f"replay failed: {type(e).__name__}: {e}")
+    if report.ok:
+        return Determinism(status=DETERMINISTIC, detail=report.describe())
+    return Determinism(status=NONDETERMINISTIC, detail=report.describe())
+
+
+def select_invariants(invariants: Any, domain: str | None) -> tuple[list[Invariant], list[str]]:
+    """The invariants ``check`` runs for a projection of ``domain``, and the built-ins left out.
+
+    See ``check`` for what ``invariants`` may be. Raises ``ValueError`` for an
+    unknown id and ``FileNotFoundError`` for a directory that does not exist.
+    """
+    builtins = builtin_invariants()
+    applicable = [inv for inv in builtins if inv.applies_to(domain)]
+    skipped = [inv.id for inv in builtins if not inv.applies_to(domain)]
+    if invariants is None:
+        return applicable, skipped
+    if isinstance(invariants, (str, Path)):
+        text = str(invariants)
+        if Path(text).is_dir():
+            invariants = [text]
+        else:
+            invariants = [part.strip() for part in text.split(",") if part.strip()]
+    items = list(invariants)
+    known = {inv.id for inv in builtins}
+    only_dirs = bool(items) and all(
+        isinstance(i, (str, Path)) and str(i) not in known for i in items)
+    out: list[Invariant] = list(applicable) if only_dirs else []
+    for item in items:
+        if isinstance(item, (str, Path)) and str(item) not in known:
+            if not Path(item).is_dir():
+                raise ValueError(f"invariant {str(item)!r} is neither a built-in id "
+                                 f"({', '.join(sorted(known))}) nor a directory")
+            loaded = load_invariants(item)
+            out.extend(inv for inv in loaded if inv.applies_to(domain))
+            skipped.extend(inv.id for inv in loaded if not inv.applies_to(domain))
+        else:
+            out.extend(resolve([item]))
+    chosen = {inv.id for inv in out}
+    resolve(out)  # refuses an id defined twice, naming both places
+    return out, [i for i in dict.fromkeys(skipped) if i not in chosen]
 
 
 def domain_of(projection: Any) -> str | None:
@@ -191,7 +319,8 @@ def _explore(search: _Search, base_log, logs, examples: int, seed: int, policy) 
     @hypothesis_seed(seed)
     @given(strategy)
     def explore(drawn: tuple[list[RecordedEvent], Schedule]) -> None:
-        search.example(*drawn)
+        if search.examples < search.total:  # Hypothesis may call once more to report; never judged
+            search.example(*drawn)
 
     explore()
 

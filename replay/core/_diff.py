@@ -86,8 +86,19 @@ def diff_projections(
         summary=summarize(only_a, only_b),
         first_a=only_a.row(0, named=True) if only_a.height else None,
         first_b=only_b.row(0, named=True) if only_b.height else None,
-        state_equal=msgspec.msgpack.encode(ra.state) == msgspec.msgpack.encode(rb.state),
+        state_equal=_same_state(ra.state, rb.state),
     )
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Equal final states: by their MessagePack bytes, else (a state msgpack cannot encode) by ==."""
+    try:
+        return msgspec.msgpack.encode(a) == msgspec.msgpack.encode(b)
+    except (TypeError, ValueError, OverflowError):
+        try:
+            return bool(a == b)
+        except Exception:  # an == that raises: say "different" rather than crash the diff
+            return False
 
 
 def _replay(deliveries, projection, label: str, options: dict) -> RunResult:

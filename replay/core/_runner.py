@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._buffer import Digest, TraceBuffer, drop_rows
 from ._context import ReplayContext
 from ._pacing import Pacer, Pacing, Progress
 from ._snapshot import Snapshots, SnapshotStore
+from ._watchdog import EventTimeout, Where, check_limit, current_watch, watching
 
 BATCH_ROWS = 65_536  # deliveries per flush: one Parquet row group, bounded memory
 # Deliveries per compaction (hashed, events let go): short-lived events keep the GC's old generation small.
@@ -37,6 +39,12 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     whole run as in the ``runs`` row: events, deliveries, drops, decisions,
     timers, faults. ``digest`` is sha256 over every trace row
     but ``runs``; identical replays give identical digests, resumed or not.
+    ``projection_faults`` counts the steps the projection failed (it raised,
+    returned None, or a timer came due without ``on_timer``), each a
+    ``faults`` row with source ``projection:<name>``; ``first_fault`` describes
+    the first of them (seq, virtual time, the event or timer, the error). Fault
+    *events* of the log (``Fault`` payloads) are ``faults`` rows too but are
+    not counted here. For a resumed run both cover the part after the snapshot.
     ``tables`` maps table name to a polars DataFrame (built on first access)
     when the run collected its trace, else None.
     """
@@ -50,6 +58,8 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     tables: Mapping[str, Any] | None = None
     trace_dir: Path | None = None
     resumed_from: int | None = None
+    projection_faults: int = 0
+    first_fault: str | None = None
 
 
 def run(
@@ -68,6 +78,7 @@ def run(
     progress: Callable[[int, int | None], None] | None = None,
     strict: bool = False,
     max_timer_chain: int = MAX_TIMER_CHAIN,
+    event_timeout: float | None = None,
 ) -> RunResult:
     """Replay ``deliveries`` through ``projection`` in virtual time and trace every step.
 
@@ -86,10 +97,15 @@ def run(
        ctx)`` folds the event; ``ctx.decide``/``schedule``/``cancel`` land in
        the trace. Events whose payload declares ``fault_source_field``
        (``Fault``, ``ModbusFault``...) are also ``faults`` rows.
-    6. Errors. A projection that raises gets a ``faults`` row naming the
-       position; with ``strict`` the run stops with ``ReplayError``, otherwise
-       the step is undone (its decisions and timer changes dropped) and the
-       run continues from the previous state.
+    6. Errors. A projection that raises (any exception, ``SystemExit`` and
+       ``GeneratorExit`` included; only ``KeyboardInterrupt`` ends the run),
+       returns None instead of a state, or has a timer come due without an
+       ``on_timer`` method gets a ``faults`` row naming the position (counted
+       in ``RunResult.projection_faults``); with ``strict`` the run stops with
+       ``ReplayError``, otherwise the step is undone (its decisions and timer
+       changes dropped) and the run continues from the previous state. A timer
+       at an impossible time or a decision that does not fit the trace raises
+       ``ReplayError`` inside the step, so it is such a fault too.
     7. Drain. After the last delivery, timers keep firing until none is left.
        More than ``max_timer_chain`` firings beyond those pending when a
        chain began, with no delivery between, raise ``ReplayError``.
@@ -100,16 +116,29 @@ def run(
        records metadata and the digest, and files are published atomically.
 
     ``pacing=Pacing(k)`` replays at k times real speed; ``progress(done,
-    total)`` is called now and then.
+    total)`` is called now and then. ``event_timeout`` (seconds) bounds each
+    ``apply``/``on_timer`` in real time: a step that takes longer is named on
+    stderr and the run stops with ``EventTimeout`` (a ``ReplayError``); it
+    uses a watching thread (see ``_watchdog.py``), as does an enclosing
+    ``watching(...)`` block, which then covers every run inside it.
+    A projection that cannot start (no ``apply``/``initial``, ``initial()``
+    or ``config()`` failing) raises ``ReplayError`` naming it.
     """
-    with _older_objects_frozen():  # see there: fewer objects for each full collection to walk
+    limit = check_limit(event_timeout)
+    with _older_objects_frozen(), ExitStack() as stack:  # fewer objects for full collections to walk
+        watch = current_watch()
+        if limit is not None and (watch is None or watch.limit_s != limit):
+            watch = stack.enter_context(watching(limit))
+        meta = _metadata(projection, source, seed, schedule_desc)
+        snapshots = snapshots or Snapshots()
+        snaps = _snapshots(snapshots.every, snapshots.directory, trace_dir, snapshots.resume, meta)
         runner = _Runner(
             projection, run_id=run_id, trace_dir=trace_dir, collect=collect,
             strict=strict, max_timer_chain=max_timer_chain,
         )
-        meta = _metadata(projection, source, seed, schedule_desc)
-        snapshots = snapshots or Snapshots()
-        snaps = _snapshots(snapshots.every, snapshots.directory, trace_dir, snapshots.resume, meta)
+        if watch is not None:
+            watch.attach(runner)
+            stack.callback(watch.detach, runner)
         try:
             ordered, total, identity = _ordered(deliveries)
             runner.buf.identity = identity
@@ -118,9 +147,15 @@ def run(
                 runner.emit_drops(list(drops))
             runner.pacer = pacing.pacer() if pacing else None
             runner.progress = Progress(progress, total) if progress else None
+            runner.total = total
             runner.loop(ordered, skipped, snaps, bare=identity)
             runner.fire_until(math.inf)
             return runner.finish(meta, skipped)
+        except KeyboardInterrupt:
+            runner.abort()
+            if runner.timed_out is not None:
+                raise EventTimeout(runner.timed_out) from None
+            raise
         except BaseException:
             runner.abort()
             raise
@@ -164,11 +199,23 @@ def _at(d: Delivery) -> int:
 
 
 def _metadata(projection: Any, source: str, seed: int | None, schedule: str) -> dict:
-    config = projection.config() if hasattr(projection, "config") else {}
+    name = _name(projection)
+    for method in ("apply", "initial"):
+        if not callable(getattr(projection, method, None)):
+            raise ReplayError(f"projection {name!r} ({type(projection).__name__}) has no {method}() "
+                              "method: a projection needs initial() and apply(state, event, ctx)")
+    try:
+        config = projection.config() if hasattr(projection, "config") else {}
+        config_json = msgspec.json.encode(config, order="sorted").decode()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        raise ReplayError(f"projection {name!r}: config() failed or returned what JSON cannot "
+                          f"hold: {type(e).__name__}: {e}") from e
     return {
-        "projection": str(getattr(projection, "name", type(projection).__name__)),
+        "projection": name,
         "version": str(getattr(projection, "version", "")),
-        "config": msgspec.json.encode(config, order="sorted").decode(),
+        "config": config_json,
         "source": str(source),
         "seed": seed,
         "schedule": schedule,
@@ -187,13 +234,32 @@ def _snapshots(every, directory, trace_dir, resume, meta):
     return SnapshotStore(directory, every, meta)
 
 
+def _name(projection: Any) -> str:
+    return str(getattr(projection, "name", None) or type(projection).__name__)
+
+
 class _Runner:
     """One run's moving parts; ``run`` above is the story, this is the machinery."""
 
     def __init__(self, projection, *, run_id, trace_dir, collect, strict, max_timer_chain):
         self.projection = projection
-        self.name = str(getattr(projection, "name", type(projection).__name__))
-        self.state = projection.initial()
+        self.name = _name(projection)
+        try:
+            self.state = projection.initial()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:
+            raise ReplayError(f"projection {self.name!r}: initial() raised "
+                              f"{type(e).__name__}: {e}") from e
+        self.on_timer = getattr(projection, "on_timer", None)
+        self.faults = 0  # projection faults (steps that failed), see RunResult
+        self.first_fault: str | None = None
+        # Read by the watchdog thread (_watchdog.py): where the run is, whether it is stuck.
+        self.paused = False  # outside the projection: pacing, flushing, publishing
+        self.timed_out: str | None = None
+        self.timer: tuple[int, Any] | None = None  # (seq, Timer) of the last timer fired
+        self.done = 0  # deliveries handled, as of the last checkpoint
+        self.total: int | None = None
         # A trace streamed to disk and not collected keeps memory flat: decisions live on disk.
         self.ctx = ReplayContext(keep_decisions=collect or trace_dir is None)
         self.now = -math.inf  # no delivery yet: the first may be at any time
@@ -233,7 +299,9 @@ class _Runner:
                 self.state = state
                 state = self.fire_until(at)
             if pacer is not None:
+                self.paused = True
                 pacer.wait(at)
+                self.paused = False
             now = ctx.now = at
             seq = ctx.cause = ctx.cause + 1
             add_seq(seq)
@@ -241,9 +309,19 @@ class _Runner:
             if event.type in fault_kinds:
                 self._event_fault(event, seq, at)
             try:
-                state = apply(state, event, ctx)
+                new = apply(state, event, ctx)
             except Exception as e:
                 self._failed(e, seq, at, _event_where(event))
+            except KeyboardInterrupt:  # the user's Ctrl-C (or the watchdog's): the run ends
+                self.state = state
+                raise
+            except BaseException as e:  # SystemExit, GeneratorExit...: the projection's fault
+                self._failed(e, seq, at, _event_where(event))
+            else:
+                if new is None and state is not None:
+                    self._failed(ReturnedNone("apply"), seq, at, _event_where(event))
+                else:
+                    state = new
             done += 1
             if done >= checkpoint:
                 self.state, self.now = state, now
@@ -253,7 +331,7 @@ class _Runner:
 
     def fire_until(self, t: float) -> Any:
         """Fire every timer due at or before ``t``, in order (steps 4 and 7)."""
-        ctx, on_timer = self.ctx, self.projection.on_timer
+        ctx, on_timer = self.ctx, self.on_timer
         state = self.state
         fired, bound = 0, self.max_timer_chain + len(ctx.active)
         while (due := ctx.next_due()) is not None and due <= t:
@@ -262,14 +340,28 @@ class _Runner:
             fired += 1
             at = ctx.advance_to(max(due, ctx.now))
             if self.pacer is not None:
+                self.paused = True
                 self.pacer.wait(at)
+                self.paused = False
             seq = ctx.cause = ctx.cause + 1
             timer = ctx.pop_timer(seq)
+            self.timer = (seq, timer)
+            where = f"timer {timer.key!r} due at {timer.at}"
+            self.state = state
+            if on_timer is None:
+                self._failed(NoOnTimer(self.name, timer), seq, at, where)
+                continue
             try:
-                state = on_timer(state, timer, ctx)
-            except Exception as e:
-                self.state = state
-                self._failed(e, seq, at, f"timer {timer.key!r} due at {timer.at}")
+                new = on_timer(state, timer, ctx)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # any failure of the projection's code is its fault
+                self._failed(e, seq, at, where)
+            else:
+                if new is None and state is not None:
+                    self._failed(ReturnedNone("on_timer"), seq, at, where)
+                else:
+                    state = new
             self.state = state
         return state
 
@@ -283,9 +375,13 @@ class _Runner:
             row = (seq, at, event.stream, "undecodable", f"position {event.position}: {e}")
         self.buf.fault_rows.append(row)
 
-    def _failed(self, error: Exception, seq: int, at: int, where: str) -> None:
+    def _failed(self, error: BaseException, seq: int, at: int, where: str) -> None:
+        kind = getattr(error, "fault_kind", "projection_error")
         detail = f"{where}: {type(error).__name__}: {error}"
-        self.buf.fault_rows.append((seq, at, f"projection:{self.name}", "projection_error", detail))
+        self.buf.fault_rows.append((seq, at, f"projection:{self.name}", kind, detail))
+        self.faults += 1
+        if self.first_fault is None:
+            self.first_fault = f"seq {seq} at {_iso(at)}: {detail}"
         if self.strict:
             raise ReplayError(f"projection {self.name!r} raised on {where} (seq {seq}): "
                               f"{type(error).__name__}: {error}") from error
@@ -310,6 +406,14 @@ class _Runner:
         return min(done - done % p + p for p in periods)
 
     def _checkpoint(self, done: int, last: tuple[int, int], snaps) -> None:
+        self.done = done
+        self.paused = True
+        try:
+            self._checkpoint_io(done, last, snaps)
+        finally:
+            self.paused = False
+
+    def _checkpoint_io(self, done: int, last: tuple[int, int], snaps) -> None:
         self.ctx.settle()
         if done % BATCH_ROWS == 0:
             self.buf.flush(self.ctx)
@@ -336,6 +440,7 @@ class _Runner:
     # -- the end ----------------------------------------------------------
     def finish(self, meta: dict, resumed_from: int) -> RunResult:
         """Pending timers, last flush, digest, ``runs`` row, publish (step 9)."""
+        self.paused = True
         ctx, buf = self.ctx, self.buf
         ctx.timer_rows.extend(ctx.pending_rows())
         buf.flush(ctx)
@@ -355,12 +460,58 @@ class _Runner:
             decisions=ctx.decisions, counts=counts, digest=digest,
             tables=buf.frames() if buf.collected is not None else None,
             trace_dir=self.trace_dir, resumed_from=resumed_from or None,
+            projection_faults=self.faults, first_fault=self.first_fault,
         )
+
+    def where(self, stuck_s: float = 0.0) -> Where:
+        """What the run is doing now, for the watchdog's thread (a best-effort reading)."""
+        seq, buf = self.ctx.cause, self.buf
+        step = f"step {seq}"
+        try:
+            if buf.delivery_seqs and buf.delivery_seqs[-1] == seq:
+                item = buf.delivery_items[-1]
+                event = item if buf.identity else item.event
+                step = f"event at position {event.position} (type {event.type}, stream {event.stream!r})"
+            elif self.timer is not None and self.timer[0] == seq:
+                timer = self.timer[1]
+                step = f"timer {timer.key!r} due at {_iso(timer.at)}"
+        except (IndexError, AttributeError):  # the run moved on while we looked
+            pass
+        done = self.done + len(buf.delivery_seqs)
+        return Where(done=done, total=self.total, step=step, now=self.ctx.now, stuck_s=stuck_s)
 
     def abort(self) -> None:
         """The run failed: close files without publishing them."""
         if self.writer is not None:
             self.writer.abort()
+
+
+class ReturnedNone(Exception):
+    """apply/on_timer returned None: almost always a missing ``return state``."""
+
+    fault_kind = "projection_returned_none"
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"{method} returned None instead of the new state "
+                         "(a missing `return state`?); the step was undone")
+
+
+class NoOnTimer(Exception):
+    """A timer came due and the projection has no ``on_timer``."""
+
+    fault_kind = "timer_without_on_timer"
+
+    def __init__(self, name: str, timer: Any) -> None:
+        super().__init__(f"projection {name!r} scheduled timer {timer.key!r} but has no "
+                         "on_timer(state, timer, ctx) method to handle it")
+
+
+def _iso(ns: float) -> str:
+    """Virtual ns as an ISO timestamp (UTC), for messages; the raw value when out of range."""
+    try:
+        return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
 
 
 def _event_where(event) -> str:

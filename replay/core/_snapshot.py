@@ -67,22 +67,29 @@ class SnapshotStore:
     def save(self, runner: Any, delivered: int, last: tuple[int, int]) -> Path:
         """Write a snapshot of ``runner`` after ``delivered`` deliveries, atomically."""
         ctx, buf = runner.ctx, runner.buf
+        where = f"after {delivered} deliveries (position {last[0]})"
+        state = _encode(runner.state, f"projection {runner.name!r}: its state", where)
+        timers = [tuple(e[:5]) for e in ctx.heap if e[ALIVE]]
+        for timer in timers:
+            _encode(timer[3], f"projection {runner.name!r}: the payload of timer {timer[2]!r}", where)
         snap = Snapshot(
             format=FORMAT, meta=self.meta, delivered=delivered,
             last_position=last[0], last_at=last[1], seq=ctx.cause, now=ctx.now,
-            state=msgspec.msgpack.encode(runner.state),
-            timers=[tuple(e[:5]) for e in ctx.heap if e[ALIVE]],
+            state=state, timers=timers,
             timer_order=ctx.order, rows=buf.rows, first_deliveries=buf.first_deliveries,
             digest=buf.digest.state,
         )
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"snapshot-{delivered:012d}.msgpack"
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(msgspec.msgpack.encode(snap))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(msgspec.msgpack.encode(snap))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except OSError as e:
+            raise ReplayError(f"cannot write snapshot {path}: {e}") from e
         for old in self._paths()[:-KEEP]:
             old.unlink(missing_ok=True)
         return path
@@ -158,3 +165,15 @@ def _restore_runner(runner: Any, snap: Snapshot) -> None:
     ctx.active = {e[2]: e for e in ctx.heap}
     runner.buf.restore_counts(snap.rows, snap.first_deliveries)
     runner.buf.digest.state = {t: list(v) for t, v in snap.digest.items()}
+
+
+def _encode(value: Any, what: str, where: str) -> bytes:
+    """``value`` as MessagePack, or ``ReplayError`` naming what could not be encoded and its type."""
+    try:
+        return msgspec.msgpack.encode(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise ReplayError(
+            f"cannot snapshot {where}: {what} holds a value of a type MessagePack cannot encode "
+            f"({type(value).__name__}: {e}). Snapshots need state made of msgspec Structs, "
+            "dataclasses, dicts, lists, str, int, float, bool, bytes and None (set state_type so "
+            "it decodes back); or replay without --snapshot-every") from e

@@ -39,7 +39,7 @@ def broken(report) -> dict:
 def test_SM_AR_012_correct_projection_holds_every_invariant(log):
     report = check(log, "arrears", **SEARCH)
     assert report.ok, report.render()
-    assert report.examples == SEARCH["examples"] + 1  # + the unperturbed log
+    assert report.examples == SEARCH["examples"]  # the unperturbed log is one of them (issue 9)
     assert all(r.examples == report.examples for r in report.results)
 
 
