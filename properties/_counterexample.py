@@ -16,6 +16,16 @@ the projection, replays the log under the schedule, checks the invariant and
 compares the digest: the same violation, exactly. ``unbroken replay
 --counterexample DIR`` replays the recorded deliveries without properties/ and
 compares the digest.
+
+A counterexample directory is data that people pass around, so replaying one
+runs no code it names: ``invariant.sql`` runs in the read-only query sandbox
+(as every invariant does), the projection in ``counterexample.json`` is built
+only when it is a registered one (anything else, a ``FILE.py:ATTR``, must be
+named by the caller: ``--projection`` / ``projection=``), and no file outside
+the directory is read (a symlink out is refused). A ``FILE.py`` projection is
+saved with its absolute path, and ``test_counterexample.py`` names it, so both
+replay from any directory. ``test_counterexample.py`` is code: read it before
+running a counterexample someone sent you.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replay import read_recorded, write_recorded
+from replay.core._recorded import saved_file
+from replay.core._spec import portable_spec, saved_projection
 
 from ._evaluate import Evaluator
 from ._examples import LogContext
@@ -62,6 +74,7 @@ def save(directory: Path, trace: Trace, invariant: Invariant, verdict: Verdict, 
     ``COUNTEREXAMPLE_RUN`` (what ``replay_counterexample`` uses), and
     ``verdict`` judged on it, so a replay compares equal row for row.
     """
+    spec = portable_spec(spec)  # a FILE.py path made absolute: the directory replays from anywhere
     events, schedule = list(trace.events), trace.schedule
     write_recorded(directory / "events.jsonl", events)
     (directory / "schedule.json").write_bytes(schedule.to_json() + b"\n")
@@ -75,7 +88,7 @@ def save(directory: Path, trace: Trace, invariant: Invariant, verdict: Verdict, 
     _write_violations(directory, trace.run_id, invariant, verdict)
     (directory / "timeline.txt").write_text(
         render_timeline(trace, verdict.rows, invariant.id) + "\n", encoding="utf-8")
-    (directory / "test_counterexample.py").write_text(_regression_test(invariant), encoding="utf-8")
+    (directory / "test_counterexample.py").write_text(_regression_test(invariant, spec), encoding="utf-8")
 
 
 def _write_violations(directory: Path, run_id: str, invariant: Invariant, verdict: Verdict) -> None:
@@ -90,22 +103,39 @@ def _write_violations(directory: Path, run_id: str, invariant: Invariant, verdic
     pq.write_table(table, directory / "violations.parquet", compression="zstd")
 
 
-def _regression_test(invariant: Invariant) -> str:
-    name = "".join(c if c.isalnum() else "_" for c in invariant.id)
-    return f'''"""Regression test written by `unbroken check`: {invariant.id} broke on the example here.
+def _regression_test(invariant: Invariant, spec: str) -> str:
+    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in invariant.id)
+    title = "".join(c if c.isprintable() and c not in "\\\"" else "?" for c in invariant.id)
+    return f'''"""Regression test written by `unbroken check`: {title} broke on the example here.
 
 It replays the saved log under the saved schedule and fails until the projection is fixed.
+It runs from any directory: the counterexample is found next to this file, and the
+projection is named here (a saved file never chooses code to run on its own).
 """
 
 from pathlib import Path
 
 from properties import replay_counterexample
 
+PROJECTION = {spec!r}
+
 
 def test_counterexample_{name}():
-    outcome = replay_counterexample(Path(__file__).parent)
+    outcome = replay_counterexample(Path(__file__).resolve().parent, projection=PROJECTION)
     assert outcome.verdict.valid is True, outcome.render()
 '''
+
+
+def replay_command(directory: str | Path) -> str:
+    """The command that replays the counterexample saved in ``directory`` (``--projection`` when needed)."""
+    from projections import names
+
+    try:
+        spec = msgspec.json.decode((Path(directory) / "counterexample.json").read_bytes(), type=SavedMeta).projection
+    except (OSError, ValueError):
+        spec = None
+    extra = f" --projection {spec}" if spec and spec not in names() else ""
+    return f"unbroken check --replay {directory}{extra}"
 
 
 @dataclass
@@ -146,18 +176,23 @@ class ReplayOutcome:
 def replay_counterexample(directory: str | Path, projection: Any = None) -> ReplayOutcome:
     """Replay a saved counterexample without Hypothesis and judge its invariant again.
 
-    ``projection`` overrides the saved spec (a name, FILE.py:ATTR, a factory).
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the directory is incomplete.
+    ``projection`` overrides the saved spec (a name, FILE.py:ATTR, a factory);
+    without it the saved spec is used only when it is a registered projection
+    (``replay.core._spec.UntrustedProjectionError`` otherwise, saying how to name it).
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the directory
+    is incomplete, ``ReplayError`` when one of its files leads outside it.
     """
     root = Path(directory)
-    meta_path = root / "counterexample.json"
+    meta_path = saved_file(root, "counterexample.json")
     if not meta_path.is_file():
         raise FileNotFoundError(f"{root} is not a counterexample directory (no counterexample.json)")
     meta = msgspec.json.decode(meta_path.read_bytes(), type=SavedMeta)
-    events = read_recorded(root / "events.jsonl")
-    schedule = Schedule.from_json((root / "schedule.json").read_bytes())
+    if projection is None:
+        projection = saved_projection(meta.projection, None, str(meta_path))
+    events = read_recorded(saved_file(root, "events.jsonl"))
+    schedule = Schedule.from_json(saved_file(root, "schedule.json").read_bytes())
     invariant = _saved_invariant(root, meta)
-    factory = factory_of(projection if projection is not None else meta.projection, meta.config)
+    factory = factory_of(projection, meta.config)
     trace = LogContext(events, factory, seed=meta.seed).trace(schedule, COUNTEREXAMPLE_RUN)
     evaluator = Evaluator([invariant])
     try:
@@ -169,8 +204,8 @@ def replay_counterexample(directory: str | Path, projection: Any = None) -> Repl
 
 
 def _saved_invariant(root: Path, meta: SavedMeta) -> Invariant:
-    sql = root / "invariant.sql"
-    if sql.is_file():
+    sql = saved_file(root, "invariant.sql")
+    if sql.is_file():  # runs in the read-only sandbox, like every invariant
         return parse_sql(sql.read_text(encoding="utf-8"), meta.invariant, str(sql))
     for inv in builtin_invariants():
         if inv.id == meta.invariant:

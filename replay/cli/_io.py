@@ -83,13 +83,16 @@ def _register_query(commands: argparse._SubParsersAction) -> None:
         description=(
             "Tables: runs, deliveries, drops, decisions, timers, faults, violations "
             "(the run_id column tells runs apart). Only a single SELECT runs; anything that "
-            "would write, change settings or read other files is refused. "
-            "Exit 1 when the query is refused or fails."
+            "would write, change settings or read other files is refused. A query that runs "
+            "longer than --timeout is stopped; Ctrl-C stops it too (exit 130). "
+            "Exit 1 when the query is refused, fails or runs out of time."
         ),
     )
     parser.add_argument("dirs", nargs="+", metavar="TRACE_DIR", help="a trace directory (one per run)")
     parser.add_argument("sql", metavar="SQL", help='one SELECT, e.g. "SELECT run_id, count(*) FROM decisions GROUP BY 1"')
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output (default table)")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="stop the query after this many seconds (default 60; 0 for no limit)")
     parser.set_defaults(run=_run_query)
 
 
@@ -176,7 +179,7 @@ def _run_query(args: argparse.Namespace) -> int:
         print(f"unbroken query: not a directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        with open_trace(*dirs) as con:
+        with open_trace(*dirs, timeout=args.timeout if args.timeout > 0 else None) as con:
             write_result(con.execute(sql), args.format, sys.stdout)
     except (QueryError, duckdb.Error) as e:  # duckdb.Error: raised while rows are fetched
         print(f"unbroken query: {e}", file=sys.stderr)

@@ -11,12 +11,43 @@ from __future__ import annotations
 import base64
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from eventstore import Metadata, RecordedEvent
 from replay._delivery import Delivery, Drop
 from replay._errors import ReplayError
+
+SAVED_RUN_EXIT_CODES = (
+    "Saved counterexamples: unbroken check --replay DIR judges the invariant again "
+    "(exit 0 it holds now, 1 it still breaks); unbroken replay --counterexample DIR only "
+    "replays the recorded deliveries (exit 0 reproduced exactly, same digest; 1 the run "
+    "differs now); both exit 3 when they cannot run. A saved file never chooses code to run: "
+    "a projection that is not registered runs only when named with --projection."
+)
+"""The meaning of the exit codes, word for word in the help of both commands."""
+
+
+class SavedRun(msgspec.Struct, kw_only=True):
+    """What ``unbroken replay --counterexample`` reads of ``counterexample.json`` (other fields are ignored)."""
+
+    projection: str | None = None
+    config: dict[str, Any] = {}
+    invariant: str | None = None
+
+
+def saved_file(root: str | Path, name: str) -> Path:
+    """``root/name``, refused (``ReplayError``) when it leads outside ``root`` (a symlink out, ``..``).
+
+    A saved run is data that people pass around; reading it never reads another file.
+    """
+    base = Path(root).resolve()
+    path = Path(root) / name
+    target = path.resolve()
+    if not target.is_relative_to(base):
+        raise ReplayError(f"{path} leads outside {root} (to {target}); a saved run's files must be inside it")
+    return path
 
 
 class _Line(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -72,8 +103,10 @@ def recorded_deliveries(trace_dir: str | Path, events: list[RecordedEvent]) -> t
     (same digest). Raises ``ReplayError`` when the trace names a position that
     ``events`` lacks.
     """
-    from replay.trace import load_trace
+    from replay.trace import TABLES, load_trace
 
+    for table in TABLES:
+        saved_file(trace_dir, f"{table}.parquet")
     tables = load_trace(trace_dir)
     by_position = {e.position: e for e in events}
 

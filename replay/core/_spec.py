@@ -24,6 +24,42 @@ class ProjectionSpecError(ConfigError):
     """A projection spec could not be turned into a projection."""
 
 
+class UntrustedProjectionError(ProjectionSpecError):
+    """A saved file (a counterexample) names code to run that is not a registered projection."""
+
+
+def saved_projection(saved: object, given: str | None, where: str) -> str:
+    """The projection spec to load for a saved run: the user's, else the saved one if registered.
+
+    A saved counterexample is data that people pass around, so what it names
+    is never imported on its own say-so: ``saved`` is used only when it is a
+    registered projection (``projections.names()``); anything else (a file or
+    ``module:attr``) must be named by the user (``given``, from
+    ``--projection``). Raises ``UntrustedProjectionError`` saying how to allow it.
+    """
+    from projections import names
+
+    if given:
+        return given
+    if not isinstance(saved, str) or not saved:
+        raise ProjectionSpecError(f"{where} names no projection: pass --projection NAME or FILE.py:FACTORY")
+    if ":" not in saved and saved in names():
+        return saved
+    raise UntrustedProjectionError(
+        f"{where} names the projection {saved!r}, which is not a registered projection "
+        f"({', '.join(names()) or 'none'}); a saved file never chooses code to run. If you trust "
+        f"that code, name it yourself: --projection {saved} "
+        f"(in Python: replay_counterexample(DIR, projection={saved!r}))")
+
+
+def portable_spec(spec: str) -> str:
+    """``spec`` with a ``FILE.py`` part made absolute, so a saved run names it from any directory."""
+    where, sep, attr = spec.rpartition(":")
+    if sep and where.endswith(".py"):
+        return f"{Path(where).resolve()}:{attr}"
+    return spec
+
+
 def load_projection(spec: str, **config: Any) -> Projection:
     """A projection built from ``spec`` with ``config``.
 

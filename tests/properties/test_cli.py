@@ -32,7 +32,12 @@ def test_broken_exits_1_and_replay_reproduces_it(log_file, tmp_path, capsys):
                  "--examples", "300", "--trace", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "INV-5 BROKEN" in out and "replay: unbroken check --replay" in out
-    assert main(["check", "--replay", str(tmp_path / "INV-5")]) == 1
+    assert f"replay: unbroken check --replay {tmp_path / 'INV-5'} --projection {FLAWED}:" in out
+    # a saved file never chooses code to run: a FILE.py projection is named on the command line
+    assert main(["check", "--replay", str(tmp_path / "INV-5")]) == 3
+    assert "not a registered projection" in capsys.readouterr().err
+    assert main(["check", "--replay", str(tmp_path / "INV-5"), "--projection",
+                 f"{FLAWED}:counts_duplicate_payments"]) == 1
     replayed = capsys.readouterr().out
     assert "INV-5 is broken" in replayed and "digest matches" in replayed
     assert main(["check", "--replay", str(tmp_path / "INV-5"), "--projection", "arrears"]) == 0

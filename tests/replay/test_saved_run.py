@@ -67,9 +67,13 @@ def test_a_saved_counterexample_reproduces_its_violation(tmp_path: Path, capsys)
     spec = f"{HELPERS}:LedgerProjection"
     (root / "counterexample.json").write_text(json.dumps(
         {"invariant": "X-1", "projection": spec, "config": {"hold_ns": 5 * SECOND}}))
-    assert unbroken(["replay", "--counterexample", str(root)]) == 1  # the bug is still there
+    # a saved file never chooses code to run: its FILE.py projection must be named by the user
+    assert unbroken(["replay", "--counterexample", str(root)]) == 3
+    assert "not a registered projection" in capsys.readouterr().err
+    # exit 0: reproduced exactly (the help's meaning; check --replay judges the invariant)
+    assert unbroken(["replay", "--counterexample", str(root), "--projection", spec]) == 0
     out = capsys.readouterr().out
-    assert "reproduced exactly" in out and f"unbroken check --replay {root}" in out
+    assert "reproduced exactly" in out and f"unbroken check --replay {root} --projection {spec}" in out
 
 
 def test_a_directory_without_events_is_refused_clearly(tmp_path: Path, capsys) -> None:
