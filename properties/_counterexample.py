@@ -39,8 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replay import read_recorded, write_recorded
-from replay.core._recorded import saved_file
-from replay.core._spec import portable_spec, saved_projection
+from replay.core import portable_spec, saved_file, saved_projection
 
 from ._evaluate import Evaluator
 from ._examples import LogContext
@@ -178,7 +177,7 @@ def replay_counterexample(directory: str | Path, projection: Any = None) -> Repl
 
     ``projection`` overrides the saved spec (a name, FILE.py:ATTR, a factory);
     without it the saved spec is used only when it is a registered projection
-    (``replay.core._spec.UntrustedProjectionError`` otherwise, saying how to name it).
+    (``replay.core.UntrustedProjectionError`` otherwise, saying how to name it).
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file when the directory
     is incomplete, ``ReplayError`` when one of its files leads outside it.
     """

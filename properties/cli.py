@@ -70,7 +70,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _saved_run_exit_codes() -> str:
     import textwrap
 
-    from replay.core._recorded import SAVED_RUN_EXIT_CODES
+    from replay.core import SAVED_RUN_EXIT_CODES
 
     return textwrap.fill(SAVED_RUN_EXIT_CODES, 88) + "\n"
 

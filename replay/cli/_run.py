@@ -26,7 +26,7 @@ def _source_args(parser: argparse.ArgumentParser, counterexample: bool = False) 
     group.add_argument("--store", metavar="URI", help="replay every event of this store")
     group.add_argument("--log", metavar="FILE", help="replay a log file (JSONL, CSV, Parquet)")
     if counterexample:
-        from replay.core._recorded import SAVED_RUN_EXIT_CODES
+        from replay.core import SAVED_RUN_EXIT_CODES
 
         group.add_argument(
             "--counterexample", metavar="DIR",
@@ -186,9 +186,15 @@ def _run_counterexample(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from replay.core import read_recorded, recorded_deliveries, run
-    from replay.core._recorded import SavedRun, saved_file
-    from replay.core._spec import load_projection, saved_projection
+    from replay.core import (
+        SavedRun,
+        load_projection,
+        read_recorded,
+        recorded_deliveries,
+        run,
+        saved_file,
+        saved_projection,
+    )
     from replay.trace import load_trace
 
     root = Path(args.counterexample)

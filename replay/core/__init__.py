@@ -15,16 +15,24 @@ from ._determinism import check_determinism as check_determinism
 from ._diff import DiffReport as DiffReport
 from ._diff import diff_projections as diff_projections
 from ._pacing import Pacing as Pacing
+from ._recorded import SAVED_RUN_EXIT_CODES as SAVED_RUN_EXIT_CODES
+from ._recorded import SavedRun as SavedRun
 from ._recorded import read_recorded as read_recorded
 from ._recorded import recorded_deliveries as recorded_deliveries
+from ._recorded import saved_file as saved_file
 from ._recorded import write_recorded as write_recorded
 from ._runner import RunResult as RunResult
 from ._runner import run as run
 from ._snapshot import Snapshots as Snapshots
 from ._spec import ProjectionSpecError as ProjectionSpecError
+from ._spec import UntrustedProjectionError as UntrustedProjectionError
 from ._spec import load_projection as load_projection
+from ._spec import portable_spec as portable_spec
+from ._spec import saved_projection as saved_projection
 
 __all__ = [
+    "SAVED_RUN_EXIT_CODES", "SavedRun", "UntrustedProjectionError", "portable_spec", "saved_file",
+    "saved_projection",
     "DeterminismReport", "DiffReport", "Mismatch", "Pacing", "ProjectionSpecError", "ReplayContext",
     "RunResult", "Snapshots", "VirtualClock", "check_determinism", "diff_projections",
     "load_projection", "read_recorded", "recorded_deliveries", "run", "write_recorded",
