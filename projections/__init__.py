@@ -11,6 +11,9 @@ from . import reasons as reasons
 from ._arrears.config import ArrearsConfig as ArrearsConfig
 from ._arrears.projection import ArrearsProjection as ArrearsProjection
 from ._arrears.state import ArrearsState as ArrearsState
+from ._bacnet.config import BacnetRegistryConfig as BacnetRegistryConfig
+from ._bacnet.projection import BacnetRegistryProjection as BacnetRegistryProjection
+from ._bacnet.state import BacnetRegistryState as BacnetRegistryState
 from ._config import ConfigError as ConfigError
 from ._contract import EFFECTIVE as EFFECTIVE
 from ._contract import Context as Context
@@ -18,6 +21,9 @@ from ._contract import Decision as Decision
 from ._contract import Projection as Projection
 from ._contract import Status as Status
 from ._contract import Timer as Timer
+from ._dosing.config import DosingConfig as DosingConfig
+from ._dosing.projection import DosingProjection as DosingProjection
+from ._dosing.state import DosingState as DosingState
 from ._registry import config_type as config_type
 from ._registry import get as get
 from ._registry import names as names
@@ -25,14 +31,22 @@ from ._registry import parse_pairs as parse_pairs
 from ._registry import register as register
 
 register("arrears", ArrearsProjection, ArrearsConfig)
+register("bacnet", BacnetRegistryProjection, BacnetRegistryConfig)
+register("dosing", DosingProjection, DosingConfig)
 
 __all__ = [
     "ArrearsConfig",
     "ArrearsProjection",
     "ArrearsState",
+    "BacnetRegistryConfig",
+    "BacnetRegistryProjection",
+    "BacnetRegistryState",
     "ConfigError",
     "Context",
     "Decision",
+    "DosingConfig",
+    "DosingProjection",
+    "DosingState",
     "EFFECTIVE",
     "Projection",
     "Status",

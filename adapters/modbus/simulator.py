@@ -50,7 +50,7 @@ class DeviceModel:
         self.tables: dict[int, dict[int, int]] = {1: {}, 2: {}, 3: {}, 4: {}}
         self.registers: dict[str, tuple[int, Register]] = {}
         self.signals: dict[str, _Signal] = {}
-        self._last = clock()
+        self._last = self.clock()
         for block in device.blocks:
             for i in range(block.count):
                 self.tables[block.function].setdefault(block.address + i, 0)
