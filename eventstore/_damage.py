@@ -128,19 +128,28 @@ def _advice(path: Path, what: str) -> str:
 
 
 def verify(path: Path) -> VerifyReport:
-    """Check a store file end to end without changing it: header, SQLite integrity, checksums."""
+    """Check a store file end to end without changing it: header, SQLite integrity, checksums.
+
+    Works on a copy of the file and its WAL (so a WAL not yet folded back is
+    read, as SQLite would), reads around damaged pages chunk by chunk and
+    then the events table's leaf pages directly, as ``salvage`` does: the
+    count of readable events is what ``salvage`` would recover.
+    """
     report = VerifyReport(str(path), ok=False)
     with tempfile.TemporaryDirectory() as scratch:
-        work = _working_copy(path, Path(scratch), report.problems)
+        work = _working_copy(path, Path(scratch), report.problems, repair_header=True)
         if work is None:
             return report
         try:
             conn = sqlite3.connect(str(work), isolation_level=None)
             try:
-                check = [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+                try:
+                    check = [r[0] for r in conn.execute("PRAGMA integrity_check(20)").fetchall()]
+                except sqlite3.DatabaseError as e:
+                    check = [str(e)]
                 if check != ["ok"]:
                     report.problems.extend(f"sqlite: {line}" for line in check)
-                _check_rows(conn, report)
+                _check_rows(conn, work, report)
             finally:
                 conn.close()
         except sqlite3.DatabaseError as e:
@@ -149,13 +158,20 @@ def verify(path: Path) -> VerifyReport:
     return report
 
 
-def _check_rows(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def _check_rows(conn: sqlite3.Connection, work: Path, report: VerifyReport) -> None:
     scan = _RowScan(conn, report.problems)
     seen = []
     for position, record, checksum in scan.rows():
         seen.append(position)
         if _row_is_corrupt(position, record, checksum):
             report.corrupt_positions.append(position)
+    if report.problems:  # SQLite could not read everything: look in the leaf pages too
+        known = set(seen)
+        extra = [p for p in scan_leaf_pages(work) if p not in known]
+        if extra:
+            report.problems.append(f"{len(extra)} events readable only from the raw pages (salvage recovers them)")
+            seen.extend(extra)
+            scan.highest = max(scan.highest, *extra)
     report.events = len(seen)
     report.last_position = max(seen, default=0)
     missing = scan.missing(seen)
@@ -179,13 +195,13 @@ def salvage(source: Path, target: Path) -> SalvageReport:
             return report
         conn = sqlite3.connect(str(work), isolation_level=None)
         try:
-            _copy_rows(conn, target, report)
+            _copy_rows(conn, work, target, report)
         finally:
             conn.close()
     return report
 
 
-def _copy_rows(conn: sqlite3.Connection, target: Path, report: SalvageReport) -> None:
+def _copy_rows(conn: sqlite3.Connection, work: Path, target: Path, report: SalvageReport) -> None:
     scan = _RowScan(conn, report.notes)
     seen, corrupt = [], []
     out = _sqlite.connect(target, writer=True)
@@ -200,6 +216,15 @@ def _copy_rows(conn: sqlite3.Connection, target: Path, report: SalvageReport) ->
                 continue
             _insert_verbatim(out, streams, position, record, checksum)
             report.recovered += 1
+        known = set(seen)
+        extra = {p: row for p, row in scan_leaf_pages(work).items() if p not in known}
+        for position in sorted(extra):  # rows SQLite could not reach through the damaged tree
+            _insert_verbatim(out, streams, position, *extra[position])
+            report.recovered += 1
+            seen.append(position)
+        if extra:
+            scan.highest = max(scan.highest, *extra)
+            report.notes.append(f"{len(extra)} events recovered from the raw pages of the events table")
         for stream_id, revision in streams.values():
             out.execute("UPDATE streams SET revision = ? WHERE stream_id = ?", (revision, stream_id))
         out.execute("COMMIT")
@@ -234,7 +259,7 @@ def _row_is_corrupt(position: int, record: bytes, checksum: int) -> bool:
         return True
     try:
         return _sqlite.RECORD_DECODER.decode(record).position != position
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, ValueError):  # invalid UTF-8 surfaces as UnicodeDecodeError
         return True
 
 
@@ -335,7 +360,8 @@ def _working_copy(
             return None
         _rewrite_header(work)
         notes.append("rebuilt the header from a fresh store's before reading")
-    elif header.pages and work.stat().st_size < header.pages * header.page_size:
+    elif header.pages and work.stat().st_size < header.pages * header.page_size and not _wal_has_frames(work):
+        # With WAL frames the header may lag the log: SQLite's WAL recovery decides, as on open.
         notes.append(
             f"file is truncated: {work.stat().st_size} bytes, header says {header.pages * header.page_size}"
         )
@@ -370,3 +396,146 @@ def _ranges(positions: list[int]) -> str:
             parts.append(f"{start}" if start == position else f"{start}-{position}")
             start = None
     return ", ".join(parts)
+
+
+# -- reading b-tree leaf pages directly ------------------------------------------
+# When SQLite cannot walk the events table (a file cut in half loses interior
+# pages, so every lookup through the root fails), the rows are still there in
+# the table's leaf pages. An event row is recognised by its own evidence: seven
+# columns, a blob whose CRC-32 is the stored checksum and that decodes to an
+# event at the row's position. Nothing else is trusted.
+_TABLE_LEAF: Final = 0x0D
+_EVENT_COLUMNS: Final = 7  # position (the rowid), stream_id, revision, type, id, record, checksum
+
+
+def scan_leaf_pages(path: Path) -> dict[int, tuple[bytes, int]]:
+    """``{position: (record, checksum)}`` of every checksum-valid event row in the file's leaf pages.
+
+    Reads the main file and, when present, its ``-wal`` (whose pages are
+    newer copies). Overflow chains are followed while their pages exist.
+    """
+    found: dict[int, tuple[bytes, int]] = {}
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return found
+    header = read_header(data[:HEADER_SIZE])
+    page_size = header.page_size if header is not None else _sqlite.PAGE_SIZE
+    reserved = data[20] if header is not None and len(data) > 20 else 0
+    pages = [data[i : i + page_size] for i in range(0, len(data) - page_size + 1, page_size)]
+    wal = Path(f"{path}-wal")
+    if wal.exists():
+        try:
+            raw = wal.read_bytes()
+        except OSError:
+            raw = b""
+        step = 24 + page_size
+        pages += [raw[i + 24 : i + step] for i in range(32, len(raw) - step + 1, step)]
+    usable = page_size - reserved
+    for index, page in enumerate(pages):
+        offset = HEADER_SIZE if index == 0 else 0
+        if len(page) < page_size or page[offset] != _TABLE_LEAF:
+            continue
+        for rowid, payload in _leaf_cells(page, offset, usable, pages):
+            row = _event_row(rowid, payload)
+            if row is not None:
+                found.setdefault(rowid, row)
+    return found
+
+
+def _varint(buf: bytes, at: int) -> tuple[int, int]:
+    value = 0
+    for i in range(9):
+        byte = buf[at + i]
+        if i == 8:
+            return (value << 8) | byte, at + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + i + 1
+    raise IndexError  # pragma: no cover
+
+
+def _leaf_cells(page: bytes, offset: int, usable: int, pages: list[bytes]):
+    """``(rowid, payload)`` of each cell of a table leaf page whose payload can be read whole."""
+    try:
+        cells = struct.unpack_from(">H", page, offset + 3)[0]
+        for n in range(cells):
+            at = struct.unpack_from(">H", page, offset + 8 + 2 * n)[0]
+            size, at = _varint(page, at)
+            rowid, at = _varint(page, at)
+            local = _local_size(size, usable)
+            payload = page[at : at + local]
+            if local < size:
+                payload += _overflow(struct.unpack_from(">I", page, at + local)[0], size - local, usable, pages)
+            if len(payload) == size:
+                yield rowid, payload
+    except (IndexError, struct.error):
+        return
+
+
+def _local_size(size: int, usable: int) -> int:
+    """How much of a table leaf cell's payload sits on the page itself (SQLite file format, 1.6)."""
+    if size <= usable - 35:
+        return size
+    least = ((usable - 12) * 32 // 255) - 23
+    k = least + ((size - least) % (usable - 4))
+    return k if k <= usable - 35 else least
+
+
+def _overflow(number: int, remaining: int, usable: int, pages: list[bytes]) -> bytes:
+    parts, seen = [], set()
+    while remaining > 0 and 0 < number <= len(pages) and number not in seen:
+        seen.add(number)
+        page = pages[number - 1]
+        chunk = page[4 : min(usable, 4 + remaining)]
+        parts.append(chunk)
+        remaining -= len(chunk)
+        number = struct.unpack_from(">I", page, 0)[0]
+    return b"".join(parts) if remaining <= 0 else b""
+
+
+def _event_row(rowid: int, payload: bytes) -> tuple[bytes, int] | None:
+    """``(record, checksum)`` when ``payload`` is a valid event row at position ``rowid``."""
+    try:
+        header_size, at = _varint(payload, 0)
+        types = []
+        while at < header_size:
+            serial, at = _varint(payload, at)
+            types.append(serial)
+        if len(types) != _EVENT_COLUMNS:
+            return None
+        values, at = [], header_size
+        for serial in types:
+            value, at = _column(payload, at, serial)
+            values.append(value)
+    except (IndexError, struct.error, ValueError):
+        return None
+    record, checksum = values[5], values[6]
+    if not isinstance(record, bytes) or not isinstance(checksum, int) or rowid < 1:
+        return None
+    if _row_is_corrupt(rowid, record, checksum):
+        return None
+    return record, checksum
+
+
+_INT_SIZES: Final = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 8}
+
+
+def _column(payload: bytes, at: int, serial: int) -> tuple[object, int]:
+    if serial in (0, 10, 11):
+        return None, at
+    if serial in (8, 9):
+        return serial - 8, at
+    if serial in _INT_SIZES:
+        n = _INT_SIZES[serial]
+        raw = payload[at : at + n]
+        if len(raw) < n:
+            raise IndexError
+        return int.from_bytes(raw, "big", signed=True), at + n
+    if serial == 7:
+        return struct.unpack_from(">d", payload, at)[0], at + 8
+    n = (serial - 12) // 2
+    raw = payload[at : at + n]
+    if len(raw) < n:
+        raise IndexError
+    return (bytes(raw) if serial % 2 == 0 else raw.decode("utf-8", "replace")), at + n

@@ -18,7 +18,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     actions = store.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    info = actions.add_parser("info", help="counts and positions of a store")
+    info = actions.add_parser(
+        "info", help="counts and positions of a store",
+        description="Open the store read-only (it is never created or changed), print its last position "
+                    "and run SQLite's quick check. Exit 1 if the file is damaged, 3 if there is no store.",
+    )
     info.add_argument("uri", help="store URI (embedded:///path/events.db, memory://, or a file path)")
     info.set_defaults(run=_info)
 
@@ -46,19 +50,35 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _info(args: argparse.Namespace) -> int:
     from ._open import open_store
 
-    with open_store(args.uri) as store:
+    with open_store(args.uri, read_only=True) as store:
         print(f"store:         {store.uri}")
         print(f"last position: {store.last_position()}")
         for note in getattr(store, "recovery", []):
-            print(f"recovered:     {note}")
+            print(f"note:          {note}")
+        problems = store.check_integrity()
+    if problems:
+        for problem in problems:
+            print(f"  problem: {problem}")
+        print(f"unbroken store info: WARNING: {args.uri} is damaged; run `unbroken store verify` for details "
+              "and `unbroken store salvage` to recover every readable event", file=sys.stderr)
+        return EXIT_PROBLEM
     return EXIT_OK
+
+
+def _store_file(path: Path) -> None:
+    """Refuse a path that is not a store file: missing, or a directory (exit 3)."""
+    from ._errors import StoreNotFound
+
+    if path.is_dir():
+        raise StoreNotFound(f"{path} is a directory, not a store file")
+    if not path.exists():
+        raise StoreNotFound(f"no store at {path}")
 
 
 def _verify(args: argparse.Namespace) -> int:
     from ._damage import verify
 
-    if not args.path.exists():
-        raise FileNotFoundError(f"no store file at {args.path}")
+    _store_file(args.path)
     report = verify(args.path)
     print(f"{report.path}: {report.events} events readable, last position {report.last_position}")
     for problem in report.problems:
@@ -72,9 +92,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _salvage(args: argparse.Namespace) -> int:
     from ._damage import salvage
+    from ._errors import StoreNotFound
 
-    if not args.path.exists():
-        raise FileNotFoundError(f"no store file at {args.path}")
+    _store_file(args.path)
+    if args.out.is_dir():
+        raise StoreNotFound(f"salvage target {args.out} is a directory; name a new file")
     report = salvage(args.path, args.out)
     print(f"recovered {report.recovered} events from {report.source} into {report.target}")
     for note in report.notes:

@@ -135,7 +135,11 @@ def progress(message: str) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Run the six steps; exit 1 when a line was rejected or an invariant broke."""
     demo = Demo(args)
-    demo.dir.mkdir(parents=True, exist_ok=True)
+    if not demo.dir.parent.is_dir():  # --dir itself is made, never a chain of parents anywhere
+        raise DemoError(f"directory {demo.dir.parent} does not exist; create it first")
+    if demo.dir.exists() and not demo.dir.is_dir():
+        raise DemoError(f"{demo.dir} exists and is not a directory")
+    demo.dir.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     demo.step(1, "generate the arrears log", demo.generate)
     demo.step(2, "import it into the embedded store", demo.import_)

@@ -75,9 +75,24 @@ def _refuse_existing(args: argparse.Namespace) -> bool:
     return False
 
 
+def _refuse_bad_place(args: argparse.Namespace) -> bool:
+    """``--out`` must be a file in a directory that exists: generate never creates directories."""
+    parent = args.out.parent
+    if args.out.is_dir():
+        print(f"unbroken generate: {args.out} is a directory; name a file", file=sys.stderr)
+        return True
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        print(f"unbroken generate: directory {parent} {what}; create it first", file=sys.stderr)
+        return True
+    return False
+
+
 def _run_arrears(args: argparse.Namespace) -> int:
     from .generators import ArrearsProfile, generate_arrears
 
+    if _refuse_bad_place(args):
+        return EXIT_ERROR
     if _refuse_existing(args):
         return EXIT_USAGE
     try:
@@ -92,6 +107,8 @@ def _run_arrears(args: argparse.Namespace) -> int:
 def _run_bulk(args: argparse.Namespace) -> int:
     from .generators import generate_bulk
 
+    if _refuse_bad_place(args):
+        return EXIT_ERROR
     if _refuse_existing(args):
         return EXIT_USAGE
     if args.events < 0 or (args.accounts is not None and args.accounts < 1):

@@ -121,6 +121,8 @@ def load_mapping(source: str | Path | dict | LogMapping | None) -> LogMapping:
             values = tomllib.loads(raw.decode("utf-8"))
         else:
             values = msgspec.json.decode(raw)
+    except RecursionError:
+        raise LogError(f"mapping file {str(path)!r} is nested too deeply to read") from None
     except (ValueError, msgspec.DecodeError) as e:
         raise LogError(f"mapping file {str(path)!r} is not valid {path.suffix or 'JSON'}: {e}") from e
     if not isinstance(values, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
@@ -25,6 +26,69 @@ _SUFFIXES: Final = {
 }
 _DECODE: Final = msgspec.json.Decoder()
 _ENCODE: Final = msgspec.json.Encoder()
+_BOM: Final = b"\xef\xbb\xbf"
+MAX_CSV_RECORD_LINES: Final = 1000  # physical lines one quoted CSV field may span
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Decode JSON text, refusing what would be silently lossy or crash later.
+
+    Raises ``ValueError`` with a reason for: invalid JSON or UTF-8, nesting too
+    deep to decode (instead of ``RecursionError``), and an object that repeats
+    a key (``DuplicateKey``; msgspec would keep the last value silently).
+    """
+    try:
+        value = _DECODE.decode(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not valid UTF-8 at byte {e.start}") from None
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not valid JSON: {e}") from None
+    _check_unique_keys(raw, value)
+    return value
+
+
+def _check_unique_keys(raw: bytes | str, value: Any) -> None:
+    """Raise ``DuplicateKey`` if any object in ``raw`` repeats a key.
+
+    Fast path: every key is followed by a colon, so when the text holds no
+    more colons than the decoded objects hold keys, no key was dropped.
+    Otherwise (colons inside strings, or a repeat) the text is read again
+    with a hook that sees every key.
+    """
+    colons = raw.count(b":" if isinstance(raw, bytes) else ":")
+    pairs, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            pairs += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    if colons <= pairs:
+        return
+
+    def unique(items: list[tuple[str, Any]]) -> dict:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise DuplicateKey(f"key {key[:80]!r} appears twice in one object")
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=unique)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+    except DuplicateKey:
+        raise
+    except ValueError:
+        pass  # msgspec read it; a stricter or looser corner of json's grammar is not our concern
 
 
 class SourceLine(NamedTuple):
@@ -72,13 +136,15 @@ def _open(path: Path) -> IO[bytes]:
 
 def _text_lines(path: Path, format: str, mapping: LogMapping) -> Iterator[SourceLine]:
     with _open(path) as f:
+        last = 0
         try:
-            if format == "jsonl":
-                yield from _jsonl(f)
-            else:
-                yield from _csv(f, mapping)
-        except (OSError, EOFError) as e:  # e.g. a truncated gzip stream
-            raise LogError(f"{str(path)!r} could not be read to the end: {e}") from e
+            lines = _jsonl(f) if format == "jsonl" else _csv(f, mapping)
+            for line in lines:
+                last = line.where
+                yield line
+        except (OSError, EOFError, gzip.BadGzipFile) as e:  # e.g. a truncated or corrupt gzip stream
+            # What was read is kept; the unreadable rest is one rejection, so the run still ends cleanly.
+            yield SourceLine(last + 1, b"", None, f"the file could not be read past line {last}: {e}")
 
 
 def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -98,6 +164,8 @@ def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
 def _jsonl(f: IO[bytes]) -> Iterator[SourceLine]:
     for number, (line, cut) in enumerate(_physical_lines(f), start=1):
         raw = line.rstrip(b"\r\n")
+        if number == 1 and raw.startswith(_BOM):  # a UTF-8 byte-order mark is not part of the first line
+            raw = raw[len(_BOM) :]
         if cut:
             yield SourceLine(number, raw, None, f"line is longer than {MAX_LINE_BYTES} bytes; its first {MAX_LINE_BYTES} bytes are quarantined")
             continue
@@ -108,43 +176,96 @@ def _jsonl(f: IO[bytes]) -> Iterator[SourceLine]:
 
 def _json_line(number: int, raw: bytes) -> SourceLine:
     try:
-        fields = _DECODE.decode(raw)
-    except UnicodeDecodeError as e:
-        return SourceLine(number, raw, None, f"not valid UTF-8 at byte {e.start}")
-    except msgspec.DecodeError as e:
-        return SourceLine(number, raw, None, f"not valid JSON: {e}")
+        fields = decode_json(raw)
+    except ValueError as e:
+        return SourceLine(number, raw, None, str(e))
     if not isinstance(fields, dict):
         return SourceLine(number, raw, None, f"a line must be a JSON object, got {type(fields).__name__}")
     return SourceLine(number, raw, fields, None)
 
 
 def _csv(f: IO[bytes], mapping: LogMapping) -> Iterator[SourceLine]:
-    consumed: list[bytes] = []
+    """CSV records with the physical line each starts on.
 
-    def text_lines() -> Iterator[str]:
-        for line, _cut in _physical_lines(f):
-            consumed.append(line)
-            # surrogateescape keeps garbage bytes visible so the row can be rejected, not crash the reader.
-            yield line.decode("utf-8", "surrogateescape")
-
-    reader = csv.reader(text_lines())
+    A quoted field may span lines, but only when the record it completes has
+    the header's number of fields; otherwise (an unterminated quote) the line
+    that opened the quote is rejected alone and reading resumes on the next
+    line, so one stray quote never swallows the good lines after it.
+    """
+    lines = _Lines(f)
     header: list[str] | None = None
-    line_number = 0
-    while True:
-        consumed.clear()
-        try:
-            row = next(reader)
-            error = None
-        except StopIteration:
-            return
-        except csv.Error as e:
-            row, error = None, f"not valid CSV: {e}"
-        start, line_number = line_number + 1, line_number + len(consumed)
+    while (first := lines.next()) is not None:
+        number, line, cut = first
+        if cut:
+            yield SourceLine(number, line.rstrip(b"\r\n"), None,
+                             f"line is longer than {MAX_LINE_BYTES} bytes; its first {MAX_LINE_BYTES} bytes are quarantined")
+            continue
+        consumed = [line]
+        row, error = _parse_csv(consumed)
+        if row is _INCOMPLETE:
+            row, error, consumed = _complete(lines, consumed, None if header is None else len(header))
         raw = b"".join(consumed).rstrip(b"\r\n")
         if header is None:
-            header = _csv_header(row, raw, mapping)
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            header = _csv_header(row, raw, mapping)  # type: ignore[arg-type]
             continue
-        yield _csv_row(start, raw, header, row, error)
+        yield _csv_row(number, raw, header, row, error)  # type: ignore[arg-type]
+
+
+_INCOMPLETE: Final = object()
+
+
+class _Lines:
+    """Physical lines with their numbers, and a way to put back lines read ahead."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._source = enumerate(_physical_lines(f), start=1)
+        self._back: list[tuple[int, bytes, bool]] = []
+
+    def next(self) -> tuple[int, bytes, bool] | None:
+        if self._back:
+            return self._back.pop()
+        item = next(self._source, None)
+        return None if item is None else (item[0], *item[1])
+
+    def put_back(self, items: list[tuple[int, bytes, bool]]) -> None:
+        self._back.extend(reversed(items))
+
+
+def _parse_csv(lines: list[bytes]) -> tuple[Any, str | None]:
+    """One record from ``lines``: ``(row, None)``, ``(None, error)`` or ``(_INCOMPLETE, None)``."""
+    # surrogateescape keeps garbage bytes visible so the row can be rejected, not crash the reader.
+    texts = [line.decode("utf-8", "surrogateescape") for line in lines]
+    try:
+        rows = list(csv.reader(texts, strict=True))
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            return _INCOMPLETE, None
+        try:
+            rows = list(csv.reader(texts))  # strict only to see an open quote; otherwise as lenient as before
+        except csv.Error as e2:
+            return None, f"not valid CSV: {e2}"
+    if len(rows) != 1:
+        return (rows[0] if rows else []), None
+    return rows[0], None
+
+
+def _complete(lines: _Lines, consumed: list[bytes], fields: int | None) -> tuple[Any, str | None, list[bytes]]:
+    """Extend an open quote over the next lines while that gives one record of ``fields`` fields."""
+    ahead: list[tuple[int, bytes, bool]] = []
+    while len(ahead) < MAX_CSV_RECORD_LINES and (item := lines.next()) is not None:
+        ahead.append(item)
+        if item[2]:
+            break  # a line cut for length cannot be part of a record
+        row, error = _parse_csv([*consumed, *(line for _, line, _ in ahead)])
+        if row is _INCOMPLETE:
+            continue
+        if error is None and (fields is None or len(row) == fields):
+            return row, None, [*consumed, *(line for _, line, _ in ahead)]
+        break
+    lines.put_back(ahead)
+    return None, "not valid CSV: a quote opened on this line is never closed on it", consumed
 
 
 def _csv_header(row: list[str] | None, raw: bytes, mapping: LogMapping) -> list[str]:

@@ -38,6 +38,7 @@ from eventstore.validation import (
 )
 
 from ._mapping import TIME_UNITS, LogError, LogMapping, render_template, template_fields
+from ._read import decode_json
 
 NAMESPACE: Final = uuid.UUID("5b0a7d52-3f0e-5c43-9a51-6c6f67696d70")
 _INT64_MAX: Final = 2**63 - 1
@@ -148,9 +149,9 @@ def encode_data(value: Any, name: str) -> bytes:
 
 def _json_object_text(value: str, name: str) -> bytes:
     try:
-        parsed = _DECODE.decode(value)
-    except (msgspec.DecodeError, UnicodeDecodeError) as e:
-        raise BadRecord(f"field {name!r} is not valid JSON: {e}") from e
+        parsed = decode_json(value)
+    except ValueError as e:
+        raise BadRecord(f"field {name!r}: {e}") from e
     if not isinstance(parsed, dict):
         raise BadRecord(f"field {name!r} must be a JSON object")
     return _ENCODE.encode(parsed)

@@ -11,6 +11,7 @@ from .contract_append import AppendCases
 from .contract_concurrency import ConcurrencyCases
 from .contract_durability import DurabilityCases
 from .contract_fields import FieldCases
+from .contract_multi import MultiAppendCases
 from .contract_read import ReadCases
 from .contract_subscribe import SubscriptionCases
 from .contract_validation import ClosedCases, ValidationCases
@@ -18,6 +19,7 @@ from .contract_validation import ClosedCases, ValidationCases
 
 class StoreContract(
     AppendCases,
+    MultiAppendCases,
     ReadCases,
     FieldCases,
     ValidationCases,
