@@ -41,6 +41,29 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     key). ``input_time`` is the source time of the freshest input it rests on
     and ``freshness_ns`` the bound that input must be within at ``at``.
     ``at`` is filled in by ``ctx.decide`` from ``ctx.now``.
+
+    What the generic invariants (INV-1..INV-5, run against every projection
+    by ``unbroken check``) require of a decision whose ``status`` is
+    ``RELEASED`` or ``SENT``:
+
+    - ``external=True`` or ``irreversible=True``: set ``input_time`` (ns UTC)
+      and ``freshness_ns`` (ns); a decision that leaves either None breaks
+      INV-1 ("freshness not stated"), as does one with
+      ``at - input_time > freshness_ns``.
+    - ``external=True``: ``confidence >= min_confidence``, and its
+      ``min_confidence`` above that of every internal decision for the same
+      ``subject`` (INV-2); and an ``effect_key`` (INV-4: one without breaks
+      it, and two effects with the same key are a duplicate).
+    - ``irreversible=True``: an earlier decision for the same effect
+      (``effect_key``, else ``subject`` + ``action``) with status ``HELD``
+      and a ``hold_until`` that has passed at ``at``, with no ``CANCELLED``
+      one after it (INV-3).
+
+    INV-5 compares final states, not decisions (a projection may narrow it
+    with ``convergent(state)``). Decisions that are neither external nor
+    irreversible need none of these fields. Field types are checked by
+    ``ctx.decide``: text fields are ``str``, times and ``freshness_ns`` are
+    ``int`` ns (int64) or None, ``reasons``/``inputs`` tuples of ``str``.
     """
 
     kind: str

@@ -5,8 +5,10 @@ as polars frames (Arrow underneath, no files). Invariants marked ``batch``
 are checked for a whole batch of runs with one query over the concatenated
 tables (split back by ``run_id``): DuckDB's cost per query is ~1 ms whatever
 the size, so this is what makes hundreds of examples per second possible.
-A checker that crashes or a query that fails gives an unknown verdict with
-the error; it never stops the search (docs/style.md: checkers return data).
+A checker that crashes (any exception, ``SystemExit`` included: a Python
+checker may call the projection's own code) or a query that fails gives an
+unknown verdict with the error; it never stops the search (docs/style.md:
+checkers return data). Only ``KeyboardInterrupt`` ends it.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class Evaluator:
             try:
                 rows = [_jsonable(r) for r in inv.check(trace)]  # type: ignore[misc]
                 out[n][inv.id] = Verdict(not rows, inv.id, rows)
-            except Exception as e:  # a crashing checker is an unknown, never a dead search
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # noqa: BLE001 - a crashing checker (even SystemExit) is an unknown
                 out[n][inv.id] = Verdict(None, inv.id, [], _error(inv, e))
         self.seconds[inv.id] += time.perf_counter() - start
 

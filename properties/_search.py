@@ -31,7 +31,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from eventstore import RecordedEvent
-from replay.core._watchdog import EventTimeout, watching
+from replay.core import EventTimeout, watching
 
 from ._counterexample import COUNTEREXAMPLE_RUN, save
 from ._evaluate import Evaluator

@@ -20,8 +20,46 @@ _DATA_WIDTH = 70
 
 
 def fmt_time(ns: int | None) -> str:
-    """Nanoseconds UTC as ``2024-01-03 10:00:05``, or ``-``."""
-    return "-" if ns is None else fmt_utc(ns)
+    """Nanoseconds UTC as ``2024-01-03 10:00:05``, or ``-``; out of range: the raw ns."""
+    if ns is None:
+        return "-"
+    try:
+        return fmt_utc(ns)
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
+
+
+def fmt_instant(ns: int) -> str:
+    """A time in a violating row: as the timeline shows it, with the fraction of a second if any."""
+    text = fmt_time(ns)
+    frac = ns % 1_000_000_000
+    if frac and not text.endswith(" ns"):
+        text += f".{frac:09d}".rstrip("0")
+    return text
+
+
+# Columns of trace tables and invariant rows that hold a point in time (ns UTC) and those
+# that hold a duration (ns); the rest print as they are.
+_TIME_COLUMNS = frozenset({"at", "input_time", "hold_until", "gate_hold_until", "time"})
+
+
+def _is_time(key: str) -> bool:
+    return key in _TIME_COLUMNS or key.endswith(("_at", "_time", "_until"))
+
+
+def _is_duration(key: str) -> bool:
+    return key.endswith("_ns")
+
+
+def fmt_value(key: str, value: Any) -> str:
+    """``value`` of column ``key`` as printed in a violating row: times as timestamps,
+    durations as ``2h03m``, anything else as is."""
+    if type(value) is int:
+        if _is_time(key):
+            return fmt_instant(value)
+        if _is_duration(key):
+            return fmt_ns(value)
+    return str(value)
 
 
 def render_timeline(trace: Trace, broken: Sequence[dict] = (), invariant: str = "") -> str:
@@ -79,10 +117,15 @@ def _payload(data: bytes) -> str:
 
 
 def render_rows(rows: Sequence[dict[str, Any]], limit: int = 5) -> list[str]:
-    """Violating rows as short ``key=value`` lines (``run_id`` left out)."""
+    """Violating rows as short ``key=value`` lines (``run_id`` left out).
+
+    Times (``at``, ``*_at``, ``*_time``, ``*_until``: ns UTC) print as the
+    timeline prints them (``2024-01-03 10:00:05``), durations (``*_ns``) as
+    ``2h03m``; the rows themselves keep the numbers.
+    """
     out = []
     for row in rows[:limit]:
-        out.append(", ".join(f"{k}={v}" for k, v in row.items() if k != "run_id"))
+        out.append(", ".join(f"{k}={fmt_value(k, v)}" for k, v in row.items() if k != "run_id"))
     if len(rows) > limit:
         out.append(f"... and {len(rows) - limit} more row(s)")
     return out

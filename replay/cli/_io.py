@@ -9,7 +9,7 @@ import time
 from typing import Final
 
 from eventstore import DEFAULT_URI
-from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 
 _FORMATS: Final = ("jsonl", "csv", "parquet")
 _PROGRESS_EVERY_S: Final = 1.0
@@ -80,13 +80,17 @@ def _register_query(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "query",
         help="run one read-only SQL SELECT over trace directories",
-        description=(
+        description=_fill(
             "Tables: runs, deliveries, drops, decisions, timers, faults, violations "
-            "(the run_id column tells runs apart). Only a single SELECT runs; anything that "
-            "would write, change settings or read other files is refused. A query that runs "
-            "longer than --timeout is stopped; Ctrl-C stops it too (exit 130). "
-            "Exit 1 when the query is refused, fails or runs out of time."
+            "(the run_id column tells runs apart; every column is listed below). Only a single "
+            "SELECT runs; anything that would write, change settings or read other files is "
+            "refused. A query that runs longer than --timeout is stopped; Ctrl-C stops it too "
+            "(exit 130). Exit 0 ok, 2 the query is refused or wrong (does not parse, no such "
+            "table or column), 3 it could not run (no such trace directory, an unreadable "
+            "trace, out of time)."
         ),
+        epilog=_schema_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dirs", nargs="+", metavar="TRACE_DIR", help="a trace directory (one per run)")
     parser.add_argument("sql", metavar="SQL", help='one SELECT, e.g. "SELECT run_id, count(*) FROM decisions GROUP BY 1"')
@@ -94,6 +98,26 @@ def _register_query(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="stop the query after this many seconds (default 60; 0 for no limit)")
     parser.set_defaults(run=_run_query)
+
+
+def _fill(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, 100)
+
+
+def _schema_epilog() -> str:
+    """The trace tables' columns, meanings and joins, generated from the schema (never copied)."""
+    import textwrap
+
+    from replay.trace import schema_text
+
+    out = []
+    for line in schema_text().splitlines():
+        indent = len(line) - len(line.lstrip())
+        out.extend(textwrap.wrap(line.strip(), 100, initial_indent=" " * indent,
+                                 subsequent_indent=" " * (indent + 4)) or [""])
+    return "\n".join(out)
 
 
 def _mapping(args: argparse.Namespace) -> object:
@@ -159,7 +183,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from replay.log import LogError, export_log
 
     try:
-        with open_store(args.store) as store:
+        with open_store(args.store, read_only=True) as store:  # never creates or changes a store
             count = export_log(store, args.out, args.format, overwrite=args.force)
     except LogError as e:
         print(f"unbroken export: {e}", file=sys.stderr)
@@ -171,17 +195,39 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    from replay.trace import QueryError, open_trace, write_result
+    from replay.trace import QueryError, QueryTimeout, open_trace, write_result
 
+    _CANNOT_RUN = _cannot_run()
     dirs, sql = args.dirs, args.sql
+    if not (args.timeout >= 0):  # also NaN
+        print(f"unbroken query: --timeout must be >= 0 seconds (0: no limit), got {args.timeout}",
+              file=sys.stderr)
+        return EXIT_USAGE
     missing = [d for d in dirs if not os.path.isdir(d)]
     if missing:
         print(f"unbroken query: not a directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        with open_trace(*dirs, timeout=args.timeout if args.timeout > 0 else None) as con:
-            write_result(con.execute(sql), args.format, sys.stdout)
-    except (QueryError, duckdb.Error) as e:  # duckdb.Error: raised while rows are fetched
+    try:  # opening: a trace that is no trace or cannot be read is "could not run"
+        con = open_trace(*dirs, timeout=args.timeout if args.timeout > 0 else None)
+    except (QueryError, duckdb.Error, OSError) as e:
         print(f"unbroken query: {e}", file=sys.stderr)
-        return EXIT_PROBLEM
+        return EXIT_ERROR
+    with con:
+        try:
+            write_result(con.execute(sql), args.format, sys.stdout)
+        except (QueryTimeout, *_CANNOT_RUN) as e:  # out of time, unreadable files: could not run
+            print(f"unbroken query: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        except (QueryError, duckdb.Error) as e:  # refused or wrong SQL (duckdb.Error also while fetching)
+            print(f"unbroken query: {e}", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_OK
+
+
+def _cannot_run() -> tuple[type[BaseException], ...]:
+    """DuckDB errors that say the query could not run, not that it was wrong."""
+    import duckdb
+
+    names = ("IOException", "OutOfMemoryException", "InterruptException", "InternalException",
+             "HTTPException", "FatalException", "PermissionException", "SerializationException")
+    return tuple(getattr(duckdb, n) for n in names if isinstance(getattr(duckdb, n, None), type))

@@ -152,9 +152,14 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
 
 def _watching(limit: float | None, progress):
     """The watchdog for this command: the per-event limit and the progress ticks."""
-    from replay.core._watchdog import watching
+    from replay.core import watching
 
-    return watching(limit, on_tick=progress, tick_s=1.0)
+    def report(message: str) -> None:
+        if progress is not None and progress.printed:
+            print(file=sys.stderr)
+        print(message, file=sys.stderr, flush=True)
+
+    return watching(limit, on_tick=progress, tick_s=1.0, report=report)
 
 
 def _discard_partial(trace: str | None) -> None:
@@ -207,7 +212,10 @@ def _run_counterexample(args: argparse.Namespace) -> int:
         if args.trace and Path(args.trace).resolve() == root.resolve():
             raise ReplayError(f"--trace {args.trace} is the saved run itself; write the new trace elsewhere")
         meta_path = saved_file(root, "counterexample.json")
-        saved = msgspec.json.decode(meta_path.read_bytes(), type=SavedRun) if meta_path.is_file() else SavedRun()
+        try:
+            saved = msgspec.json.decode(meta_path.read_bytes(), type=SavedRun) if meta_path.is_file() else SavedRun()
+        except msgspec.DecodeError as e:  # ValidationError too
+            raise ReplayError(f"{meta_path} is not a saved run's description: {e}") from e
         spec = saved_projection(saved.projection, args.projection, str(meta_path))
         config = projections_config(args.config) if args.config else saved.config
         projection = load_projection(spec, **config)
@@ -285,7 +293,7 @@ def _projection(name: str, pairs: list[str]) -> Any:
 def _open_source(args, stack: ExitStack) -> tuple[str, Callable[[], Iterable[Delivery]], int | None]:
     """The source label, a callable giving a fresh lazy delivery iterator, the event count."""
     if args.store:
-        store = stack.enter_context(open_store(args.store))
+        store = stack.enter_context(open_store(args.store, read_only=True))  # never creates or changes it
         return args.store, lambda: deliveries_of(store.read_all()), store.last_position()
     from replay.log import read_log
 
@@ -308,8 +316,6 @@ class _ProgressLine:
         self.printed = False
 
     def __call__(self, where) -> None:
-        from replay.core._runner import _iso
-
         done = where.done
         rate = done / max(time.monotonic() - self.start, 1e-9)
         total = where.total or self.total
@@ -330,6 +336,15 @@ class _ProgressLine:
         end = "\033[K" if sys.stderr.isatty() else ""
         print(f"\r{self.command}: {text}{end}", end="", file=sys.stderr, flush=True)
         self.printed = True
+
+
+def _iso(ns: float) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
 
 
 def _progress_printer(args, total: int | None, command: str = "replay") -> _ProgressLine | None:

@@ -4,7 +4,9 @@
 ``VirtualClock`` inside each ``ReplayContext``) and hands rows to the trace;
 ``check_determinism`` and ``diff_projections`` compare replays; saved runs
 (``write_recorded``/``read_recorded``) replay delivery for delivery;
-``load_projection`` turns a name or ``file.py:factory`` into a projection.
+``load_projection`` turns a name or ``file.py:factory`` into a projection;
+``watching`` puts a per-step time limit (``EventTimeout``) and progress
+reports (``Where``) on the runs of a block.
 """
 
 from ._clock import VirtualClock as VirtualClock
@@ -29,11 +31,14 @@ from ._spec import UntrustedProjectionError as UntrustedProjectionError
 from ._spec import load_projection as load_projection
 from ._spec import portable_spec as portable_spec
 from ._spec import saved_projection as saved_projection
+from ._watchdog import EventTimeout as EventTimeout
+from ._watchdog import Where as Where
+from ._watchdog import watching as watching
 
 __all__ = [
     "SAVED_RUN_EXIT_CODES", "SavedRun", "UntrustedProjectionError", "portable_spec", "saved_file",
-    "saved_projection",
-    "DeterminismReport", "DiffReport", "Mismatch", "Pacing", "ProjectionSpecError", "ReplayContext",
-    "RunResult", "Snapshots", "VirtualClock", "check_determinism", "diff_projections",
-    "load_projection", "read_recorded", "recorded_deliveries", "run", "write_recorded",
+    "saved_projection", "DeterminismReport", "DiffReport", "EventTimeout", "Mismatch", "Pacing", "ProjectionSpecError",
+    "ReplayContext", "RunResult", "Snapshots", "VirtualClock", "Where", "check_determinism",
+    "diff_projections", "load_projection", "read_recorded", "recorded_deliveries", "run",
+    "watching", "write_recorded",
 ]

@@ -173,14 +173,14 @@ def test_cli_query_outputs_table_csv_and_json(runs: tuple[Path, Path], capsys: p
     assert bars(table[0], "|") == bars(table[1], "+") == bars(table[2], "|")  # columns line up
 
 
-def test_cli_query_refusals_and_failures_exit_1(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_cli_query_refusals_and_wrong_sql_exit_2_usage(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     dirs = [str(d) for d in runs]
-    assert main(["query", *dirs, "DROP VIEW runs"]) == 1
+    assert main(["query", *dirs, "DROP VIEW runs"]) == 2
     assert "only SELECT" in capsys.readouterr().err
-    assert main(["query", *dirs, "COPY runs TO 'x.csv'"]) == 1
+    assert main(["query", *dirs, "COPY runs TO 'x.csv'"]) == 2
     assert "COPY statement" in capsys.readouterr().err
-    assert main(["query", *dirs, "SELECT nope FROM runs"]) == 1
+    assert main(["query", *dirs, "SELECT nope FROM runs"]) == 2
     assert '"nope" not found' in capsys.readouterr().err
-    assert main(["query", *dirs, "SELECT CAST('x' AS INTEGER)"]) == 1  # fails while running, not parsing
+    assert main(["query", *dirs, "SELECT CAST('x' AS INTEGER)"]) == 2  # fails while running, not parsing
     assert "Could not convert" in capsys.readouterr().err
     assert main(["query", str(tmp_path / "missing"), "SELECT 1"]) == 3
