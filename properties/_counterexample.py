@@ -185,7 +185,10 @@ def replay_counterexample(directory: str | Path, projection: Any = None) -> Repl
     meta_path = saved_file(root, "counterexample.json")
     if not meta_path.is_file():
         raise FileNotFoundError(f"{root} is not a counterexample directory (no counterexample.json)")
-    meta = msgspec.json.decode(meta_path.read_bytes(), type=SavedMeta)
+    try:
+        meta = msgspec.json.decode(meta_path.read_bytes(), type=SavedMeta)
+    except msgspec.DecodeError as e:  # ValidationError too
+        raise ValueError(f"{meta_path} is not a saved counterexample's description: {e}") from e
     if projection is None:
         projection = saved_projection(meta.projection, None, str(meta_path))
     events = read_recorded(saved_file(root, "events.jsonl"))

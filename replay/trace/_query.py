@@ -283,7 +283,7 @@ def _check_table(node: dict[str, Any], ctes: frozenset[str], tables: set[str]) -
         return
     shown = ".".join(str(p) for p in (node.get("qualified_name") or {}).get("path", [name])) or name
     raise QueryRefused(
-        f"{shown!r} is not a table here: a query reads only the trace tables "
+        f"{shown!r} is refused: it is not a table here; a query reads only the tables "
         f"({', '.join(sorted(tables))}) and its own WITH names")
 
 
