@@ -11,6 +11,9 @@ from . import reasons as reasons
 from ._arrears.config import ArrearsConfig as ArrearsConfig
 from ._arrears.projection import ArrearsProjection as ArrearsProjection
 from ._arrears.state import ArrearsState as ArrearsState
+from ._bacnet.config import BacnetRegistryConfig as BacnetRegistryConfig
+from ._bacnet.projection import BacnetRegistryProjection as BacnetRegistryProjection
+from ._bacnet.state import BacnetRegistryState as BacnetRegistryState
 from ._config import ConfigError as ConfigError
 from ._contract import EFFECTIVE as EFFECTIVE
 from ._contract import Context as Context
@@ -28,12 +31,16 @@ from ._registry import parse_pairs as parse_pairs
 from ._registry import register as register
 
 register("arrears", ArrearsProjection, ArrearsConfig)
+register("bacnet", BacnetRegistryProjection, BacnetRegistryConfig)
 register("dosing", DosingProjection, DosingConfig)
 
 __all__ = [
     "ArrearsConfig",
     "ArrearsProjection",
     "ArrearsState",
+    "BacnetRegistryConfig",
+    "BacnetRegistryProjection",
+    "BacnetRegistryState",
     "ConfigError",
     "Context",
     "Decision",

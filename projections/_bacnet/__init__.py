@@ -1,0 +1,1 @@
+"""The BACnet object-registry projection's internals; public names are re-exported by ``projections``."""
