@@ -43,6 +43,17 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     bulk.add_argument("--accounts", type=int, default=None, help="accounts (default events / 400)")
     _common(bulk)
     bulk.set_defaults(run=_run_bulk)
+    trading = kinds.add_parser(
+        "trading", help="ticks with a flash crash, fills, a signal flood, rate-limit errors, resets",
+        description="A trading session for the kill switch (TR-001..TR-005): one tick per symbol per "
+        "second with a flash crash, fills, a signal flood, orders refused with -1003/-1015 and "
+        "operator resets (one too early). See docs/trading.md.",
+    )
+    trading.add_argument("--symbols", type=int, default=4, help="symbols traded, 1..8 (default 4)")
+    trading.add_argument("--minutes", type=int, default=20, help="minutes simulated (default 20)")
+    trading.add_argument("--crash-pct", type=float, default=15.0, help="flash-crash drop in %% (15)")
+    _common(trading)
+    trading.set_defaults(run=_run_trading)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +127,21 @@ def _run_bulk(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"unbroken generate bulk: seed {args.seed}", file=sys.stderr)
     return _report(generate_bulk(args.out, args.events, args.seed, args.accounts))
+
+
+def _run_trading(args: argparse.Namespace) -> int:
+    from ._trading_model import TradingProfile, generate_trading
+
+    if _refuse_existing(args):
+        return EXIT_USAGE
+    try:
+        profile = TradingProfile(symbols=args.symbols, minutes=args.minutes, seed=args.seed,
+                                 crash_pct=args.crash_pct)
+    except ValueError as e:
+        print(f"unbroken generate trading: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"unbroken generate trading: seed {args.seed}", file=sys.stderr)
+    return _report(generate_trading(args.out, profile))
 
 
 def _report(summary) -> int:

@@ -29,10 +29,14 @@ from ._registry import get as get
 from ._registry import names as names
 from ._registry import parse_pairs as parse_pairs
 from ._registry import register as register
+from ._trading.config import TradingConfig as TradingConfig
+from ._trading.projection import TradingProjection as TradingProjection
+from ._trading.state import TradingState as TradingState
 
 register("arrears", ArrearsProjection, ArrearsConfig)
 register("bacnet", BacnetRegistryProjection, BacnetRegistryConfig)
 register("dosing", DosingProjection, DosingConfig)
+register("trading", TradingProjection, TradingConfig)
 
 __all__ = [
     "ArrearsConfig",
@@ -51,6 +55,9 @@ __all__ = [
     "Projection",
     "Status",
     "Timer",
+    "TradingConfig",
+    "TradingProjection",
+    "TradingState",
     "config_type",
     "get",
     "names",

@@ -19,11 +19,13 @@ from .bacnet import BacnetValueUpdate as BacnetValueUpdate
 from .modbus import ModbusFault as ModbusFault
 from .modbus import ModbusFrame as ModbusFrame
 from .trading import MarketTick as MarketTick
+from .trading import OperatorReset as OperatorReset
 from .trading import OrderFill as OrderFill
+from .trading import OrderRejected as OrderRejected
 from .trading import TradeSignal as TradeSignal
 
 __all__ = [
     "AccountBalance", "BacnetObjectDefinition", "BacnetObjectDelete", "BacnetValueUpdate",
     "CalendarDay", "CustomerFlag", "MarketTick", "MeterReading", "ModbusFault", "ModbusFrame",
-    "NotificationAck", "OrderFill", "PaymentReceived", "PaymentReversed", "TradeSignal",
+    "NotificationAck", "OperatorReset", "OrderFill", "OrderRejected", "PaymentReceived", "PaymentReversed", "TradeSignal",
 ]
