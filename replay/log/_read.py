@@ -233,8 +233,12 @@ class _Lines:
         self._back.extend(reversed(items))
 
 
-def _parse_csv(lines: list[bytes]) -> tuple[Any, str | None]:
-    """One record from ``lines``: ``(row, None)``, ``(None, error)`` or ``(_INCOMPLETE, None)``."""
+def _parse_csv(lines: list[bytes], lenient: bool = True) -> tuple[Any, str | None]:
+    """One record from ``lines``: ``(row, None)``, ``(None, error)`` or ``(_INCOMPLETE, None)``.
+
+    ``lenient=False`` accepts only what parses strictly (used to join lines:
+    a stray quote must not pull good lines into a malformed record).
+    """
     # surrogateescape keeps garbage bytes visible so the row can be rejected, not crash the reader.
     texts = [line.decode("utf-8", "surrogateescape") for line in lines]
     try:
@@ -242,6 +246,8 @@ def _parse_csv(lines: list[bytes]) -> tuple[Any, str | None]:
     except csv.Error as e:
         if "unexpected end of data" in str(e):
             return _INCOMPLETE, None
+        if not lenient:
+            return None, f"not valid CSV: {e}"
         try:
             rows = list(csv.reader(texts))  # strict only to see an open quote; otherwise as lenient as before
         except csv.Error as e2:
@@ -258,7 +264,7 @@ def _complete(lines: _Lines, consumed: list[bytes], fields: int | None) -> tuple
         ahead.append(item)
         if item[2]:
             break  # a line cut for length cannot be part of a record
-        row, error = _parse_csv([*consumed, *(line for _, line, _ in ahead)])
+        row, error = _parse_csv([*consumed, *(line for _, line, _ in ahead)], lenient=False)
         if row is _INCOMPLETE:
             continue
         if error is None and (fields is None or len(row) == fields):
