@@ -14,13 +14,15 @@ import re
 import sys
 
 from eventstore import DEFAULT_URI
-from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 
 INGEST_EPILOG = """\
 examples:
   unbroken ingest modbus --devices plant.toml --store embedded:///./events.db
   unbroken ingest modbus --devices plant.toml --store embedded:///./events.db --duration 10m \\
       --status-every 30s
+  unbroken ingest modbus --devices plant.toml --store embedded:///./events.db --control dosing \
+      --config daily_cap_s=120
   unbroken replay --store embedded:///./events.db --projection dosing --trace trace/
 
 Each exchange is a ModbusFrame event and each failure a ModbusFault event with the raw bytes
@@ -70,6 +72,11 @@ def register_ingest(ingest: argparse._SubParsersAction) -> None:
                    help="print the status line every S (default 5s; 0: never)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the reconnect jitter (default 0)")
     p.add_argument("--session", metavar="ID", help="session id in event ids (default: from the start time)")
+    p.add_argument("--control", metavar="PROJECTION",
+                   help="run a controller live (e.g. dosing): its state is rebuilt from the store "
+                   "first, then its released doses are carried out as relay pulses")
+    p.add_argument("--config", metavar="KEY=VALUE", action="append", default=[],
+                   help="controller setting, repeatable (e.g. daily_cap_s=120)")
     p.set_defaults(run=run_ingest)
 
 
@@ -105,15 +112,20 @@ def run_ingest(args: argparse.Namespace) -> int:
     _quiet_pymodbus()
     try:
         devices = load_devices(args.devices)
+        controller = _controller(args)
         store = open_store(args.store)
     except (DeviceFileError, StoreError) as e:
         print(f"unbroken ingest modbus: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except ValueError as e:  # projection name or config
+        print(f"unbroken ingest modbus: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         run = asyncio.run(ingest(
             devices, store, duration=args.duration, status_every=args.status_every,
             print_status=lambda line: print(line, flush=True), stream=args.stream, seed=args.seed,
             session=args.session,
+            controller=None if controller is None else (lambda r: controller(store, r)),
         ))
     except StoreError as e:
         print(f"unbroken ingest modbus: {e}", file=sys.stderr)
@@ -129,6 +141,20 @@ def run_ingest(args: argparse.Namespace) -> int:
         print(f"no exchange with: {', '.join(silent)}", file=sys.stderr)
         return EXIT_PROBLEM
     return EXIT_OK
+
+
+def _controller(args: argparse.Namespace):
+    """A factory of the live controller --control asks for, or None; ValueError when it is wrong."""
+    if not args.control:
+        if args.config:
+            raise ValueError("--config needs --control")
+        return None
+    import projections
+
+    from .control import LiveController
+
+    projection = projections.get(args.control, **projections.parse_pairs(args.config))
+    return lambda store, run: LiveController(projection, store, run, stream=args.stream)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

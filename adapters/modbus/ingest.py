@@ -32,6 +32,7 @@ class Ingest:
         self.recorder = Recorder(store, stream, flush_every=flush_every, max_batch=max_batch)
         self.pollers = {d.name: DevicePoller(d, self.recorder, self.session, seed=seed) for d in devices}
         self.stopping = asyncio.Event()
+        self.extra_status: list[Callable[[], str]] = []  # e.g. a live controller's doses
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
@@ -65,24 +66,31 @@ class Ingest:
         """The one-line status ``unbroken ingest modbus`` prints."""
         s = self.status()
         names = f" ({', '.join(s['down'][:5])}{', ...' if len(s['down']) > 5 else ''})" if s["down"] else ""
+        extra = "".join(f"  {part()}" for part in self.extra_status)
         return (f"exchanges {s['exchanges']}  faults {s['faults']}  "
-                f"devices down {len(s['down'])}/{s['devices']}{names}  stored {s['stored']}")
+                f"devices down {len(s['down'])}/{s['devices']}{names}  stored {s['stored']}{extra}")
 
 
 async def ingest(devices: list[Device], store: EventStore, *, duration: float | None = None,
                  status_every: float = 5.0, print_status: Callable[[str], None] = print,
                  stream: str = "modbus", seed: int = 0, session: str | None = None,
-                 on_start: Callable[[Ingest], Any] | None = None, handle_signals: bool = True) -> Ingest:
-    """Poll ``devices`` into ``store`` until ``duration`` passes or SIGINT/SIGTERM; returns the run."""
+                 controller: Callable[[Ingest], Any] | None = None, handle_signals: bool = True) -> Ingest:
+    """Poll ``devices`` into ``store`` until ``duration`` passes or SIGINT/SIGTERM; returns the run.
+
+    ``controller(run)`` may build a live controller (``control.LiveController``): it is
+    run beside the pollers and allowed to finish what it started before the store closes.
+    """
     run = Ingest(devices, store, stream=stream, seed=seed, session=session)
     loop = asyncio.get_running_loop()
     if handle_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, run.stop)
     run.start()
-    extra = on_start(run) if on_start is not None else None
-    if asyncio.iscoroutine(extra):
-        extra = loop.create_task(extra)
+    control = controller(run) if controller is not None else None
+    extra = None
+    if control is not None:
+        run.extra_status.append(control.status)
+        extra = loop.create_task(control.run(), name="live-controller")
     deadline = None if duration is None else loop.time() + duration
     try:
         while not run.stopping.is_set():
@@ -94,10 +102,11 @@ async def ingest(devices: list[Device], store: EventStore, *, duration: float | 
                 print_status(run.status_line())
     finally:
         run.stop()
-        if isinstance(extra, asyncio.Task):
+        if extra is not None:
             extra.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await extra
+            await control.stop()
         await run.wait()
         if handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
