@@ -108,9 +108,9 @@ def plain(value: Any) -> float | int | bool | str:
     if text in ("active", "inactive"):
         return text == "active"
     if isinstance(value, bool):
-        return value
+        return bool(value)
     if isinstance(value, float):
-        return value
+        return float(value)  # bacpypes3's Real is a float subclass msgspec will not encode
     if isinstance(value, int):
         return int(value)
     try:

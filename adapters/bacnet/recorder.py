@@ -42,7 +42,7 @@ from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.vendor import get_vendor_info
 
-from eventstore import EventStore, NewEvent, StoreError
+from eventstore import EventStore, InvalidEvent, NewEvent, StoreError
 from eventstore.payloads import Fault, Rejected
 from projections.payloads.bacnet import (
     OBJECT_TYPES,
@@ -223,6 +223,9 @@ class BacnetRecorder:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
             try:
                 await self.store.append_async(self.stream, batch)
+            except (InvalidEvent, TypeError, ValueError) as e:
+                await self._append_singly(batch, e)
+                continue
             except StoreError as e:
                 self._pending[:0] = batch  # kept, retried at the next flush
                 self.error = e
@@ -230,6 +233,22 @@ class BacnetRecorder:
                 return
             self.error = None
             self.stats.stored += len(batch)
+
+    async def _append_singly(self, batch: list[NewEvent], error: BaseException) -> None:
+        """A batch the store refused: append its events one by one, each bad one as Rejected."""
+        log.warning("batch refused (%s); appending one by one", error)
+        for event in batch:
+            try:
+                await self.store.append_async(self.stream, [event])
+                self.stats.stored += 1
+            except (InvalidEvent, TypeError, ValueError) as e:
+                source = str((event.metadata or {}).get("source", "bacnet"))
+                rejected = Rejected(source=source, reason=f"the store refused it: {e}",
+                                    raw=repr(event).encode()[:65536], where=event.type)
+                self.stats.rejected += 1
+                await self.store.append_async(self.stream, [NewEvent.of(
+                    rejected, id=uuid.uuid5(NAMESPACE, f"rejected/{event.id}"),
+                    metadata={"source": source})])
 
     async def _flusher(self) -> None:
         while True:
