@@ -294,6 +294,7 @@ class EventServer:
             self._materialize(obj)
         self._restore_subscriptions()
         self.stats.caught_up_at = self.position
+        self.stats.objects = len(self._owners)
         self._follow_task = asyncio.create_task(self._follow(), name="bacnet-follow")
         if self.snapshot_path is not None:
             self._snap_task = asyncio.create_task(self._snapshot_loop(), name="bacnet-snapshot")
