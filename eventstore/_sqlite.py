@@ -88,7 +88,8 @@ def connect(
 def read_uri(path: Path, mode: ReadMode) -> str:
     """The SQLite URI that opens ``path`` read-only in ``mode``."""
     query = "mode=ro" + ("&immutable=1" if mode == "immutable" else "")
-    return f"file:{quote(os.path.abspath(path))}?{query}"
+    absolute = "/" + os.path.abspath(path).lstrip("/")  # POSIX keeps a leading "//", which a URI reads as a host
+    return f"file://{quote(absolute)}?{query}"
 
 
 def read_mode(path: Path) -> ReadMode:
