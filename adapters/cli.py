@@ -13,6 +13,7 @@ import importlib
 
 ADAPTERS = (
     "adapters.modbus.cli",  # first: `unbroken ingest modbus`, `unbroken simulate modbus`
+    "adapters.bacnet.cli",  # `unbroken ingest/serve/simulate bacnet`
 )
 
 EPILOG = "Exit codes: 0 ok, 1 a problem was found, 2 usage error, 3 could not run."
@@ -26,8 +27,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     simulate = _parent(commands, "simulate", "serve simulated field devices that misbehave on request",
                        "Serve simulated devices from a seeded model on loopback, optionally "
                        "misbehaving as a plan says, to test controllers and pollers against.")
+    serve = _parent(commands, "serve", "serve devices materialized from a store (BACnet, ...)",
+                    "Serve field devices whose objects are folded from the events in a store, "
+                    "following the store live.")
     for module in ADAPTERS:
         add_adapter(module, ingest, simulate)
+        if hasattr(mod := importlib.import_module(module), "register_serve"):
+            mod.register_serve(serve)
 
 
 def add_adapter(module: str, ingest: argparse._SubParsersAction,

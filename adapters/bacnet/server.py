@@ -177,6 +177,26 @@ def _around(history: list, index: int, count: int) -> list:
     return history[max(0, index + count + 1):index + 1]
 
 
+class _RecordedFlags:
+    """Status flags as recorded (bacpypes3 derives them from event state and reliability)."""
+
+    _flags: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @property
+    def statusFlags(self) -> StatusFlags:  # noqa: N802 - the BACnet property name
+        """The recorded StatusFlags: in-alarm, fault, overridden, out-of-service."""
+        return StatusFlags(list(self._flags))
+
+    @statusFlags.setter
+    def statusFlags(self, value: Any) -> None:  # noqa: N802
+        """bacpypes3 sets it while building the object; the recorded flags win."""
+
+
+SERVED = {t: type(f"Served{cls.__name__}", (_RecordedFlags, cls), {})
+          for t, cls in CLASSES.items()}
+"""The classes served: bacpypes3's, with the recorded status flags."""
+
+
 class EventServerApp(Application):
     """bacpypes3's application plus ReadRange, remembered COV subscriptions and counters."""
 
@@ -197,8 +217,8 @@ class EventServerApp(Application):
         if registry_obj is None:
             raise ExecutionError(errorClass="object", errorCode="unknownObject")
         if str(apdu.propertyIdentifier) != "log-buffer":
-            if self.get_object_id(obj_id) is not None and hasattr(
-                    self.get_object_id(obj_id), str(apdu.propertyIdentifier)):
+            served = self.get_object_id(obj_id)
+            if served is not None and served.get_property_type(apdu.propertyIdentifier):
                 raise ExecutionError(errorClass="services", errorCode="propertyIsNotAList")
             raise PropertyError(errorCode="unknownProperty")
         if apdu.propertyArrayIndex is not None:
@@ -426,7 +446,7 @@ class EventServer:
 
     def _materialize(self, obj: Any) -> None:
         """Create or update the bacpypes3 object of registry object ``obj``."""
-        cls = CLASSES.get(obj.object_type)
+        cls = SERVED.get(obj.object_type)
         if cls is None or self.app is None:
             return
         oid = object_id(obj)
@@ -474,9 +494,9 @@ class EventServer:
         return served
 
     def _update(self, served: Any, obj: Any) -> None:
-        flags = [(obj.status_flags >> i) & 1 for i in range(4)]
-        if list(served.statusFlags) != flags:
-            served.statusFlags = flags
+        flags = tuple((obj.status_flags >> i) & 1 for i in range(4))
+        flags_changed = served._flags != flags
+        served._flags = flags
         oos = bool(obj.status_flags & 8)
         if served.outOfService != oos:
             served.outOfService = oos
@@ -490,10 +510,16 @@ class EventServer:
         if obj.object_type.startswith("multi-state") and obj.present_value is not None:
             if int(obj.present_value) > served.numberOfStates:
                 served.numberOfStates = int(obj.present_value)
+        detection = self.app._cov_detections.get(served.objectIdentifier)
+        if detection is not None and flags_changed:
+            detection.statusFlags = StatusFlags(list(flags))
         if obj.present_value is not None:
             value = pv_for(obj.object_type, obj.present_value)
             if served.presentValue != value:
-                served.presentValue = value
+                served.presentValue = value  # bacpypes3's change detection notifies
+                return
+        if detection is not None and flags_changed:
+            detection.send_cov_notifications()  # a change of flags alone is a change of value
 
     def _drop(self, oid: tuple[str, int], device_id: int) -> None:
         if self._owners.get(oid) != device_id or self.app is None:

@@ -75,19 +75,29 @@ class LiveController:
         self.position = 0
         self.live = False
         self.executed: list[Any] = []
+        self.commanded: set[str] = set()  # effect keys already carried out (from the store too)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
     def catch_up(self) -> int:
-        """Fold every stored event; returns how many. Nothing decided here is carried out."""
+        """Fold every stored event, then fire the timers that came due while no controller ran;
+        returns how many events. Nothing decided here is carried out: a dose whose release fell
+        while the controller was down never ran (and the replay counts it, on the safe side)."""
         count = 0
         for event in self.store.read_all(filter=self.filter):
             self._apply(event)
             count += 1
+        self._fire(time.time_ns())
         self.ctx.decisions.clear()
         return count
 
     def _apply(self, event: Any) -> None:
+        if event.type == "ModbusWriteCommand":
+            from eventstore.payloads import decode_payload
+
+            key = getattr(decode_payload(event), "effect_key", "")
+            if key:
+                self.commanded.add(key)
         self._fire(event.recorded_at)
         self.ctx.now = max(self.ctx.now, event.recorded_at)
         self.state = self.projection.apply(self.state, event, self.ctx)
@@ -105,6 +115,7 @@ class LiveController:
         """Catch up, then follow the recorder until cancelled, carrying out live decisions."""
         self.catch_up()
         self.live = True
+        await self._safe_start()
         self.ingest.recorder.listeners.append(lambda _position: self._wake.set())
         while True:
             with contextlib.suppress(TimeoutError):
@@ -124,7 +135,22 @@ class LiveController:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _safe_start(self) -> None:
+        """Switch every pump relay off first: a pulse cut short by a crash may have left one on."""
+        config = self.projection.config()
+        for poller in self.ingest.pollers.values():
+            for relay in (config["nutrient_relay"], config["ph_relay"]):
+                try:
+                    poller.device.register(relay)
+                except KeyError:
+                    continue
+                await poller.write(relay, False, reason="startup")
+
     async def _carry_out(self, decision: Any) -> None:
+        key = decision.effect_key or ""
+        if decision.kind == "dose" and key in self.commanded:
+            return  # carried out already (by this process or one before it)
+        self.commanded.add(key)
         self.executed.append(decision)
         config = self.projection.config()
         if decision.kind == "dose":

@@ -184,11 +184,14 @@ def test_HY_006_daily_cap_holds_across_a_killed_controller(tmp_path, procs):
     assert sum(1 for p in payloads if p.session == "first") >= acknowledged
     pulses = [p for p in payloads if type(p).__name__ == "ModbusWriteCommand" and p.value is True
               and p.target == "nutrient_pump"]
+    # The first process released two doses; the kill may have come before the second one's
+    # command was stored. The second process counts both (the releases derive from the stored
+    # readings, on the safe side), so it adds exactly three: the cap is 5 x 0.1 s.
     assert [p.session for p in pulses].count("second") == 3
-    assert len(pulses) == 5 and sum(p.duration_ms for p in pulses) == 500
+    assert len(pulses) in (4, 5) and sum(p.duration_ms for p in pulses) <= 500
 
     import properties
-    report = properties.check(events, "dosing", config=config, examples=10, seed=1,
+    report = properties.check(events, "dosing", config=config, examples=20, seed=1,
                               invariants=["HY-2", "INV-4"])
     assert report.exit_code() == 0, report.render()
     sim.p.send_signal(signal.SIGTERM)
