@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eventstore import UnbrokenError
-from eventstore.cli import EXIT_OK, EXIT_PROBLEM
+from eventstore.cli import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 
 from .generators import ArrearsProfile, generate_arrears
 
@@ -133,7 +133,12 @@ def progress(message: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the six steps; exit 1 when a line was rejected or an invariant broke."""
+    """Run the six steps; exit 1 when a line was rejected or an invariant broke, 2 for bad numbers."""
+    for name in ("accounts", "days", "check_accounts", "examples"):
+        if getattr(args, name) < 1:
+            print(f"unbroken demo: --{name.replace('_', '-')} must be at least 1, "
+                  f"got {getattr(args, name)}", file=sys.stderr)
+            return EXIT_USAGE
     demo = Demo(args)
     if not demo.dir.parent.is_dir():  # --dir itself is made, never a chain of parents anywhere
         raise DemoError(f"directory {demo.dir.parent} does not exist; create it first")

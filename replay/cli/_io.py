@@ -30,7 +30,8 @@ def _register_import(commands: argparse._SubParsersAction) -> None:
             "Append every good line of LOG to the store. Ids are deterministic, so importing "
             "the same log again adds nothing. Bad lines go whole to the quarantine file with "
             "their line number and reason; every good line is still imported. "
-            "Exit 0 when every line was good, 1 when any was rejected, 3 when the import could not run."
+            "Exit 0 when every line was good, 1 when any was rejected, 2 usage error, 3 when the "
+            "import could not run."
         ),
         epilog=(
             'A mapping file holds field names, e.g. {"type": "kind", "occurred_at": "ts", '
@@ -67,7 +68,9 @@ def _register_export(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export",
         help="write every event of a store to a log file that `unbroken import` reads back",
-        description="Write the store's events in global order to FILE (JSONL, CSV or Parquet).",
+        description="Write the store's events in global order to FILE (JSONL, CSV or Parquet). "
+                    "Exit 0 ok, 2 usage error (--out exists and no --force), 3 could not run "
+                    "(no store there, an unreadable store).",
     )
     parser.add_argument("--store", default=DEFAULT_URI, help=f"store URI (default {DEFAULT_URI})")
     parser.add_argument("--out", required=True, help="the file to write")
@@ -156,8 +159,12 @@ class _Progress:
 
 def _run_import(args: argparse.Namespace) -> int:
     from eventstore import open_store
+    from eventstore.validation import MAX_BATCH
     from replay.log import LogError, import_log
 
+    if not 1 <= args.batch <= MAX_BATCH:  # a usage error, before anything is opened
+        print(f"unbroken import: --batch must be from 1 to {MAX_BATCH}, got {args.batch}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         mapping = _mapping(args)
         with open_store(args.store) as store:
@@ -182,6 +189,9 @@ def _run_export(args: argparse.Namespace) -> int:
     from eventstore import open_store
     from replay.log import LogError, export_log
 
+    if os.path.lexists(args.out) and not args.force:  # a usage error, as for generate
+        print(f"unbroken export: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return EXIT_USAGE
     try:
         with open_store(args.store, read_only=True) as store:  # never creates or changes a store
             count = export_log(store, args.out, args.format, overwrite=args.force)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from eventstore import open_store
+from eventstore import UnbrokenError, open_store
 from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from replay._delivery import Delivery, deliveries_of
 from replay._errors import ReplayError
@@ -118,7 +118,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             if args.check_determinism:
                 return _determinism(deliveries, projection, options)
             result = run(deliveries(), projection, **options)
-    except (ReplayError, ValueError, OSError) as e:  # ConfigError and LogError are ValueErrors
+    except (UnbrokenError, ValueError, OSError) as e:  # ConfigError and LogError are ValueErrors
         _end_line(progress)
         _discard_partial(args.trace)
         return _fail("replay", e)

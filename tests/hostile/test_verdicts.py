@@ -406,6 +406,22 @@ def test_EF_002_query_exit_codes_match_the_help(files, tmp_path, capsys):
     assert "2 the query is refused or wrong" in capsys.readouterr().out
 
 
+@CASE
+def test_EF_002_import_export_and_demo_usage_errors_exit_2(files, tmp_path, capsys):
+    store = tmp_path / "s.db"
+    assert main(["import", str(files["log"]), "--store", str(store), "--batch", "0"]) == 2
+    assert not store.exists()  # refused before anything was opened
+    assert main(["import", str(files["log"]), "--store", str(store)]) == 0
+    out = tmp_path / "out.jsonl"
+    out.write_text("keep me")
+    assert main(["export", "--store", str(store), "--out", str(out)]) == 2
+    assert out.read_text() == "keep me"
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--examples", "0"]) == 2
+    assert not (tmp_path / "demo").exists()
+    err = capsys.readouterr().err
+    assert "--batch must be" in err and "pass --force" in err and "--examples must be at least 1" in err
+
+
 # -- what users asked for -------------------------------------------------------------------
 
 @CASE

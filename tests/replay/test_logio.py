@@ -278,7 +278,7 @@ def test_cli_import_with_mapping_flags_then_export_round_trips(tmp_path: Path, c
 
     out = tmp_path / "out.parquet"
     assert main(["export", "--store", uri, "--out", str(out)]) == 0
-    assert main(["export", "--store", uri, "--out", str(out)]) == 3  # exists: refused without --force
+    assert main(["export", "--store", uri, "--out", str(out)]) == 2  # exists: a usage error without --force, as for generate
     assert "exists" in capsys.readouterr().err
     assert main(["export", "--store", uri, "--out", str(out), "--force"]) == 0
     with open_store(uri) as store:
