@@ -14,6 +14,7 @@ import importlib
 ADAPTERS = (
     "adapters.modbus.cli",  # first: `unbroken ingest modbus`, `unbroken simulate modbus`
     "adapters.bacnet.cli",  # `unbroken ingest/serve/simulate bacnet`
+    "adapters.broker.cli",  # `unbroken ingest nats/redis/rabbit`
 )
 
 EPILOG = "Exit codes: 0 ok, 1 a problem was found, 2 usage error, 3 could not run."
