@@ -5,16 +5,17 @@ How it works, per tank (a Modbus device):
 1. Sensors. Each ``ModbusFrame`` brings decoded values by name. A sensor value
    counts at its trusted time, min(source time, ``ctx.now``). It is refused
    when it is outside the valid range (or the poller marked it invalid),
-   older than the last good one, moved faster than ``*_rate`` per minute
-   (three refusals in a row re-anchor on the new value), or has been exactly
-   the same for ``stuck_s``. A good value is used only within ``freshness_s``;
+   older than the last good one, moved faster than ``*_rate`` per minute plus
+   ``*_noise`` (three refusals in a row re-anchor on the new value), or (EC and
+   pH probes, which are never that steady) has been exactly the same for
+   ``stuck_s`` of readings without a gap longer than the freshness bound. A good value is used only within ``freshness_s``;
    a ``stale:`` timer at the bound marks the sensor unavailable with a
    decision saying so (HY-004).
 2. Relays. A frame reading the relay coils makes their state known. A write
    not acknowledged, or read back different or not at all, makes it
    ``unknown`` (HY-005): at once a RELEASED ``safe-state`` decision (pumps
-   off), every held dose of the tank is cancelled, and no dose is held again
-   until a newer reading shows the relay state.
+   off), every held dose of the tank is cancelled, and no dose of the tank is
+   held again until newer readings show every relay's state.
 3. Doses. After each frame (and each fault, to say why nothing happens) each
    pump is evaluated: nutrient when EC < target - band, pH-down when pH >
    target + band. Any missing, stale, refused or unavailable input, low
@@ -80,6 +81,7 @@ class DosingProjection:
             c.level_sensor: (c.level_min, c.level_max, c.level_rate, c.level_noise),
             c.temp_sensor: (c.temp_min, c.temp_max, c.temp_rate, c.temp_noise),
         }
+        self.probes = frozenset({c.ec_sensor, c.ph_sensor})  # noisy probes: the same value is suspect
         self.relay_of = {"nutrient": c.nutrient_relay, "ph": c.ph_relay}
         self.pump_of = {v: k for k, v in self.relay_of.items()}
         self._handlers = {t: getattr(self, name) for t, name in _HANDLERS.items()}  # overridable
@@ -196,10 +198,12 @@ class DosingProjection:
         lo, hi, rate, noise = self.bounds[name]
         if flagged or not math.isfinite(value) or not lo <= value <= hi:
             return D.SENSOR_OUT_OF_RANGE
-        if value != sensor.run_value:
-            sensor.run_value, sensor.run_since = value, at
-        elif at - sensor.run_since >= self.stuck_ns:
-            return D.SENSOR_STUCK
+        if name in self.probes:
+            if value != sensor.run_value or at - sensor.run_last > self.freshness_ns:
+                sensor.run_value, sensor.run_since = value, at  # a new run (a gap breaks one)
+            sensor.run_last = at
+            if at - sensor.run_since >= self.stuck_ns:
+                return D.SENSOR_STUCK
         good = sensor.good
         if good is not None:
             minutes = (at - good.at) / MINUTE_NS
@@ -295,6 +299,8 @@ class DosingProjection:
         relay = tank.relays.get(self.relay_of[pump_name])
         if relay is None or relay.state not in ("on", "off"):
             blockers.append(D.RELAY_UNKNOWN)
+        if tank.safe_since is not None:  # any relay of the tank unknown: the whole tank waits
+            blockers.append(D.SAFE_STATE)
         if self.runtime_today(tank.pumps[pump_name], now) + self.dose_ns > self.cap_ns:
             blockers.append(D.DAILY_CAP_REACHED)
         return need, tuple(dict.fromkeys(blockers)), tuple(readings[k] for k in sorted(readings))

@@ -33,6 +33,7 @@ class Sensor(msgspec.Struct):
     problem_at: int = 0
     run_value: float | None = None
     run_since: int = 0
+    run_last: int = 0
     refused_in_a_row: int = 0
     unavailable: bool = False
 
