@@ -261,6 +261,7 @@ class Stats:
         self.caught_up_at = 0
         self.store_failures = 0
         self.subscriptions_restored = 0
+        self.subscriptions_kept = 0
         self.malformed = 0
         self.objects = 0
         self.last_apply_lag_ns = 0
@@ -553,6 +554,7 @@ class EventServer:
         try:
             await self.store.append_async(self.stream, [NewEvent.of(
                 payload, metadata={"source": f"bacnet-server-{self.device_id}"})])
+            self.stats.subscriptions_kept += 1
         except (StoreError, OSError) as e:
             log.warning("could not keep the COV subscription of %s: %s", payload.subscriber, e)
 
