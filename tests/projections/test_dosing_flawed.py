@@ -1,0 +1,48 @@
+"""Each flawed dosing variant in examples/flawed_dosing.py is found and shrunk by
+``unbroken check`` on a log where the real projection holds every invariant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import replay
+from eventstore.cli import main
+from tests.adapters.dosing_log import (
+    invalid_during_hold_log,
+    link_lost_log,
+    readback_mismatch_log,
+    restart_log,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "flawed_dosing.py"
+CASES = [
+    ("trusts_last_value_forever", link_lost_log, "HY-1"),
+    ("no_recheck_at_release", invalid_during_hold_log, "HY-1"),
+    ("trusts_write_ack", readback_mismatch_log, "HY-3"),
+    ("cap_in_memory", lambda: restart_log(commands=12), "HY-2"),
+]
+
+
+@pytest.mark.parametrize(("flaw", "make_log", "invariant"), CASES, ids=[c[0] for c in CASES])
+def test_unbroken_check_finds_and_shrinks_each_flawed_variant(tmp_path, capsys, flaw, make_log, invariant):
+    log = tmp_path / "dosing.jsonl"
+    replay.export_log(make_log().events(), log)
+    base = ["check", "--log", str(log), "--examples", "40", "--seed", "2", "--shrink-seconds", "5"]
+    assert main([*base, "--projection", "dosing"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    cx = tmp_path / "cx"
+    code = main([*base, "--projection", f"{EXAMPLES}:{flaw}", "--trace", str(cx)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"{invariant} BROKEN" in out or f"{invariant}       BROKEN" in out, out
+    saved = cx / invariant
+    assert saved.is_dir(), f"no counterexample saved for {invariant}: {sorted(p.name for p in cx.iterdir())}"
+    original = len(make_log().events())
+    meta = json.loads((saved / "counterexample.json").read_text())
+    lines = [line for line in (saved / "events.jsonl").read_text().splitlines() if line.strip()]
+    assert meta["invariant"] == invariant and meta["events"] == len(lines)
+    assert len(lines) < original / 4, f"not shrunk: {len(lines)} of {original} events"
+    assert main(["check", "--replay", str(saved), "--projection", f"{EXAMPLES}:{flaw}"]) == 1
