@@ -276,9 +276,8 @@ class BacnetRecorder:
         self.stats.faults += 1
         log.warning("%s: %s (%s)", link.address, kind, detail)
 
-    def _reject(self, source: str, reason: str, raw: str, where: str) -> None:
-        self.record(Rejected(source=source, reason=reason, raw=raw.encode()[:65536], where=where),
-                    source)
+    def _reject(self, source: str, reason: str, apdu: Any, where: str) -> None:
+        self.record(Rejected(source=source, reason=reason, raw=_raw(apdu), where=where), source)
         self.stats.rejected += 1
 
     # -- notifications --------------------------------------------------------------
@@ -292,7 +291,7 @@ class BacnetRecorder:
             if known is None or (str(oid[0]), int(oid[1])) != (known[1].object_type,
                                                                 known[1].instance):
                 self._reject(f"bacnet:{sender}", "COV notification for no subscription of ours",
-                             repr(apdu), "cov")
+                             apdu, "cov")
                 return
             link, obj = known
             value, flags = None, None
@@ -306,11 +305,11 @@ class BacnetRecorder:
                 elif prop == PropertyIdentifier.statusFlags:
                     flags = flags_of(decoded)
         except (AttributeError, TypeError, ValueError, *BACNET_ERRORS) as e:
-            self._reject(f"bacnet:{sender}", f"undecodable COV notification: {e!r}", repr(apdu),
+            self._reject(f"bacnet:{sender}", f"undecodable COV notification: {e!r}", apdu,
                          "cov")
             return
         if value is None:
-            self._reject(link.source, "COV notification without present-value", repr(apdu), "cov")
+            self._reject(link.source, "COV notification without present-value", apdu, "cov")
             return
         self._update(link, obj, value, flags, "cov-confirmed" if confirmed else "cov-unconfirmed")
 
@@ -448,6 +447,14 @@ class BacnetRecorder:
                 self.stats.subscriptions += 1
             obj.cov = True
         link.renewed_at = time.monotonic()
+
+
+def _raw(apdu: Any) -> bytes:
+    """The service bytes of an APDU as it came (re-encoded), else its text."""
+    try:
+        return bytes(apdu.encode().pduData)[:65536]
+    except Exception:  # an APDU that will not encode is kept as text
+        return repr(apdu).encode()[:65536]
 
 
 def _failed(value: Any) -> bool:
