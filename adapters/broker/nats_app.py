@@ -48,7 +48,7 @@ class NatsIngest:
 
         await self.ensure_stream()
         broker = NatsBroker(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                            connect_timeout=2, logger=None)
+                            connect_timeout=2, logger=None, error_cb=self._on_error)
 
         @broker.subscriber(
             self.subject, stream=JStream(self.js_stream, declare=False), durable=self.durable,
@@ -71,6 +71,9 @@ class NatsIngest:
                 await self.on_batch(raws)
             finally:
                 self._queue.task_done()
+
+    async def _on_error(self, e: Exception) -> None:
+        self.last_error = f"{type(e).__name__}: {e}"[:200]  # nats-py reconnects on its own
 
     async def on_batch(self, raws: list) -> None:
         """Append a fetched batch durably, then ack each message; on a store error, ack none."""

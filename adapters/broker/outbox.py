@@ -151,17 +151,20 @@ class NatsOutbox:
 
         await ensure_stream(self.url, self.js_stream, self.subject, self.duplicate_window)
         broker = NatsBroker(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                            connect_timeout=2, logger=None)
+                            connect_timeout=2, logger=None, error_cb=self._on_error)
         await broker.connect()
         self._broker = broker
         self.connected = True
+
+    async def _on_error(self, e: Exception) -> None:
+        self.last_error = f"{type(e).__name__}: {e}"[:200]  # nats-py reconnects on its own
 
     async def _close(self) -> None:
         broker, self._broker = self._broker, None
         self.connected = False
         if broker is not None:
-            try:
-                await broker.stop()
+            try:  # draining a connection that is reconnecting can wait forever: bound it
+                await asyncio.wait_for(broker.stop(), 2.0)
             except Exception as e:  # a dead connection; nothing to lose
                 self.last_error = f"{type(e).__name__}: {e}"[:200]
 
@@ -191,12 +194,14 @@ class NatsOutbox:
                     while not stop.is_set():
                         try:
                             await self.publish_one(key, event.data)
-                            delay = 0.05
+                            self.connected, delay = True, 0.05
                             break
                         except Exception as e:  # broker down or slow: same entry again, later
                             self.retries += 1
+                            self.connected = False
                             self.last_error = f"{type(e).__name__}: {e}"[:200]
-                            await self._close()
+                            if self._broker is not None and not _reconnecting(self._broker):
+                                await self._close()  # not a reconnect in progress: start over
                             await _wait(stop, delay)
                             delay = min(delay * 2, 1.0)
                     else:
@@ -223,3 +228,8 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
         pass
+
+
+def _reconnecting(broker: Any) -> bool:
+    conn = getattr(broker, "_connection", None)
+    return conn is not None and (conn.is_reconnecting or conn.is_connected)

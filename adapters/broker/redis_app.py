@@ -3,8 +3,10 @@
 An entry is either what faststream publishes (the ``__data__`` field, with its
 headers) or a plain ``XADD`` with a ``body`` field and header fields beside it
 (``Ub-Stream``, ``Ub-Msg-Id``, ...). The idempotency key is ``Ub-Msg-Id`` (or
-``Nats-Msg-Id``), else the stream and entry id. Entries a crashed consumer left
-pending are claimed again after ``claim_idle`` seconds.
+``Nats-Msg-Id``), else the stream and entry id. At start, entries a crashed run of
+the same consumer left pending are stored and acked first, and other consumers'
+entries pending longer than ``claim_idle`` seconds are claimed (XAUTOCLAIM; Redis 7
+has no XREADGROUP CLAIM, which faststream's own option needs).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ class RedisIngest:
         from faststream import AckPolicy
         from faststream.redis import RedisBroker, RedisStreamMessage, StreamSub
 
+        await self.ensure_group()
+        await self.recover_pending()
         broker = RedisBroker(self.url, logger=None)
         sub = StreamSub(self.redis_stream, group=self.group, consumer=self.consumer, batch=True,
-                        max_records=self.batch, polling_interval=50, last_id="0",
-                        claim_min_idle_time=int(self.claim_idle * 1000))
+                        max_records=self.batch, polling_interval=50)
 
         @broker.subscriber(stream=sub, ack_policy=AckPolicy.MANUAL, decoder=_no_decode)
         async def handle(body: Any, msg: RedisStreamMessage) -> None:
@@ -46,6 +49,53 @@ class RedisIngest:
 
         self._broker = broker
         await broker.start()
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group at the start of the stream (faststream would start at
+        its end, missing entries added before the first run)."""
+        import redis.asyncio as aioredis
+        from redis.exceptions import ResponseError
+
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            await client.xgroup_create(self.redis_stream, self.group, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        finally:
+            await client.aclose()
+
+    async def recover_pending(self) -> None:
+        """Store and XACK what a crashed run left pending: this consumer's own entries (a
+        ``>`` read never returns them again) and other consumers' idle ones (XAUTOCLAIM)."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url)
+        try:
+            while True:
+                reply = await client.xreadgroup(self.group, self.consumer, {self.redis_stream: "0"},
+                                                count=self.batch)
+                entries = reply[0][1] if reply else []
+                if not entries or not await self._store_and_ack(client, entries):
+                    break
+            cursor = "0-0"
+            while True:
+                cursor, entries, *_ = await client.xautoclaim(
+                    self.redis_stream, self.group, self.consumer, int(self.claim_idle * 1000),
+                    start_id=cursor, count=self.batch)
+                entries = [(i, f) for i, f in entries if f]  # deleted entries come back empty
+                if entries:
+                    await self._store_and_ack(client, entries)
+                if cursor in (b"0-0", "0-0"):
+                    break
+        finally:
+            await client.aclose()
+
+    async def _store_and_ack(self, client: Any, entries: list) -> bool:
+        incoming = [self._incoming(i, f) for i, f in entries]
+        await asyncio.to_thread(self.ingestor.append, incoming)
+        await client.xack(self.redis_stream, self.group, *[i for i, _ in entries])
+        return True
 
     async def on_batch(self, msg: Any) -> None:
         """Append the entries of one read durably, then XACK them."""
