@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ SNAPSHOT_VERSION = 1
 
 class ServerError(UnbrokenError):
     """The event server could not start (bad address, port in use, bad snapshot path)."""
+
+
+_UNSET = object()
+YIELD_EVERY = 50
+"""Events folded between two yields to the event loop (requests wait no longer than that)."""
 
 
 class _LiveContext:
@@ -265,6 +271,7 @@ class Stats:
         self.malformed = 0
         self.objects = 0
         self.last_apply_lag_ns = 0
+        self.lags_ns: deque[int] = deque(maxlen=200_000)  # only with record_lags
 
 
 class EventServer:
@@ -274,7 +281,7 @@ class EventServer:
                  device_id: int = 599, config: BacnetRegistryConfig | None = None,
                  snapshot: str | Path | None = None, name: str = "unbroken-bacnet",
                  store_factory: Callable[[str], EventStore] | None = None,
-                 retry_seconds: float = 0.5) -> None:
+                 retry_seconds: float = 0.5, record_lags: bool = False) -> None:
         self.store_uri = store_uri
         self.address = address
         self.device_id = device_id
@@ -289,8 +296,10 @@ class EventServer:
         self.store: EventStore | None = None
         self._open = store_factory or (lambda uri: open_store(uri))
         self._retry = retry_seconds
+        self._record_lags = record_lags
         self._ctx = _LiveContext()
         self._owners: dict[tuple[str, int], int] = {}  # served (type, instance) -> device id
+        self._served: dict[tuple[str, int], dict[str, Any]] = {}  # what was set on each
         self._follow_task: asyncio.Task | None = None
         self._snap_task: asyncio.Task | None = None
         self._follower: PromptFollow | None = None
@@ -382,10 +391,18 @@ class EventServer:
             self._follower.close()
         self._follower = PromptFollow(self.store)
         self._subscription = self._follower.subscribe(self.position)
+        since_yield = 0
         async for event in self._subscription:
             self._fold(event)
             self._sync(event)
-            self.stats.last_apply_lag_ns = time.time_ns() - event.recorded_at
+            since_yield += 1
+            if since_yield >= YIELD_EVERY:
+                since_yield = 0
+                await asyncio.sleep(0)  # let requests in during a burst
+            lag = time.time_ns() - event.recorded_at
+            self.stats.last_apply_lag_ns = lag
+            if self._record_lags:
+                self.stats.lags_ns.append(lag)
             async with self.applied:
                 self.applied.notify_all()
 
@@ -495,28 +512,32 @@ class EventServer:
         return served
 
     def _update(self, served: Any, obj: Any) -> None:
+        """Set what changed; what was set last is kept beside (bacpypes3 reads are slow)."""
+        oid = object_id(obj)
+        last = self._served.setdefault(oid, {})
         flags = tuple((obj.status_flags >> i) & 1 for i in range(4))
         flags_changed = served._flags != flags
         served._flags = flags
-        oos = bool(obj.status_flags & 8)
-        if served.outOfService != oos:
-            served.outOfService = oos
+        wanted: dict[str, Any] = {"outOfService": bool(obj.status_flags & 8)}
         if obj.object_type.startswith("analog"):
-            inc = obj.cov_increment if obj.cov_increment is not None else 0.0
-            if served.covIncrement != inc:
-                served.covIncrement = inc
+            wanted["covIncrement"] = obj.cov_increment if obj.cov_increment is not None else 0.0
             units = units_value(obj.units)
-            if units is not None and served.units != units:
-                served.units = units
+            if units is not None:
+                wanted["units"] = units
         if obj.object_type.startswith("multi-state") and obj.present_value is not None:
-            if int(obj.present_value) > served.numberOfStates:
-                served.numberOfStates = int(obj.present_value)
+            wanted["numberOfStates"] = max(int(obj.present_value), last.get("numberOfStates", 1),
+                                           len(obj.state_texts))
+        for name, wanted_value in wanted.items():
+            if last.get(name, _UNSET) != wanted_value:
+                setattr(served, name, wanted_value)
+                last[name] = wanted_value
         detection = self.app._cov_detections.get(served.objectIdentifier)
         if detection is not None and flags_changed:
             detection.statusFlags = StatusFlags(list(flags))
         if obj.present_value is not None:
             value = pv_for(obj.object_type, obj.present_value)
-            if served.presentValue != value:
+            if last.get("presentValue", _UNSET) != value:
+                last["presentValue"] = value
                 served.presentValue = value  # bacpypes3's change detection notifies
                 return
         if detection is not None and flags_changed:
@@ -526,6 +547,7 @@ class EventServer:
         if self._owners.get(oid) != device_id or self.app is None:
             return
         del self._owners[oid]
+        self._served.pop(oid, None)
         served = self.app.get_object_id(ObjectIdentifier(oid))
         if served is None:
             return
