@@ -18,7 +18,9 @@ def open_store(uri: str = DEFAULT_URI, *, create: bool = True, read_only: bool =
 
     ``memory://`` keeps events in this process; ``embedded:///path/events.db``
     (or a bare file path) is durable SQLite on disk, created if missing;
-    ``kurrentdb://host:2113?tls=false`` talks to a KurrentDB server. Options
+    ``kurrentdb://host:2113?tls=false`` talks to a KurrentDB server;
+    ``postgresql://user@host:5432/db?schema=unbroken`` (or ``postgres://``)
+    keeps the store in one schema of a PostgreSQL database. Options
     go to the backend (for example ``clock=`` for recorded times).
 
     ``create=False`` never creates a store: a missing file raises
@@ -26,7 +28,8 @@ def open_store(uri: str = DEFAULT_URI, *, create: bool = True, read_only: bool =
     it) is for jobs that only read (info, verify, export, replay): the
     embedded file is opened read-only and left exactly as it was, and works
     in a directory this process cannot write. Both only matter for
-    embedded files; the other backends have nothing to create.
+    embedded files and PostgreSQL schemas; the other backends have nothing
+    to create.
     """
     scheme, path = split_uri(uri)
     if scheme == "memory":
@@ -41,9 +44,14 @@ def open_store(uri: str = DEFAULT_URI, *, create: bool = True, read_only: bool =
         from .kurrentdb import KurrentDBStore
 
         return KurrentDBStore(uri, **options)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore(uri, create=create and not read_only, read_only=read_only, **options)
     raise InvalidArgument(
         f"unknown store URI scheme {scheme!r} in {uri!r}; "
-        "use memory://, embedded:///path/events.db or kurrentdb://host:2113"
+        "use memory://, embedded:///path/events.db, kurrentdb://host:2113 "
+        "or postgresql://user@host:5432/db"
     )
 
 

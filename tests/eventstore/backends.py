@@ -1,6 +1,10 @@
 """The backends the contract suite runs against, and how to open each one.
 
-``memory://`` and ``embedded://`` always run; ``kurrentdb://`` runs when
+``memory://`` and ``embedded://`` always run; ``postgresql://`` runs against
+``UNBROKEN_POSTGRES_URI`` (default: the PostgreSQL service of this machine,
+``postgresql://root@127.0.0.1:5432/test``), each test in a schema of its own,
+dropped afterwards; it is skipped with a reason when no server answers, except
+in CI (CI=true), where that fails. ``kurrentdb://`` runs when
 ``UNBROKEN_KURRENTDB_URI`` names a server (none can be installed on this
 project's machines, so it is skipped here with that reason).
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,9 @@ import pytest
 from eventstore import EventStore, open_store
 
 KURRENTDB_ENV = "UNBROKEN_KURRENTDB_URI"
-NAMES = ("memory", "embedded", "kurrentdb")
+POSTGRES_ENV = "UNBROKEN_POSTGRES_URI"
+POSTGRES_DEFAULT = "postgresql://root@127.0.0.1:5432/test"
+NAMES = ("memory", "embedded", "postgres", "kurrentdb")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class Backend:
     fresh: bool  # the store starts empty (positions start at 1)
     own_clock: bool  # accepts open_store(uri, clock=...) for recorded_at
     namespace: str  # prefix for stream names, unique per test on shared servers
+    cleanup: Callable[[], None] | None = None  # run after the test (drops a test's schema)
 
     def open(self, **options: Any) -> EventStore:
         """A new store object on this backend's location."""
@@ -44,6 +52,8 @@ def backend_for(name: str, tmp_path: Path) -> Backend:
     if name == "embedded":
         uri = f"embedded://{tmp_path.resolve() / 'events.db'}"
         return Backend(name, uri, durable=True, fresh=True, own_clock=True, namespace="")
+    if name == "postgres":
+        return postgres_backend()
     if name == "kurrentdb":
         return _kurrentdb()
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(NAMES)}")
@@ -59,3 +69,38 @@ def _kurrentdb() -> Backend:
     # The server is shared and keeps earlier runs, so each test gets its own stream names.
     unique = f"t{uuid.uuid4().hex[:10]}-"
     return Backend("kurrentdb", uri, durable=True, fresh=False, own_clock=False, namespace=unique)
+
+
+def postgres_server() -> str:
+    """The PostgreSQL server URI the tests use, or a skip (a failure in CI) when none answers."""
+    uri = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
+    try:
+        import psycopg
+
+        with psycopg.connect(uri, connect_timeout=3):
+            pass
+    except Exception as error:  # ImportError or any connection failure: say which
+        why = f"no PostgreSQL server at {uri} ({type(error).__name__}: {error}); set {POSTGRES_ENV}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return uri
+
+
+def postgres_backend(server: str | None = None) -> Backend:
+    """A store in a fresh schema of the PostgreSQL server; its cleanup drops the schema."""
+    from eventstore.postgres import new_schema_name
+
+    server = server or postgres_server()
+    schema = new_schema_name()
+    separator = "&" if "?" in server else "?"
+    return Backend("postgres", f"{server}{separator}schema={schema}", durable=True, fresh=True,
+                   own_clock=True, namespace="", cleanup=lambda: drop_schema(server, schema))
+
+
+def drop_schema(server: str, schema: str) -> None:
+    """Drop a test's schema (and its store) from the server."""
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -14,6 +14,7 @@ from .backends import Backend, backend_for
 BACKEND_PARAMS = [
     pytest.param("memory"),
     pytest.param("embedded"),
+    pytest.param("postgres", marks=pytest.mark.service),
     pytest.param("kurrentdb", marks=pytest.mark.service),
 ]
 
@@ -21,7 +22,10 @@ BACKEND_PARAMS = [
 @pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """One backend per parameter; skipped with a reason when it cannot run here."""
-    return backend_for(request.param, tmp_path)
+    chosen = backend_for(request.param, tmp_path)
+    if chosen.cleanup is not None:
+        request.addfinalizer(chosen.cleanup)
+    return chosen
 
 
 @pytest.fixture
