@@ -59,18 +59,42 @@ def encode_value(value: Any, reg: Register) -> list[int]:
     return _from_bytes(struct.pack(">" + _FORMATS[reg.type], raw), reg)
 
 
+def _plain(reg: Register) -> struct.Struct | None:
+    """A struct that reads ``reg`` straight from big-endian words, when its orders allow."""
+    if reg.type in _FORMATS and reg.word_order == "big" and reg.byte_order == "big":
+        return struct.Struct(">" + _FORMATS[reg.type])
+    return None
+
+
+def _compile(block: Block) -> list[tuple]:
+    """Per register: name, first item, item count, fast struct (or None), register."""
+    return [(reg.name, reg.address - block.address, max(reg.words, 1), _plain(reg), reg)
+            for reg in block.registers]
+
+
+_COMPILED: dict[int, tuple[Block, list[tuple]]] = {}
+_WORDS = {n: struct.Struct(f">{n}H") for n in (1, 2, 4)}
+
+
 def decode_block(block: Block, items: list[int]) -> tuple[dict[str, Any], dict[str, str]]:
     """Named values of a block read as ``items`` (words or bits), and those out of range."""
+    cached = _COMPILED.get(id(block))
+    if cached is None or cached[0] is not block:
+        cached = _COMPILED[id(block)] = (block, _compile(block))
     values: dict[str, Any] = {}
     invalid: dict[str, str] = {}
-    for reg in block.registers:
-        start = reg.address - block.address
-        value = decode_value(items[start:start + max(reg.words, 1)], reg)
-        if isinstance(value, float):
+    for name, start, count, fast, reg in cached[1]:
+        if fast is not None:
+            value = fast.unpack(_WORDS[count].pack(*items[start:start + count]))[0]
+            if reg.scale != 1.0 or reg.offset != 0.0:
+                value = value * reg.scale + reg.offset
+        else:
+            value = decode_value(items[start:start + count], reg)
+        if type(value) is float:
             value = round(value, 9)
-        values[reg.name] = value
-        if not reg.in_range(value):
-            invalid[reg.name] = f"{value!r} outside {reg.min}..{reg.max}"
+        values[name] = value
+        if (reg.min is not None or reg.max is not None or type(value) is float) and not reg.in_range(value):
+            invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
     return values, invalid
 
 

@@ -45,6 +45,10 @@ _RESYNC = frozenset({"timeout", "truncated", "reset", "garbage", "bad_length", "
                      "wrong_transaction", "wrong_unit"})
 
 
+class _Lost(ConnectionError):
+    """The connection closed while a request waited for its answer."""
+
+
 @dataclass
 class DeviceStats:
     """What one device has done so far (counted when stored, not when seen)."""
@@ -117,7 +121,6 @@ class DevicePoller:
         self._io = _Exchange()
         self._client: AsyncModbusTcpClient | None = None
         self._connect_error: BaseException | None = None
-        self._inflight: asyncio.Task | None = None
         self._lost = False
         self._generation = 0
         self._lock = asyncio.Lock()
@@ -157,8 +160,9 @@ class DevicePoller:
         if not connected:
             self._lost = True
             self._io.closed = True
-            if self._inflight is not None and not self._inflight.done():
-                self._inflight.cancel()
+            pending = getattr(getattr(self._client, "ctx", None), "response_future", None)
+            if pending is not None and not pending.done():  # end the read now, not at its timeout
+                pending.set_exception(_Lost("connection closed mid-read"))
 
     @property
     def connected(self) -> bool:
@@ -233,27 +237,20 @@ class DevicePoller:
         return True
 
     async def _exchange(self, make: Any, function: int) -> tuple[Any, int, tuple[str, str] | None]:
-        """Run one request with its bound; returns (response, latency ns, (kind, detail) or None)."""
+        """Run one request with its bound; returns (response, latency ns, (kind, detail) or None).
+
+        No extra task per request: ``asyncio.timeout`` bounds the wait, and a connection
+        lost mid-read fails pymodbus's pending response at once (see ``_on_connect``).
+        """
         self._io.start()
         started = time.perf_counter_ns()
         try:
-            task = asyncio.ensure_future(make())
-        except Exception as e:  # pymodbus refuses at once when the transport is gone
-            return None, 0, ("reset", f"{type(e).__name__}: {e}")
-        self._inflight = task
-        try:
-            response = await asyncio.wait_for(task, self.bound)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # we are being stopped, not the read
-            response = None
-        except Exception as e:  # ModbusIOException, ConnectionException, TimeoutError
+            async with asyncio.timeout(self.bound):
+                response = await make()
+        except Exception as e:  # ModbusIOException, ConnectionException, TimeoutError, _Lost
             response = None
             if not self._io.rx and not self._io.tx and not self._lost:
                 return None, time.perf_counter_ns() - started, ("reset", f"{type(e).__name__}: {e}")
-        finally:
-            self._inflight = None
         latency = time.perf_counter_ns() - started
         if response is not None:
             return response, latency, None
@@ -287,18 +284,21 @@ class DevicePoller:
         return self.sequence
 
     def _store(self, payload: Any, received: int, occurred: int | None = None) -> None:
-        future = self.recorder.add(payload, source=self.device.name, session=self.session,
-                                   sequence=payload.sequence, received_at=received, occurred_at=occurred)
-        future.add_done_callback(lambda f, p=payload: self._stored(f, p))
-
-    def _stored(self, future: asyncio.Future, payload: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
+        stats = self.stats
         if isinstance(payload, ModbusFrame):
-            self.stats.exchanges += 1
+            def stored() -> None:
+                stats.exchanges += 1
         elif isinstance(payload, ModbusFault):
-            self.stats.faults += 1
-            self.stats.fault_kinds[payload.kind] = self.stats.fault_kinds.get(payload.kind, 0) + 1
+            kind = payload.kind
+
+            def stored() -> None:
+                stats.faults += 1
+                stats.fault_kinds[kind] = stats.fault_kinds.get(kind, 0) + 1
+        else:
+            stored = None  # type: ignore[assignment]
+        self.recorder.add(payload, source=self.device.name, session=self.session,
+                          sequence=payload.sequence, received_at=received, occurred_at=occurred,
+                          on_stored=stored)
 
     def _frame(self, block: Block, items: list[int], response: Any, latency: int) -> None:
         decoded, invalid = decode_block(block, items)

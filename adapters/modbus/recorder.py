@@ -5,26 +5,40 @@ never goes back (so store positions follow receive times and a replay delivers
 them in order), gives it a deterministic id (uuid5 of session, source and
 sequence, so retrying an append is idempotent) and appends them in batches:
 one transaction per ``flush_every`` seconds or ``max_batch`` events. ``add``
-returns a future that completes only once the event is durable; ``stored``
-counts only durable events.
+takes a callback run only once the event is durable (``add_acknowledged``
+returns a future instead); ``stored`` counts only durable events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventstore import EventStore, NewEvent, StoreError
+from eventstore import EventStore, Metadata, NewEvent, StoreError
 
 NAMESPACE = uuid.UUID("6f1d3c1e-5b0e-4a47-9a77-0d3c6b1e2a10")
+_PREFIXES: dict[tuple[str, str], Any] = {}
 
 
 def event_id(session: str, source: str, sequence: int) -> uuid.UUID:
-    """The deterministic id of the ``sequence``-th event of ``source`` in ``session``."""
-    return uuid.uuid5(NAMESPACE, f"{session}/{source}/{sequence}")
+    """The deterministic id of the ``sequence``-th event of ``source`` in ``session``.
+
+    Equal to ``uuid.uuid5(NAMESPACE, f"{session}/{source}/{sequence}")``; the SHA-1 state
+    of the common prefix is kept, so each id hashes only its sequence number.
+    """
+    prefix = _PREFIXES.get((session, source))
+    if prefix is None:
+        if len(_PREFIXES) > 4096:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[(session, source)] = hashlib.sha1(
+            NAMESPACE.bytes + f"{session}/{source}/".encode(), usedforsecurity=False)
+    digest = prefix.copy()
+    digest.update(str(sequence).encode())
+    return uuid.UUID(bytes=digest.digest()[:16], version=5)
 
 
 class Recorder:
@@ -38,7 +52,8 @@ class Recorder:
         self.max_batch = max_batch
         self._clock = clock
         self._last = 0
-        self._pending: list[tuple[NewEvent, asyncio.Future]] = []
+        self._pending: list[tuple[tuple, Any]] = []  # (event parts, future or callback or None)
+        self._metadata: dict[str, Metadata] = {}
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task | None = None
@@ -53,17 +68,22 @@ class Recorder:
         return self._last
 
     def add(self, payload: Any, *, source: str, session: str, sequence: int, received_at: int,
-            occurred_at: int | None = None) -> asyncio.Future:
-        """Queue ``payload``; the future completes (with its position) once it is stored."""
+            occurred_at: int | None = None, on_stored: Callable[[], Any] | None = None) -> None:
+        """Queue ``payload``; ``on_stored()`` is called once it is durable (never before)."""
         if self.error is not None:
             raise StoreError(f"recorder stopped: {self.error}")
-        event = NewEvent.of(payload, id=event_id(session, source, sequence),
-                            occurred_at=occurred_at if occurred_at is not None else received_at,
-                            recorded_at=received_at, metadata={"source": source})
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending.append((event, future))
+        # The NewEvent (id, envelope) is built in the append thread, off the event loop.
+        event = (payload, source, session, sequence, received_at, occurred_at)
+        self._pending.append((event, on_stored))
         if len(self._pending) >= self.max_batch:
             self._wake.set()
+
+    def add_acknowledged(self, payload: Any, **kwargs: Any) -> asyncio.Future:
+        """``add``, returning a future that completes (with the position) once stored."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.add(payload, **kwargs)
+        event, _ = self._pending[-1]
+        self._pending[-1] = (event, future)
         return future
 
     def start(self) -> None:
@@ -86,22 +106,41 @@ class Recorder:
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             try:
-                result = await self.store.append_async(self.stream, [e for e, _ in batch])
+                result = await asyncio.to_thread(self._append, [e for e, _ in batch])
             except Exception as e:  # the store failed: nothing in the batch is acknowledged
                 self.error = e
-                for _, future in batch + self._pending:
-                    if not future.done():
-                        future.set_exception(StoreError(f"not stored: {e}"))
+                for _, done in batch + self._pending:
+                    if isinstance(done, asyncio.Future) and not done.done():
+                        done.set_exception(StoreError(f"not stored: {e}"))
                 self._pending = []
                 return
             self.stored += len(batch)
             self.batches += 1
             first = result.last_position - len(batch) + 1
-            for i, (_, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(first + i)
+            for i, (_, done) in enumerate(batch):
+                if done is None:
+                    continue
+                if isinstance(done, asyncio.Future):
+                    if not done.done():
+                        done.set_result(first + i)
+                else:
+                    done()
             for listener in self.listeners:
                 listener(result.last_position)
+
+    def _append(self, items: list[tuple]) -> Any:
+        """Build the batch's events and append them in one transaction (runs in a thread)."""
+        metadata = self._metadata
+        events = []
+        for payload, source, session, sequence, received_at, occurred_at in items:
+            meta = metadata.get(source)
+            if meta is None:
+                meta = metadata[source] = Metadata(source=source)
+            events.append(NewEvent.of(
+                payload, id=event_id(session, source, sequence),
+                occurred_at=occurred_at if occurred_at is not None else received_at,
+                recorded_at=received_at, metadata=meta))
+        return self.store.append(self.stream, events)
 
     async def close(self) -> None:
         """Store everything queued, then stop."""

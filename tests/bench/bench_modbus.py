@@ -1,0 +1,185 @@
+"""Modbus ingest benchmark: poll exchanges per second stored in the embedded store, against a
+bare pymodbus read loop over the same registers in the same run; and lateness at 100 ms.
+
+  throughput  1 device and 50 devices, each polled back to back (two blocks a round: five
+              input registers and two coils), by (a) a bare loop of AsyncModbusTcpClient
+              reads that keeps nothing and (b) unbroken's pollers storing every exchange as
+              a ModbusFrame event in an embedded store (batched appends, fsync per batch).
+              Goal: (b) >= 0.8 x (a).
+  lateness    50 devices at a 100 ms interval each, stored: how late each poll round starts
+              against its schedule (p50, p99, max) and how many rounds missed their tick.
+              Goal: every poll on time (no missed tick; p99 well under the interval).
+
+The devices are served by unbroken's simulator in a separate process (one port per device),
+so the server's CPU is not the poller's. Figures vary with the machine; the ratio is what
+to compare. Alternating runs: bare, stored, bare, stored; the best of each is reported.
+
+Run:  .venv/bin/python tests/bench/bench_modbus.py [--quick] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pymodbus.client import AsyncModbusTcpClient
+
+from adapters.modbus import Ingest, parse_devices
+from eventstore import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.adapters.modbus_support import device_toml  # noqa: E402
+
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _device_file(path: Path, count: int, interval: float) -> list:
+    text = "\n".join(device_toml(f"dev{i:02d}", port, interval=interval, timeout=1.0)
+                     for i, port in enumerate(_free_ports(count)))
+    path.write_text(text)
+    return parse_devices(text, str(path))
+
+
+class Server:
+    """``unbroken simulate modbus`` in its own process, serving the device file."""
+
+    def __init__(self, devices_file: Path, count: int) -> None:
+        self.p = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from eventstore.cli import main; sys.exit(main())",
+             "simulate", "modbus", "--devices", str(devices_file)],
+            stdout=subprocess.PIPE, text=True)
+        for _ in range(count + 1):  # one line per device, then "serving ..."
+            self.p.stdout.readline()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.p.terminate()
+        self.p.wait(timeout=10)
+        self.p.stdout.close()  # type: ignore[union-attr]
+
+
+async def _bare(devices, seconds: float) -> int:
+    """Back-to-back reads of each device's blocks with plain pymodbus clients; exchanges done."""
+    clients = [AsyncModbusTcpClient(d.host, port=d.port, timeout=1.0, retries=0, reconnect_delay=0)
+               for d in devices]
+    for c in clients:
+        await c.connect()
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def loop(client, device):
+        nonlocal done
+        while time.perf_counter() < stop:
+            for block in device.blocks:
+                if block.function == 4:
+                    await client.read_input_registers(block.address, count=block.count, device_id=device.unit)
+                else:
+                    await client.read_coils(block.address, count=block.count, device_id=device.unit)
+                done += 1
+
+    await asyncio.gather(*(loop(c, d) for c, d in zip(clients, devices, strict=True)))
+    for c in clients:
+        c.close()
+    return done
+
+
+async def _stored(devices, seconds: float, store_path: Path) -> tuple[int, int, list[int]]:
+    """The same reads through unbroken's pollers into an embedded store; (stored, in store, lateness)."""
+    store = open_store(f"embedded://{store_path}")
+    run = Ingest(devices, store, session=f"bench{time.time_ns()}")
+    run.start()
+    await asyncio.sleep(seconds)  # a timed run: the benchmark's measuring window
+    run.stop()
+    await run.wait()
+    in_store = store.last_position()
+    store.close()
+    lateness = [ns for p in run.pollers.values() for ns in p.stats.lateness_ns[1:]]
+    return sum(p.stats.exchanges for p in run.pollers.values()), in_store, lateness
+
+
+def _pct(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6 if ordered else 0.0
+
+
+def throughput(tmp: Path, count: int, seconds: float, rounds: int) -> dict:
+    devices = _device_file(tmp / f"t{count}.toml", count, interval=1e-6)
+    server = Server(tmp / f"t{count}.toml", count)
+    try:
+        bare, stored = [], []
+        for r in range(rounds):
+            bare.append(asyncio.run(_bare(devices, seconds)) / seconds)
+            done, in_store, _ = asyncio.run(_stored(devices, seconds, tmp / f"t{count}-{r}.db"))
+            assert done <= in_store, "an exchange counted as stored is not in the store"
+            stored.append(done / seconds)
+    finally:
+        server.stop()
+    best_bare, best_stored = max(bare), max(stored)
+    return {"devices": count, "bare_per_s": round(best_bare), "stored_per_s": round(best_stored),
+            "ratio": round(best_stored / best_bare, 3), "runs_bare": [round(x) for x in bare],
+            "runs_stored": [round(x) for x in stored]}
+
+
+def lateness(tmp: Path, count: int, seconds: float) -> dict:
+    devices = _device_file(tmp / "late.toml", count, interval=0.1)
+    server = Server(tmp / "late.toml", count)
+    try:
+        done, in_store, late = asyncio.run(_stored(devices, seconds, tmp / "late.db"))
+    finally:
+        server.stop()
+    missed = sum(1 for ns in late if ns >= 100_000_000)
+    return {"devices": count, "interval_ms": 100, "seconds": seconds, "rounds": len(late),
+            "exchanges_stored": done, "p50_ms": _pct(late, 0.5), "p99_ms": _pct(late, 0.99),
+            "max_ms": max(late) / 1e6 if late else 0.0, "missed_ticks": missed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
+    args = parser.parse_args()
+    seconds, rounds, late_s = (2.0, 2, 5.0) if args.quick else (5.0, 3, 30.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            "date": dt.date.today().isoformat(), "machine": platform.platform(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "quick": args.quick,
+            "throughput": [throughput(Path(tmp), n, seconds, rounds) for n in (1, 50)],
+            "lateness": lateness(Path(tmp), 50, late_s),
+        }
+    for t in results["throughput"]:
+        goal = "met" if t["ratio"] >= 0.8 else "NOT met"
+        print(f"throughput, {t['devices']:>2} device(s): bare pymodbus {t['bare_per_s']}/s, stored "
+              f"{t['stored_per_s']}/s, ratio {t['ratio']:.2f} (goal >= 0.80: {goal})")
+    late = results["lateness"]
+    print(f"lateness, {late['devices']} devices at {late['interval_ms']} ms for {late['seconds']} s: "
+          f"{late['rounds']} rounds, p50 {late['p50_ms']:.2f} ms, p99 {late['p99_ms']:.2f} ms, "
+          f"max {late['max_ms']:.2f} ms, missed ticks {late['missed_ticks']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    ok = all(t["ratio"] >= 0.8 for t in results["throughput"]) and late["missed_ticks"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
