@@ -140,6 +140,8 @@ class TradingProjection:
     def _mark(self, state: TradingState, event: RecordedEvent, ctx: Context) -> None:
         state.equity = self.equity(state)
         if state.switch != ARMED:
+            if state.alert_pending and self._fresh(event, ctx):
+                self._alert(state, event, ctx, Status.RELEASED)
             return
         state.peak = max(state.peak, state.equity)
         loss = state.peak - state.equity
@@ -154,12 +156,9 @@ class TradingProjection:
         state.cooldown_until = ctx.now + c.ns(c.cooldown_s)
         state.trips += 1
         self._switch(ctx, "trip", Status.RELEASED, R.DRAWDOWN_OVER_LIMIT, inputs=(str(event.id),))
-        ctx.decide(Decision(
-            kind="alert", subject=PORTFOLIO, action="page-risk-desk", status=Status.RELEASED,
-            reasons=(R.DRAWDOWN_OVER_LIMIT,), inputs=(str(event.id),), external=True,
-            min_confidence=c.min_confidence_external, effect_key=f"alert:trip:{state.trips}",
-            input_time=event.occurred_at, freshness_ns=c.ns(c.alert_freshness_s),
-        ))
+        # The switch trips on any price (blocking is the safe side); the page goes out on a
+        # fresh one, else it waits for the next fresh price (INV-1).
+        self._alert(state, event, ctx, Status.RELEASED if self._fresh(event, ctx) else Status.HELD)
         ctx.schedule(state.cooldown_until, COOLDOWN_TIMER)
         for q in state.queue:
             self._order(ctx, q.signal_id, 0, Status.BLOCKED, R.KILL_SWITCH_TRIPPED, q.input_time,
@@ -173,6 +172,22 @@ class TradingProjection:
                 ctx.cancel(f"retry:{signal_id}")
                 self._order(ctx, signal_id, order.attempt + 1, Status.BLOCKED,
                             R.KILL_SWITCH_TRIPPED, order.input_time, order.event_id)
+
+    def _fresh(self, event: RecordedEvent, ctx: Context) -> bool:
+        return ctx.now - event.occurred_at <= self._c.ns(self._c.alert_freshness_s)
+
+    def _alert(self, state: TradingState, event: RecordedEvent, ctx: Context,
+               status: Status) -> None:
+        c = self._c
+        state.alert_pending = status == Status.HELD
+        reasons = (R.DRAWDOWN_OVER_LIMIT,) if status == Status.RELEASED else (
+            R.DRAWDOWN_OVER_LIMIT, R.STALE_PRICE)
+        ctx.decide(Decision(
+            kind="alert", subject=PORTFOLIO, action="page-risk-desk", status=status,
+            reasons=reasons, inputs=(str(event.id),), external=True,
+            min_confidence=c.min_confidence_external, effect_key=f"alert:trip:{state.trips}",
+            input_time=event.occurred_at, freshness_ns=c.ns(c.alert_freshness_s),
+        ))
 
     def _on_reset(self, state: TradingState, p: OperatorReset, event: RecordedEvent,
                   ctx: Context) -> None:

@@ -7,6 +7,10 @@ from typing import Final
 DRAWDOWN_OVER_LIMIT: Final = "drawdown_over_limit"
 """The drawdown from the high-water mark went strictly above the limit: the switch trips."""
 
+STALE_PRICE: Final = "stale_price"
+"""The price behind a kill-switch alert is older than alert_freshness_s; the page waits for a
+fresh price (the switch itself trips at once)."""
+
 KILL_SWITCH_TRIPPED: Final = "kill_switch_tripped"
 """An order was not sent because the kill switch is tripped."""
 

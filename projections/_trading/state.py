@@ -60,6 +60,7 @@ class TradingState(msgspec.Struct):
     tripped_at: int = 0
     cooldown_until: int = 0
     trips: int = 0
+    alert_pending: bool = False  # tripped on a stale price: page on the next fresh one
     signals: dict[str, str] = {}  # signal id -> what became of it
     intents: list[int] = []  # times of released new intents (last minute)
     requests: list[int] = []  # times of requests sent (last request window)

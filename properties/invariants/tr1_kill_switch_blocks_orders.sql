@@ -3,6 +3,8 @@
 -- batch: true
 -- domain: trading
 -- The switch's state at a decision is the latest trip or reset released before it, by seq.
+-- The alert is released at the trip, or held there when the price is stale (then released
+-- on the next fresh price).
 WITH switch AS (
     SELECT run_id, seq AS switch_seq, action AS switch_action
     FROM decisions
@@ -21,5 +23,5 @@ FROM decisions t
 WHERE t.kind = 'kill-switch' AND t.action = 'trip' AND t.status = 'released'
   AND NOT EXISTS (
       SELECT 1 FROM decisions a
-      WHERE a.run_id = t.run_id AND a.kind = 'alert' AND a.status IN ('released', 'sent')
+      WHERE a.run_id = t.run_id AND a.kind = 'alert' AND a.status IN ('released', 'sent', 'held')
         AND a.cause_seq = t.cause_seq)
