@@ -111,7 +111,7 @@ def write(uri: str, objects: int, rate: float, seconds: float, expect: Path,
                              "--objects", str(objects), "--rate", str(rate), "--seconds",
                              str(0 if initial_only else seconds), "--expect", str(expect)]
                             + ([] if initial_only else ["--skip-initial"]),
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL)
 
 
 async def verify(address: str, expect: dict) -> int:
