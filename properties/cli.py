@@ -59,6 +59,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="show progress on stderr (examples done, invariants broken so far) even "
                         "when it is not a terminal")
     p.add_argument("--trace", metavar="DIR", help="save each counterexample under DIR/<invariant>")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="also write a JSON scenario report: per invariant the status, checks "
+                        "passed and failed, observations, and metrics of the unperturbed run")
     p.add_argument("--max-perturbations", type=int, metavar="K", help="perturbations per schedule (6)")
     p.add_argument("--shrink-seconds", type=float, default=30.0, metavar="T",
                    help="time budget to shrink each counterexample (30)")
@@ -101,6 +104,18 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     _end(progress)
     print(report.render())
+    if args.report:
+        from projections import parse_pairs
+
+        from ._scenario_report import write_report
+
+        try:
+            write_report(args.report, report, log=args.log, projection=args.projection,
+                         config=parse_pairs(args.config), mapping=args.mapping)
+        except OSError as e:
+            print(f"unbroken check: cannot write the report {args.report}: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"unbroken check: scenario report written to {args.report}", file=sys.stderr)
     for failure in report.failures():
         if failure == "FAULTS":
             print(f"unbroken check: FAULTS: {report.fault_message()} "
