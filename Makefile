@@ -45,19 +45,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
-# nats-server runs the broker tests; a C compiler builds native/ (LD_PRELOAD faults).
+# nats-server runs the broker tests; a C compiler builds native/ (LD_PRELOAD faults);
+# postgresql's initdb and pg_ctl run the throwaway servers the store kill tests crash.
 # As root we install what is missing; otherwise the tests that need them skip with a
 # reason, except in CI (CI=true), where a missing tool fails the run.
 system-deps:
 	@missing=""; \
 	command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
 	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: installing$$missing with apt-get" >&2; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  missing=""; \
 	  command -v nats-server >/dev/null 2>&1 || missing="$$missing nats-server"; \
 	  command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$${CI:-}" = true ]; then \
