@@ -66,30 +66,58 @@ def _plain(reg: Register) -> struct.Struct | None:
     return None
 
 
-def _compile(block: Block) -> list[tuple]:
-    """Per register: name, first item, item count, fast struct (or None), register."""
-    return [(reg.name, reg.address - block.address, max(reg.words, 1), _plain(reg), reg)
+def _compile(block: Block) -> tuple[struct.Struct | None, list[tuple]]:
+    """A whole-block struct when every register reads straight from big-endian words (one
+    unpack for the block), and per register: name, first item, item count, struct, register."""
+    regs = [(reg.name, reg.address - block.address, max(reg.words, 1), _plain(reg), reg)
             for reg in block.registers]
+    if block.bits or any(fast is None for _, _, _, fast, _ in regs):
+        return None, regs
+    fmt, at = ">", 0
+    for _, start, count, fast, _ in sorted(regs, key=lambda r: r[1]):
+        if start < at:
+            return None, regs  # overlapping registers: one at a time
+        fmt += "xx" * (start - at) + fast.format[1:]
+        at = start + count
+    fmt += "xx" * (block.count - at)
+    order = sorted(range(len(regs)), key=lambda i: regs[i][1])
+    return struct.Struct(fmt), [regs[i] for i in order]
 
 
-_COMPILED: dict[int, tuple[Block, list[tuple]]] = {}
+_COMPILED: dict[int, tuple[Block, struct.Struct | None, list[tuple]]] = {}
 _WORDS = {n: struct.Struct(f">{n}H") for n in (1, 2, 4)}
+_BLOCK_WORDS: dict[int, struct.Struct] = {}
 
 
 def decode_block(block: Block, items: list[int]) -> tuple[dict[str, Any], dict[str, str]]:
     """Named values of a block read as ``items`` (words or bits), and those out of range."""
     cached = _COMPILED.get(id(block))
     if cached is None or cached[0] is not block:
-        cached = _COMPILED[id(block)] = (block, _compile(block))
+        cached = _COMPILED[id(block)] = (block, *_compile(block))
+    _, whole, regs = cached
+    if whole is not None and len(items) == block.count:
+        packer = _BLOCK_WORDS.get(block.count)
+        if packer is None:
+            packer = _BLOCK_WORDS[block.count] = struct.Struct(f">{block.count}H")
+        raw = whole.unpack(packer.pack(*items))
+    else:
+        raw = None
     values: dict[str, Any] = {}
     invalid: dict[str, str] = {}
-    for name, start, count, fast, reg in cached[1]:
-        if fast is not None:
+    for i, (name, start, count, fast, reg) in enumerate(regs):
+        if raw is not None:
+            value = raw[i]
+        elif fast is not None:
             value = fast.unpack(_WORDS[count].pack(*items[start:start + count]))[0]
-            if reg.scale != 1.0 or reg.offset != 0.0:
-                value = value * reg.scale + reg.offset
         else:
-            value = decode_value(items[start:start + count], reg)
+            values[name] = value = decode_value(items[start:start + count], reg)
+            if isinstance(value, float):
+                values[name] = value = round(value, 9)
+            if not reg.in_range(value):
+                invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
+            continue
+        if reg.scale != 1.0 or reg.offset != 0.0:
+            value = value * reg.scale + reg.offset
         if type(value) is float:
             value = round(value, 9)
         values[name] = value
