@@ -57,6 +57,25 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
+    grid = kinds.add_parser(
+        "grid", help="a day of grid node readings and heartbeats (producers, consumers, storage, lines)",
+        description="Seeded grid nodes (solar, wind, gas, residential, commercial, industrial, storage, "
+        "lines) report energy and frequency each interval, with heartbeats between; the energy "
+        "balances (GRID-001). Options add a frequency dip, late nodes (NF-002), silent nodes "
+        "(NF-001, NF-004) and a lossy node (NF-003). See docs/grid.md. Example: unbroken generate "
+        "grid --nodes 20 --hours 24 --silent-fraction 0.3 --silent-from 12 --out grid.jsonl",
+    )
+    grid.add_argument("--nodes", type=int, default=20, help="grid nodes, >= 4 (default 20)")
+    grid.add_argument("--hours", type=float, default=24.0, help="hours simulated (default 24)")
+    grid.add_argument("--interval", type=int, default=300, help="metering interval in s (default 300)")
+    grid.add_argument("--dip-at", type=float, default=None, help="hour of a frequency dip (default none)")
+    grid.add_argument("--late-fraction", type=float, default=0.0, help="share of nodes received late (0)")
+    grid.add_argument("--late-s", type=float, default=0.0, help="how late those nodes are, s (0)")
+    grid.add_argument("--silent-fraction", type=float, default=0.0, help="share of nodes that go silent (0)")
+    grid.add_argument("--silent-from", type=float, default=0.0, help="hour they go silent (default 0)")
+    grid.add_argument("--lossy-p", type=float, default=0.0, help="one node loses each event with P (0)")
+    _common(grid)
+    grid.set_defaults(run=_run_grid)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="the .jsonl file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -148,6 +167,25 @@ def _report(summary) -> int:
     types = ", ".join(f"{t} {n:,}" for t, n in summary.types.items())
     print(f"{summary.path}: {summary.events:,} events (seed {summary.seed}): {types}")
     return EXIT_OK
+def _run_grid(args: argparse.Namespace) -> int:
+    from ._grid_model import GridProfile, generate_grid
+
+    if _refuse_bad_place(args):
+        return EXIT_ERROR
+    if _refuse_existing(args):
+        return EXIT_USAGE
+    try:
+        profile = GridProfile(
+            nodes=args.nodes, hours=args.hours, interval_s=args.interval, seed=args.seed,
+            dip_at_h=args.dip_at, late_fraction=args.late_fraction, late_s=args.late_s,
+            silent_fraction=args.silent_fraction, silent_from_h=args.silent_from, lossy_p=args.lossy_p)
+    except ValueError as e:
+        print(f"unbroken generate grid: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"unbroken generate grid: seed {args.seed}", file=sys.stderr)
+    return _report(generate_grid(args.out, profile))
+
+
 
 
 def _run_demo(args: argparse.Namespace) -> int:

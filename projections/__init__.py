@@ -24,6 +24,9 @@ from ._contract import Timer as Timer
 from ._dosing.config import DosingConfig as DosingConfig
 from ._dosing.projection import DosingProjection as DosingProjection
 from ._dosing.state import DosingState as DosingState
+from ._grid.config import GridConfig as GridConfig
+from ._grid.projection import GridProjection as GridProjection
+from ._grid.state import GridState as GridState
 from ._registry import config_type as config_type
 from ._registry import get as get
 from ._registry import names as names
@@ -36,6 +39,7 @@ from ._trading.state import TradingState as TradingState
 register("arrears", ArrearsProjection, ArrearsConfig)
 register("bacnet", BacnetRegistryProjection, BacnetRegistryConfig)
 register("dosing", DosingProjection, DosingConfig)
+register("grid", GridProjection, GridConfig)
 register("trading", TradingProjection, TradingConfig)
 
 __all__ = [
@@ -51,6 +55,9 @@ __all__ = [
     "DosingConfig",
     "DosingProjection",
     "DosingState",
+    "GridConfig",
+    "GridProjection",
+    "GridState",
     "EFFECTIVE",
     "Projection",
     "Status",

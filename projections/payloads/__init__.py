@@ -1,4 +1,4 @@
-"""The domain payload types: arrears, trading, Modbus and BACnet.
+"""The domain payload types: arrears, trading, Modbus, BACnet and grid.
 
 Each module defines its structs and registers them with
 ``eventstore.payloads.register_payloads``; each is also listed in the
@@ -16,6 +16,7 @@ from .arrears import PaymentReversed as PaymentReversed
 from .bacnet import BacnetObjectDefinition as BacnetObjectDefinition
 from .bacnet import BacnetObjectDelete as BacnetObjectDelete
 from .bacnet import BacnetValueUpdate as BacnetValueUpdate
+from .grid import GridReading as GridReading
 from .modbus import ModbusFault as ModbusFault
 from .modbus import ModbusFrame as ModbusFrame
 from .trading import MarketTick as MarketTick
@@ -26,6 +27,6 @@ from .trading import TradeSignal as TradeSignal
 
 __all__ = [
     "AccountBalance", "BacnetObjectDefinition", "BacnetObjectDelete", "BacnetValueUpdate",
-    "CalendarDay", "CustomerFlag", "MarketTick", "MeterReading", "ModbusFault", "ModbusFrame",
+    "CalendarDay", "CustomerFlag", "GridReading", "MarketTick", "MeterReading", "ModbusFault", "ModbusFrame",
     "NotificationAck", "OperatorReset", "OrderFill", "OrderRejected", "PaymentReceived", "PaymentReversed", "TradeSignal",
 ]
