@@ -439,9 +439,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    if seconds <= 0:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first (no task per wait)."""
+    if seconds <= 0 or stop.is_set():
         await asyncio.sleep(0)
         return
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()

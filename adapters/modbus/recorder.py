@@ -93,7 +93,8 @@ class Recorder:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), self.flush_every)
+                async with asyncio.timeout(self.flush_every):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
