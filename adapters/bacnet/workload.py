@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -135,11 +134,15 @@ def write(args: argparse.Namespace) -> int:
     return 0
 
 
-def rss_now_mb() -> float:
-    """This process's resident memory (MB)."""
+def rss_now_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (MB): now (VmRSS) or its peak (VmHWM).
+
+    Not ``getrusage``: its ``ru_maxrss`` keeps the peak of the process that forked
+    us across exec, so a server started from a big test process would report that.
+    """
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -169,7 +172,7 @@ def serve(args: argparse.Namespace) -> int:
             "lag_p50_ms": _pct(lags, 0.5) / 1e6, "lag_p99_ms": _pct(lags, 0.99) / 1e6,
             "lag_max_ms": (lags[-1] / 1e6) if lags else 0.0,
             "rss_mb": rss_now_mb(),
-            "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_peak_mb": rss_now_mb("VmHWM"),
             "rss_first_mb": samples[0] if samples else 0.0,
             "history_entries": server.state.history_entries,
             "replay_imported": "replay" in sys.modules or "duckdb" in sys.modules,
