@@ -38,10 +38,32 @@ class Capabilities(msgspec.Struct, frozen=True):
       in order, still idempotent to retry).
     - ``read_only``: the store was opened for reading only; appends raise
       ``StoreReadOnly``.
+
+    Where a backend cannot keep part of the contract it says so here
+    (KurrentDB: all three False; see eventstore/kurrentdb.py):
+
+    - ``dense_positions``: positions run 1, 2, 3... with no gaps. When False
+      they only increase strictly (KurrentDB: byte offsets in its log), so a
+      position is a checkpoint to read after, never a count.
+    - ``durable_idempotency``: a retry with the same ids is recognised in
+      every expected-version mode, however long after. When False it is
+      recognised for ever only with the same exact expected revision (or
+      ``NO_STREAM``), and with ``ANY``/``EXISTS`` only while the server
+      remembers the ids (KurrentDB's id cache).
+    - ``global_unique_ids``: an event id is stored once in the whole store;
+      a batch whose ids are stored in another stream is a
+      ``DuplicateIdConflict``. When False that is checked within the stream
+      only.
+    - ``woken_by_appends``: ``wait_for_append`` is woken by the commit of an
+      append (in any process). When False it polls.
     """
 
     atomic_append_multi: bool = False
     read_only: bool = False
+    dense_positions: bool = True
+    durable_idempotency: bool = True
+    global_unique_ids: bool = True
+    woken_by_appends: bool = True
 
 
 class EventStore(abc.ABC):

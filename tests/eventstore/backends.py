@@ -25,7 +25,7 @@ from eventstore import EventStore, open_store
 KURRENTDB_ENV = "UNBROKEN_KURRENTDB_URI"
 POSTGRES_ENV = "UNBROKEN_POSTGRES_URI"
 POSTGRES_DEFAULT = "postgresql://root@127.0.0.1:5432/test"
-NAMES = ("memory", "embedded", "postgres", "kurrentdb")
+NAMES = ("memory", "embedded", "postgres", "kurrentdb", "kurrentdb-fake")
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,13 @@ class Backend:
     own_clock: bool  # accepts open_store(uri, clock=...) for recorded_at
     namespace: str  # prefix for stream names, unique per test on shared servers
     cleanup: Callable[[], None] | None = None  # run after the test (drops a test's schema)
+    client: Callable[[], Any] | None = None  # makes the test double a store talks through
+    shareable: bool = True  # another process can open ``uri`` (False: a fake in this process)
 
     def open(self, **options: Any) -> EventStore:
         """A new store object on this backend's location."""
+        if self.client is not None:
+            options = {"client": self.client(), **options}
         return open_store(self.uri, **options)
 
 
@@ -56,6 +60,8 @@ def backend_for(name: str, tmp_path: Path) -> Backend:
         return postgres_backend()
     if name == "kurrentdb":
         return _kurrentdb()
+    if name == "kurrentdb-fake":
+        return _kurrentdb_fake()
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(NAMES)}")
 
 
@@ -69,6 +75,17 @@ def _kurrentdb() -> Backend:
     # The server is shared and keeps earlier runs, so each test gets its own stream names.
     unique = f"t{uuid.uuid4().hex[:10]}-"
     return Backend("kurrentdb", uri, durable=True, fresh=False, own_clock=False, namespace=unique)
+
+
+def _kurrentdb_fake() -> Backend:
+    """The KurrentDB backend on the fake client (kurrentdb_fake.py): its logic, checked offline."""
+    from .kurrentdb_fake import FakeClient, drop_server, fake_server
+
+    name = f"fake-{uuid.uuid4().hex[:10]}"
+    server = fake_server(name)
+    return Backend("kurrentdb-fake", f"kurrentdb://{name}:2113?tls=false", durable=True, fresh=False,
+                   own_clock=False, namespace=f"t{uuid.uuid4().hex[:10]}-",
+                   cleanup=lambda: drop_server(name), client=lambda: FakeClient(server), shareable=False)
 
 
 def postgres_server() -> str:

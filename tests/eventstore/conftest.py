@@ -16,6 +16,7 @@ BACKEND_PARAMS = [
     pytest.param("embedded"),
     pytest.param("postgres", marks=pytest.mark.service),
     pytest.param("kurrentdb", marks=pytest.mark.service),
+    pytest.param("kurrentdb-fake"),
 ]
 
 

@@ -25,7 +25,6 @@ def _closed_port() -> int:
     [
         ("kurrentdb://127.0.0.1:2113?tls=false", "esdb://127.0.0.1:2113?Tls=false"),
         ("kurrentdb://db1:2113,db2:2113?tls=true", "esdb://db1:2113,db2:2113?Tls=true"),
-        ("kurrentdb://", "esdb://localhost:2113"),
     ],
 )
 def test_kurrentdb_uris_map_to_esdbclient_uris(ours: str, theirs: str) -> None:
