@@ -5,7 +5,10 @@ with device time and head-end lag (some meters upload in delayed batches,
 a few have clocks running ahead, outages are covered by estimated readings),
 monthly statements (some provisional until reconciled), payments (some
 duplicated by webhook retries, some reversed), vulnerability flags, bank
-holidays and the acks of a legacy notice system. ``generate_bulk`` writes a
+holidays and the acks of a legacy notice system; with ``scenarios=True`` the
+first accounts are each built to contain one awkward situation of the catalogue
+(``SCENARIOS``), so even a small log reaches every arrears scenario.
+``generate_bulk`` writes a
 simpler log of any size fast, for benchmarks. Same arguments, same bytes.
 """
 
@@ -20,18 +23,25 @@ from pathlib import Path
 
 import msgspec
 
-from ._arrears_model import Shares, simulate_account
+from ._arrears_model import SCENARIO_NAMES, Shares, simulate_account
 from ._bulk import bulk_lines
 from ._calendar import calendar_stream
 
 
 class ArrearsProfile(msgspec.Struct, frozen=True, kw_only=True):
-    """What to generate: how many accounts over how many days from ``start``, with which seed."""
+    """What to generate: how many accounts over how many days from ``start``, with which seed.
+
+    ``scenarios``: account ``i`` (for ``i`` below the number of scenarios, 13)
+    is built to contain scenario ``SCENARIO_NAMES[i]``, every one of them in
+    arrears; the rest are simulated as usual. It needs ``days >= 30`` to
+    play every scenario out. Off (the default), the log is as it always was.
+    """
 
     accounts: int = 2000
     days: int = 90
     seed: int = 0
     start: str = "2024-01-01"
+    scenarios: bool = False
 
     def __post_init__(self) -> None:
         if self.accounts < 1 or self.days < 1:
@@ -53,10 +63,18 @@ def arrears_lines(profile: ArrearsProfile) -> Iterator[bytes]:
     start = dt.date.fromisoformat(profile.start)
     writers = [calendar_stream(profile.seed, start, profile.days)]
     for idx in range(profile.accounts):
-        writers.append(simulate_account(profile.seed, idx, start, profile.days, Shares()))
+        scenario = scenario_of(profile, idx)
+        writers.append(simulate_account(profile.seed, idx, start, profile.days, Shares(), scenario))
     # Each stream's items are sorted on their own; a k-way merge keeps the global order cheap.
     for _, _, _, line in heapq.merge(*(sorted(w.items) for w in writers)):
         yield line
+
+
+def scenario_of(profile: ArrearsProfile, idx: int) -> str | None:
+    """The scenario account ``idx`` is built to contain, or None for an ordinary account."""
+    if profile.scenarios and idx < len(SCENARIO_NAMES):
+        return SCENARIO_NAMES[idx]
+    return None
 
 
 def generate_arrears(out: str | os.PathLike, profile: ArrearsProfile) -> GenerateSummary:

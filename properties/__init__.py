@@ -23,7 +23,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "._counterexample": ("ReplayOutcome", "replay_counterexample"),
     "._evaluate": ("Evaluator",),
     "._examples": ("LogContext",),
-    "._invariants": ("Invariant", "Verdict", "builtin_invariants", "load_invariants"),
+    "._invariants": ("Invariant", "NotJudged", "Verdict", "builtin_invariants", "load_invariants"),
     "._logs": ("LogBuilder", "arrears_logs", "heartbeat_logs", "trading_logs"),
     "._report": ("CheckReport", "Counterexample", "InvariantResult"),
     "._schedules": ("IDENTITY", "Delay", "DropEvent", "Duplicate", "Partition", "Reorder", "Schedule", "Skew"),

@@ -4,8 +4,11 @@ The perturbed run's final state is compared with the unperturbed replay of the
 same log. A projection may say which part of its state must converge with a
 ``convergent(state)`` method (history such as sent notices legitimately depends
 on timing); otherwise the whole state is compared, canonically JSON-encoded.
-The check is skipped (holds vacuously) when an event was dropped or a source
-clock was skewed: then the runs did not see the same events.
+The check is skipped (``NotJudged``: the report counts it as skipped, not as
+held) when an event was dropped or a source clock was skewed, since then the
+runs did not see the same events, and on the unperturbed run itself, which
+has nothing to be compared with. That every decision's basis converges, not
+only the final state, is checked per domain in SQL (arrears: SM-AR-006).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
+
+from ._invariants import NotJudged
 
 MAX_ROWS: Final = 10
 DESCRIPTION: Final = (
@@ -34,7 +39,8 @@ def convergent_view(projection: Any, state: Any) -> Any:
 def check_convergence(trace: Any) -> list[dict]:
     """Rows naming each place where the final state differs from the unperturbed run's."""
     if trace.base is None or not trace.every_event_arrives():
-        return []
+        raise NotJudged("an event was lost or a clock skewed" if trace.base is not None
+                        else "the unperturbed run")
     expected = convergent_view(trace.projection, trace.base.state)
     actual = convergent_view(trace.projection, trace.result.state)
     rows: list[dict] = []

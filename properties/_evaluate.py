@@ -22,7 +22,7 @@ import msgspec
 import polars as pl
 import pyarrow as pa
 
-from ._invariants import Invariant, Verdict
+from ._invariants import Invariant, NotJudged, Verdict
 from ._trace import Trace
 
 
@@ -64,6 +64,8 @@ class Evaluator:
             try:
                 rows = [_jsonable(r) for r in inv.check(trace)]  # type: ignore[misc]
                 out[n][inv.id] = Verdict(not rows, inv.id, rows)
+            except NotJudged:
+                out[n][inv.id] = Verdict(True, inv.id, [], skipped=True)
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # noqa: BLE001 - a crashing checker (even SystemExit) is an unknown

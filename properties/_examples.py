@@ -42,6 +42,11 @@ class LogContext:
             )
         return self._base
 
+    def remember_base(self, result: replay.RunResult) -> None:
+        """Use ``result`` (an unperturbed run of this log) as ``base`` unless there is one."""
+        if self._base is None:
+            self._base = result
+
     def trace(self, schedule: Schedule, run_id: str, trace_dir: Any = None) -> Trace:
         """Replay this log under ``schedule``; raises what the runner raises (``ReplayError``)."""
         deliveries, drops = schedule.apply(self.events)

@@ -27,7 +27,9 @@ search then checks a whole batch of examples with one query. Without it, the
 query sees one run at a time: slower, but any query is correct.
 
 A Python invariant is a function ``check(trace) -> list[dict]`` over a
-``properties.Trace``.
+``properties.Trace``; it raises ``NotJudged`` for a run it cannot judge (INV-5
+on a run where an event was lost), which the report counts as skipped, never
+as held.
 """
 
 from __future__ import annotations
@@ -40,24 +42,28 @@ from typing import Any, Final
 
 import msgspec
 
-from . import _convergence
-
 BUILTIN_DIR: Final = Path(__file__).with_name("invariants")
 TABLE_NAMES: Final = ("runs", "deliveries", "drops", "decisions", "timers", "faults", "events")
 _HEADER = re.compile(r"^--\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
+
+
+class NotJudged(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a Python invariant for a run it does not apply to (counted as skipped)."""
 
 
 class Verdict(msgspec.Struct, frozen=True):
     """One invariant judged on one run: ``valid`` is True, False, or None (unknown).
 
     ``rows`` are the violating rows (JSON-able dicts); ``error`` says why a
-    verdict is unknown (the checker crashed, the query failed).
+    verdict is unknown (the checker crashed, the query failed); ``skipped``
+    says the run did not qualify (``valid`` is then True, vacuously).
     """
 
     valid: bool | None
     invariant: str
     rows: list[dict[str, Any]] = []
     error: str | None = None
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,8 @@ def _check_unique(invariants: Sequence[Invariant]) -> None:
 
 def builtin_invariants() -> list[Invariant]:
     """The built-in invariants: INV-1..INV-5 (docs/scenarios.md) and the arrears ones."""
+    from . import _convergence  # it raises NotJudged, defined here
+
     inv5 = Invariant(id="INV-5", description=_convergence.DESCRIPTION,
                      check=_convergence.check_convergence)
     return [*load_invariants(BUILTIN_DIR), inv5]

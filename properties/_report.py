@@ -17,7 +17,7 @@ from ._schedules import Schedule
 from ._strategies import SchedulePolicy
 from ._timeline import render_rows
 
-HELD, BROKEN, UNKNOWN = "held", "broken", "unknown"
+HELD, BROKEN, UNKNOWN, SKIPPED = "held", "broken", "unknown", "skipped"
 DETERMINISTIC, NONDETERMINISTIC, UNCHECKED = "deterministic", "nondeterministic", "unchecked"
 
 
@@ -84,10 +84,11 @@ class Counterexample(msgspec.Struct, kw_only=True):
     shrink_seconds: float = 0.0
     shrink_complete: bool = True
     tried: int = 0
+    base_held: bool | None = None  # did the whole log, unperturbed, keep this invariant?
 
     def render(self) -> str:
         """The counterexample in words: size, schedule, violating rows, timeline, how to replay."""
-        moves = self.schedule.describe() or ["none: the unperturbed log breaks it"]
+        moves = self.schedule.describe() or [self._unperturbed()]
         lines = [
             f"  counterexample for {self.invariant}: {self.events} event(s) "
             f"(from {self.original_events}), {len(self.schedule.perturbations)} perturbation(s); "
@@ -107,18 +108,38 @@ class Counterexample(msgspec.Struct, kw_only=True):
         return "\n".join(lines)
 
 
+    def _unperturbed(self) -> str:
+        if self.events >= self.original_events:
+            return "none: the unperturbed log breaks it"
+        if self.base_held:
+            return (f"none: these {self.events} of the log's {self.original_events} events, "
+                    "delivered unperturbed, break it; the whole log held unperturbed, so it is "
+                    "the events left out that matter")
+        return f"none: these {self.events} of the log's {self.original_events} events, unperturbed, break it"
+
+
 class InvariantResult(msgspec.Struct, kw_only=True):
-    """One invariant over the whole search."""
+    """One invariant over the whole search.
+
+    ``examples`` counts the examples it was judged on; ``skipped`` those it
+    did not apply to (INV-5 on a run that lost an event), never counted as
+    held; ``first_broken_example`` is the 1-based index of the first example
+    that broke it (1 is the unperturbed log) and ``first_broken_seconds``
+    when, from the start of the check, that verdict was known.
+    """
 
     id: str
     description: str
-    status: str  # held | broken | unknown
+    status: str  # held | broken | unknown | skipped (never judged, never unknown)
     examples: int  # examples on which it was judged (valid or not)
     broken: int
     unknown: int
     seconds: float
     error: str | None = None
     counterexample: Counterexample | None = None
+    skipped: int = 0
+    first_broken_example: int | None = None
+    first_broken_seconds: float | None = None
 
 
 class CheckReport(msgspec.Struct, kw_only=True):
@@ -196,11 +217,16 @@ class CheckReport(msgspec.Struct, kw_only=True):
             f"{self.examples} examples{base}, seed {self.seed}, {self.seconds:.1f} s ({rate:.0f}/s)",
             self._ran(),
             "",
-            f"{'invariant':<10} {'status':<8} {'examples':>8} {'broken':>7} {'unknown':>8} {'time':>8}",
+            f"{'invariant':<10} {'status':<8} {'examples':>8} {'skipped':>8} {'broken':>7} "
+            f"{'unknown':>8} {'time':>8}  first broken",
         ]
         for r in self.results:
+            first = ""
+            if r.first_broken_example is not None:
+                first = f"  example {r.first_broken_example} at {r.first_broken_seconds or 0.0:.2f} s"
             lines.append(f"{r.id:<10} {r.status.upper() if r.status == BROKEN else r.status:<8} "
-                         f"{r.examples:>8} {r.broken:>7} {r.unknown:>8} {r.seconds:>7.2f}s")
+                         f"{r.examples:>8} {r.skipped:>8} {r.broken:>7} {r.unknown:>8} "
+                         f"{r.seconds:>7.2f}s{first}")
         lines += ["", *self._run_verdicts()]
         for r in self.results:
             if r.status == UNKNOWN or (r.error and r.status != HELD):

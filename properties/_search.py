@@ -7,15 +7,19 @@
    ``nondeterministic``, a failing verdict of its own.
 3. Replay the log unperturbed once more as the first example (the base for
    INV-5) and judge it too; it counts as one of the ``examples``.
-4. Let Hypothesis draw the other ``examples - 1`` schedules (seeded; no
+4. Aim (``_targets.py``): from the log and the unperturbed run's trace, build
+   the pools perturbations are drawn from, and run the single perturbations
+   the trace points at (at most half of the examples left).
+5. Let Hypothesis draw the other schedules (seeded; no
    database, so a run depends only on its arguments). Each is replayed in
    virtual time; the traces are judged in batches (one DuckDB query per
    invariant per batch). Every run's projection faults (steps where the
    projection raised or returned None) are counted: a check with faults
    fails with a ``FAULTS`` verdict unless ``allow_faults``.
-5. For each invariant that broke, shrink the first example that broke it
-   (``_shrink.py``): fewer perturbations, milder ones, fewer events.
-6. Save each shrunk example as a counterexample directory when ``trace_dir``
+6. For each invariant that broke, shrink the simplest example that broke it
+   (``_shrink.py``): one subject's events, fewer perturbations, milder ones,
+   fewer events; an event the example lost stays in the log as a drop.
+7. Save each shrunk example as a counterexample directory when ``trace_dir``
    is given, and return a ``CheckReport``.
 """
 
@@ -42,6 +46,7 @@ from ._report import (
     DETERMINISTIC,
     HELD,
     NONDETERMINISTIC,
+    SKIPPED,
     UNKNOWN,
     CheckReport,
     Counterexample,
@@ -53,6 +58,7 @@ from ._schedules import IDENTITY, Schedule
 from ._shrink import Shrinker
 from ._spec import factory_of
 from ._strategies import DEFAULT_POLICY, SchedulePolicy, search_schedules
+from ._targets import Targets
 from ._timeline import render_timeline
 
 # Examples judged together. DuckDB's cost per query is mostly fixed at these sizes, so a
@@ -63,24 +69,33 @@ BATCH_ROWS = 65_536
 
 
 class _Tally:
-    """Per invariant: how often judged, broken, unknown; the first failing example and error."""
+    """Per invariant: how often judged, skipped, broken, unknown; the first failing example and error."""
 
     def __init__(self, invariants: Sequence[Invariant]) -> None:
         self.judged = dict.fromkeys((i.id for i in invariants), 0)
+        self.skipped = dict(self.judged)
         self.broken = dict(self.judged)
         self.unknown = dict(self.judged)
         self.first: dict[str, tuple[list[RecordedEvent], Schedule]] = {}
+        self.found: dict[str, tuple[int, float]] = {}  # first failing example: index, seconds
         self.errors: dict[str, str] = {}
 
-    def add(self, events: list[RecordedEvent], schedule: Schedule, verdicts: dict[str, Verdict]) -> None:
+    def add(self, events: list[RecordedEvent], schedule: Schedule, verdicts: dict[str, Verdict],
+            index: int = 0, seconds: float = 0.0) -> None:
         for inv_id, v in verdicts.items():
             if v.valid is None:
                 self.unknown[inv_id] += 1
                 self.errors.setdefault(inv_id, v.error or "unknown")
                 continue
+            if v.skipped:
+                self.skipped[inv_id] += 1
+                continue
             self.judged[inv_id] += 1
             if v.valid is False:
                 self.broken[inv_id] += 1
+                old = self.found.get(inv_id)
+                if old is None or index < old[0]:
+                    self.found[inv_id] = (index, seconds)
                 self._keep(inv_id, events, schedule)
 
     def _keep(self, inv_id: str, events: list[RecordedEvent], schedule: Schedule) -> None:
@@ -104,13 +119,14 @@ class _Search:
         self.evaluator = Evaluator(invariants)
         self.tally = _Tally(invariants)
         self.seed, self.source, self.batch, self.policy = seed, source, batch, policy
-        self.pending: list[tuple[LogContext, Schedule, Any]] = []
+        self.pending: list[tuple[LogContext, Schedule, Any, int]] = []
         self.pending_rows = 0
         self.examples = 0
         self.total = total
         self.progress = progress
         self.problems = RunProblems()
         self.stopped: BaseException | None = None
+        self.started = time.perf_counter()
         self._contexts: dict[int, LogContext] = {}
 
     def context(self, events: list[RecordedEvent]) -> LogContext:
@@ -137,11 +153,13 @@ class _Search:
             raise _Stop from e
         except Exception as e:  # the runner refused the run: every verdict unknown, search goes on
             self.problems.aborted(run_id, schedule, e)
-            self.tally.add(ctx.events, schedule, failed_run(self.invariants, e))
+            self.tally.add(ctx.events, schedule, failed_run(self.invariants, e), self.examples)
             self._report()
             return
+        if not schedule.perturbations:
+            ctx.remember_base(trace.result)  # INV-5's base and the search's guide
         self.problems.faulted(run_id, schedule, trace.result)
-        self.pending.append((ctx, schedule, trace))
+        self.pending.append((ctx, schedule, trace, self.examples))
         self.pending_rows += trace.result.counts["deliveries"]
         if len(self.pending) >= self.batch or self.pending_rows >= BATCH_ROWS:
             self.flush()
@@ -155,9 +173,10 @@ class _Search:
     def flush(self) -> None:
         if not self.pending:
             return
-        verdicts = self.evaluator.evaluate([t for _, _, t in self.pending])
-        for (ctx, schedule, _), v in zip(self.pending, verdicts, strict=True):
-            self.tally.add(ctx.events, schedule, v)
+        verdicts = self.evaluator.evaluate([t for _, _, t, _ in self.pending])
+        seconds = time.perf_counter() - self.started  # when these verdicts became known
+        for (ctx, schedule, _, index), v in zip(self.pending, verdicts, strict=True):
+            self.tally.add(ctx.events, schedule, v, index, seconds)
         self.pending.clear()
         self.pending_rows = 0
 
@@ -227,10 +246,13 @@ def check(
     determinism = None
     try:
         with watching(event_timeout):
+            left, targets = examples, None
             if base_log is not None:
                 determinism = _determinism(base_log, factory, source, seed)
                 search.example(base_log, IDENTITY)  # the unperturbed log must hold too
-            _explore(search, base_log, logs, examples - (base_log is not None), seed, policy)
+                targets = Targets(base_log, search.context(base_log).base)
+                left -= 1 + _aimed(search, base_log, targets, policy, (examples - 1) // 2)
+            _explore(search, base_log, logs, left, seed, policy, targets)
             search.flush()
             results = _results(search, invs, spec, config, trace_dir, shrink_budget_s)
     except _Stop:
@@ -306,11 +328,21 @@ def domain_of(projection: Any) -> str | None:
     return str(domain) if domain else None
 
 
-def _explore(search: _Search, base_log, logs, examples: int, seed: int, policy) -> None:
+def _aimed(search: _Search, base_log, targets: Targets, policy, budget: int) -> int:
+    """Run the single perturbations the unperturbed trace points at (at most ``budget``)."""
+    if policy.max_perturbations == 0:
+        return 0
+    chosen = targets.priority(policy)[:max(budget, 0)]
+    for schedule in chosen:
+        search.example(base_log, schedule)
+    return len(chosen)
+
+
+def _explore(search: _Search, base_log, logs, examples: int, seed: int, policy, targets=None) -> None:
     if examples <= 0:
         return
     if base_log is not None:
-        strategy = search_schedules(base_log, policy).map(lambda s: (base_log, s))
+        strategy = search_schedules(base_log, policy, targets).map(lambda s: (base_log, s))
     else:
         strategy = logs.flatmap(lambda ev: st.tuples(st.just(ev), search_schedules(ev, policy)))  # type: ignore[union-attr]
 
@@ -330,14 +362,17 @@ def _results(search: _Search, invs, spec, config, trace_dir, budget) -> list[Inv
     t = search.tally
     for inv in invs:
         status = BROKEN if t.broken[inv.id] else (HELD if t.judged[inv.id] else UNKNOWN)
+        if status == UNKNOWN and t.skipped[inv.id] and not t.unknown[inv.id]:
+            status = SKIPPED
         example = None
         if status == BROKEN:
             example = _counterexample(search, inv, *t.first[inv.id], spec, config, trace_dir, budget)
+        index, found_s = t.found.get(inv.id, (None, None))
         out.append(InvariantResult(
             id=inv.id, description=inv.description, status=status, examples=t.judged[inv.id],
-            broken=t.broken[inv.id], unknown=t.unknown[inv.id],
+            broken=t.broken[inv.id], unknown=t.unknown[inv.id], skipped=t.skipped[inv.id],
             seconds=search.evaluator.seconds.get(inv.id, 0.0), error=t.errors.get(inv.id),
-            counterexample=example,
+            counterexample=example, first_broken_example=index, first_broken_seconds=found_s,
         ))
     return out
 
@@ -363,6 +398,7 @@ def _counterexample(search: _Search, inv: Invariant, events, schedule, spec, con
         timeline=render_timeline(trace, verdict.rows, inv.id), seed=search.seed,
         directory=str(directory) if directory else None, shrink_seconds=shrunk.seconds,
         shrink_complete=shrunk.complete, tried=shrunk.tried,
+        base_held=search.tally.found.get(inv.id, (0, 0.0))[0] != 1,
     )
 
 

@@ -4,11 +4,20 @@ Hypothesis finds failing schedules; this module minimises each broken
 invariant separately, from the example that broke it, with that invariant
 alone as the test. Hypothesis cannot do this itself: its shrinker minimises
 one failure per test function from its own choice sequence, and cannot drop
-events of a fixed production log. Three passes, repeated until none helps:
+events of a fixed production log. First the log is cut to one subject (the
+account, device or symbol a violating row or a perturbation names, with the
+events that name no subject, such as the calendar); then three passes,
+repeated until none helps:
 
 1. drop perturbations (all single removals tried as one batch);
 2. make each remaining perturbation milder (amounts towards zero, heal=True);
 3. cut the log (ddmin over events; perturbations of removed events go too).
+
+Cutting an event the example had lost (dropped, or silenced by a partition
+that never healed) gives the same deliveries as losing it, and would hide the
+loss: the counterexample would read "the unperturbed log breaks it". So at
+the end such an event is put back, lost explicitly (a ``DropEvent``), when the
+example still breaks with it.
 
 Candidates of a pass are replayed and checked as one batch, so DuckDB runs one
 query per pass round, not one per candidate. The result is deterministic.
@@ -28,7 +37,8 @@ from eventstore import RecordedEvent
 from ._evaluate import Evaluator
 from ._examples import LogContext
 from ._invariants import Invariant, Verdict
-from ._schedules import Partition, Schedule, Skew
+from ._schedules import DropEvent, Partition, Schedule, Skew
+from ._targets import subject_of
 from ._trace import Trace
 
 Candidate = tuple[list[RecordedEvent], Schedule]
@@ -72,6 +82,9 @@ class Shrinker:
         found = self._first_failing([best])
         assert found is not None, "shrink() needs an example that breaks the invariant"
         trace, verdict = found[1], found[2]
+        result = self._one_subject(best, verdict)
+        if result is not None:
+            best, trace, verdict = result
         progress = True
         while progress and not self._out_of_time():
             progress = False
@@ -80,10 +93,51 @@ class Shrinker:
                 if result is not None:
                     best, trace, verdict = result
                     progress = True
+        result = self._explicit_losses(list(events), schedule, best)
+        if result is not None:
+            best, trace, verdict = result
         return Shrunk(best[0], best[1], trace, verdict, self.steps, self.tried,
                       time.perf_counter() - start, not self._out_of_time())
 
     # -- passes ---------------------------------------------------------------
+    def _one_subject(self, best: Candidate, verdict: Verdict) -> tuple | None:
+        """The log cut to one subject named by the violation or a perturbation (with the shared events)."""
+        events, schedule = best
+        keys = [_key(e) for e in events]
+        named = [str(r["subject"]) for r in verdict.rows if r.get("subject") is not None]
+        at = {e.position: k for e, k in zip(events, keys, strict=True)}
+        named += [at[p.position] for p in schedule.perturbations
+                  if hasattr(p, "position") and p.position in at]
+        shared = {k for e, k in zip(events, keys, strict=True) if subject_of(e) is None}
+        tries = []
+        for subject in dict.fromkeys(named):
+            for keep in ({subject}, {subject} | shared):
+                kept = [e for e, k in zip(events, keys, strict=True) if k in keep]
+                if 0 < len(kept) < len(events):
+                    tries.append((kept, _prune(schedule, kept)))
+        return _accepted(self._first_failing(tries)) if tries else None
+
+    def _explicit_losses(self, events: list[RecordedEvent], schedule: Schedule,
+                         best: Candidate) -> tuple | None:
+        """Put back, as explicit drops, events the example lost that the cut log left out."""
+        kept, shrunk = best
+        present = {e.position for e in kept}
+        subjects = {_key(e) for e in kept}
+        try:
+            _, drops = schedule.apply(events)
+        except ValueError:
+            return None
+        lost = [d.event for d in drops if d.position not in present and _key(d.event) in subjects]
+        if not lost or self._out_of_time():
+            return None
+        tries = []
+        for chosen in ([lost[-1]], lost[-3:]):
+            positions = {e.position for e in chosen}
+            log = [e for e in events if e.position in present or e.position in positions]
+            extra = tuple(DropEvent(e.position) for e in chosen)
+            tries.append((log, Schedule(shrunk.perturbations + extra)))
+        return _accepted(self._first_failing(tries))
+
     def _fewer_perturbations(self, best: Candidate) -> tuple | None:
         events, schedule = best
         found = None
@@ -156,6 +210,11 @@ class Shrinker:
 
     def _out_of_time(self) -> bool:
         return time.perf_counter() > self._deadline
+
+
+def _key(event: RecordedEvent) -> str:
+    """The subject an event belongs to for cutting the log: its payload's subject, else its stream."""
+    return subject_of(event) or event.stream
 
 
 def _accepted(found: tuple | None) -> tuple | None:

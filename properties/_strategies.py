@@ -9,7 +9,7 @@ order", and each amount towards its mildest value.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Final
 
@@ -31,6 +31,7 @@ from ._schedules import (
     arrival_times,
     source_of,
 )
+from ._targets import Scope, Targets
 
 # Mildest first: ``one_of`` shrinks towards its first branch.
 KINDS: Final = ("delay", "reorder", "duplicate", "skew", "partition", "drop")
@@ -117,77 +118,85 @@ def _amount(low: int, high: int) -> st.SearchStrategy[int]:
 
 
 def search_schedules(
-    events: Sequence[RecordedEvent], policy: SchedulePolicy = DEFAULT_POLICY
+    events: Sequence[RecordedEvent], policy: SchedulePolicy = DEFAULT_POLICY, targets: Targets | None = None
 ) -> st.SearchStrategy[Schedule]:
-    """Schedules for the search in ``check``: one integer draw per perturbation.
+    """Schedules for the search in ``check``: one integer draw per perturbation, aimed.
 
     The same space as ``schedules``, at about half the drawing cost (the
-    search's budget is examples per second). Half the delays, copies and
-    silences are sized by the log itself (to just past a later event, so a
-    late payment lands among the events it could overtake); the other half
-    spread evenly over orders of magnitude (1 s and 30 h equally likely). Hypothesis
-    shrinks these poorly, which does not matter there: ``check`` shrinks each
-    broken invariant itself. For your own ``@given`` tests use ``schedules``.
+    search's budget is examples per second), aimed as ``_targets.py`` says:
+    half the schedules at one subject's events, each perturbation at an event
+    picked by type, by the unperturbed run's trace (``targets``, built from it)
+    or uniformly. Half the delays, copies and silences are sized by the log
+    itself (to just past a later event of the same scope, so a late payment
+    lands among the events it could overtake); the other half spread evenly
+    over orders of magnitude (1 s and 30 h equally likely). Hypothesis shrinks
+    these poorly, which does not matter there: ``check`` shrinks each broken
+    invariant itself. For your own ``@given`` tests use ``schedules``.
     """
     if not events or policy.max_perturbations == 0 or not policy.kinds:
         return st.just(IDENTITY)
-    decoder = _Decoder(events, policy)
+    decoder = _Decoder(targets if targets is not None else Targets(events), policy)
     codes = st.lists(st.integers(0, 2**62), max_size=policy.max_perturbations)
-    # Every other schedule loses nothing (no drop, no skew, partitions heal): INV-5 is
-    # only judged when every event arrives, and mixed schedules rarely qualify.
-    return st.tuples(st.booleans(), codes).map(lambda drawn: decoder.schedule(*drawn))
+    # One integer says whether the schedule loses nothing (every other one: no drop, no
+    # skew, partitions heal; INV-5 is only judged when every event arrives) and where it aims.
+    return st.tuples(st.integers(0, 2**62), codes).map(lambda drawn: decoder.schedule(*drawn))
 
 
 class _Decoder:
     """Turns one integer into one perturbation, mixed-radix: kind, target, amount."""
 
-    def __init__(self, events: Sequence[RecordedEvent], policy: SchedulePolicy) -> None:
-        self.positions = [e.position for e in events]
-        self.arrivals = arrival_times(events)
-        self.sources = sorted({source_of(e) for e in events})
-        self.starts = sorted(set(arrival_times(events)))
+    def __init__(self, targets: Targets, policy: SchedulePolicy) -> None:
+        self.targets = targets
         self.kinds = [k for k in KINDS if k in policy.kinds]
         self.lossless = [k for k in self.kinds if k not in ("drop", "skew")] or self.kinds
         self.p = policy
 
-    def schedule(self, lossless: bool, codes: list[int]) -> Schedule:
-        return Schedule(tuple(self.perturbation(_mix(c), lossless) for c in codes))
+    def schedule(self, head: int, codes: list[int]) -> Schedule:
+        if not codes:
+            return IDENTITY
+        head = _mix(head)
+        head, lossless = divmod(head, 2)
+        head, whole = divmod(head, 2)
+        scope = self.targets.whole if whole else self.targets.focus(head)
+        return Schedule(tuple(self.perturbation(_mix(c), bool(lossless), scope) for c in codes))
 
-    def perturbation(self, code: int, lossless: bool = False):
+    def perturbation(self, code: int, lossless: bool = False, scope: Scope | None = None):
+        scope = scope or self.targets.whole
         kinds = self.lossless if lossless else self.kinds
         code, k = divmod(code, len(kinds))
         kind, p = kinds[k], self.p
         if kind == "skew":
-            code, src = divmod(code, len(self.sources))
+            code, src = divmod(code, len(scope.sources))
             code, negative = divmod(code, 2)
             ns = _log_amount(code, 0, p.max_skew_ns)
-            return Skew(self.sources[src], -ns if negative else ns)
+            return Skew(scope.sources[src], -ns if negative else ns)
         if kind == "partition":
-            code, src = divmod(code, len(self.sources))
-            code, start = divmod(code, len(self.starts))
+            code, src = divmod(code, len(scope.sources))
+            code, start = divmod(code, len(scope.starts))
             code, lost = divmod(code, 4)  # healed three times in four
-            at = self.starts[start]
-            ns = self._amount(code, bisect_left(self.arrivals, at), 1, p.max_partition_ns)
-            return Partition(self.sources[src], at, ns, heal=lossless or lost != 0)
-        code, i = divmod(code, len(self.positions))
-        position = self.positions[i]
+            at = scope.starts[start]
+            ns = self._amount(code, scope, bisect_left(scope.arrivals, at), 1, p.max_partition_ns)
+            return Partition(scope.sources[src], at, ns, heal=lossless or lost != 0)
+        code, k = scope.pick(code)
+        position = self.targets.events[scope.members[k]].position
         if kind == "drop":
             return DropEvent(position)
         if kind == "reorder":
             return Reorder(position, 1 + code % max(p.max_reorder, 1))
         if kind == "delay":
-            return Delay(position, self._amount(code, i, 1, p.max_delay_ns))
-        return Duplicate(position, self._amount(code, i, 0, p.max_duplicate_ns))
+            return Delay(position, self._amount(code, scope, k, 1, p.max_delay_ns))
+        return Duplicate(position, self._amount(code, scope, k, 0, p.max_duplicate_ns))
 
-    def _amount(self, code: int, i: int, low: int, high: int) -> int:
-        """A log-scale amount, or (every other code) the gap to just past a later event."""
+    @staticmethod
+    def _amount(code: int, scope: Scope, k: int, low: int, high: int) -> int:
+        """A log-scale amount, or (every other code) the gap to just past a later event of the scope."""
         code, by_log = divmod(code, 2)
-        start = self.arrivals[min(i, len(self.arrivals) - 1)]
-        last = bisect_right(self.arrivals, start + high) - 1  # the furthest event within reach
-        if by_log or last <= i:
+        k = min(k, len(scope.arrivals) - 1)
+        last = scope.reach(k, high)  # the furthest event of the scope within reach
+        if by_log or last <= k:
             return _log_amount(code, low, high)
-        j = i + 1 + code % (last - i)
-        return min(max(self.arrivals[j] - start + 1, low), high)
+        j = k + 1 + code % (last - k)
+        return min(max(scope.arrivals[j] - scope.arrivals[k] + 1, low), high)
 
 
 _MASK = (1 << 62) - 1
