@@ -31,6 +31,9 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     arrears.add_argument("--accounts", type=int, default=2000, help="number of accounts (default 2000)")
     arrears.add_argument("--days", type=int, default=90, help="days simulated (default 90)")
     arrears.add_argument("--start", default="2024-01-01", help="first day, YYYY-MM-DD (default 2024-01-01)")
+    arrears.add_argument("--scenarios", action="store_true",
+                         help="build one account per arrears scenario (SM-AR-001..014) first, "
+                         "so a small log reaches each (use --days 30 or more)")
     _common(arrears)
     arrears.set_defaults(run=_run_arrears)
     bulk = kinds.add_parser(
@@ -126,7 +129,8 @@ def _run_arrears(args: argparse.Namespace) -> int:
     if _refuse_existing(args):
         return EXIT_USAGE
     try:
-        profile = ArrearsProfile(accounts=args.accounts, days=args.days, seed=args.seed, start=args.start)
+        profile = ArrearsProfile(accounts=args.accounts, days=args.days, seed=args.seed, start=args.start,
+                                 scenarios=args.scenarios)
     except ValueError as e:
         print(f"unbroken generate arrears: {e}", file=sys.stderr)
         return EXIT_USAGE
