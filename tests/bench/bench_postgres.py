@@ -1,0 +1,225 @@
+"""PostgreSQL store benchmark: appends, concurrent appenders, reads, append-to-subscriber latency.
+
+Every figure is compared with a baseline measured in the same run against the
+same server (UNBROKEN_POSTGRES_URI, default the local service), alternating
+passes, best of N:
+
+  append   store.append in batches of 1/10/100/1000 vs a bare psycopg loop doing
+           the same work per batch: one transaction, the same rows (msgpack record
+           + CRC-32) INSERTed with executemany into a table with the same
+           indexes, synchronous_commit on. The bare loop takes no append lock,
+           checks no ids or expected versions and assigns positions from the
+           client, so it is an upper bound. Goal: >= 0.7x raw.
+  concurrent  16 appender processes (single events) vs 1 process: group commit.
+  read     read_all of every event vs a bare SELECT of the record column + msgpack
+           decode of each record. Goal: >= 0.7x raw.
+  latency  another process appends single events; a subscriber here measures the
+           time from just before append() to delivery (CLOCK_MONOTONIC is
+           system-wide). Goal: p99 < 10 ms.
+
+Not measured: pyeventsourcing's PostgreSQL recorder (issue 17 asks for it; it is
+not a dependency of this project and one new dependency, psycopg, was allowed).
+
+Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+import zlib
+
+import msgspec
+import psycopg
+
+from eventstore import NewEvent, RecordedEvent, open_store
+from eventstore.postgres import new_schema_name
+
+SERVER = os.environ.get("UNBROKEN_POSTGRES_URI", "postgresql://root@127.0.0.1:5432/test")
+ENCODE = msgspec.msgpack.Encoder(uuid_format="bytes")
+DECODE = msgspec.msgpack.Decoder(RecordedEvent)
+DATA = b'{"account_id":"acct-1","amount_minor":1234,"payment_id":"p-1"}'
+
+
+def store_uri(schema: str) -> str:
+    return f"{SERVER}{'&' if '?' in SERVER else '?'}schema={schema}"
+
+
+def drop(schema: str) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def events(n: int) -> list[NewEvent]:
+    return [NewEvent("PaymentReceived", DATA) for _ in range(n)]
+
+
+def store_appends(batch: int, total: int) -> float:
+    """Events per second through store.append into a fresh schema."""
+    schema = new_schema_name()
+    try:
+        with open_store(store_uri(schema)) as store:
+            store.append("warm", events(1))
+            batches = [events(batch) for _ in range(max(1, total // batch))]
+            started = time.perf_counter()
+            for i, part in enumerate(batches):
+                store.append(f"s-{i % 10}", part)
+            return len(batches) * batch / (time.perf_counter() - started)
+    finally:
+        drop(schema)
+
+
+def raw_appends(batch: int, total: int) -> float:
+    """Events per second through a bare psycopg loop doing the same INSERTs."""
+    schema = new_schema_name()
+    with psycopg.connect(SERVER, options=f"-c search_path={schema} -c synchronous_commit=on") as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute("CREATE TABLE events (position BIGINT PRIMARY KEY, stream_id BIGINT, revision BIGINT, "
+                     "id UUID NOT NULL, type TEXT, record BYTEA, checksum BIGINT, UNIQUE (stream_id, revision))")
+        conn.execute("CREATE UNIQUE INDEX ON events (id)")
+        conn.commit()
+        position, revisions = 0, [0] * 10
+        count = max(1, total // batch)
+        started = time.perf_counter()
+        for i in range(count):
+            rows = []
+            for event in events(batch):
+                position += 1
+                rec = RecordedEvent(event.id, f"s-{i % 10}", revisions[i % 10], position, time.time_ns(),
+                                    time.time_ns(), event.type, event.data)
+                record = ENCODE.encode(rec)
+                rows.append((position, i % 10, revisions[i % 10], event.id, event.type, record, zlib.crc32(record)))
+                revisions[i % 10] += 1
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+            conn.commit()
+        rate = count * batch / (time.perf_counter() - started)
+    drop(schema)
+    return rate
+
+
+def _one_appender(uri: str, count: int, ready, go) -> None:
+    with open_store(uri) as store:
+        ready.put(1)
+        go.wait()
+        for _ in range(count):
+            store.append(f"p-{os.getpid()}", events(1))
+
+
+def concurrent_appends(processes: int, per_process: int) -> float:
+    """Events per second from ``processes`` processes appending single events at once."""
+    schema = new_schema_name()
+    uri = store_uri(schema)
+    open_store(uri).close()
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Queue(), ctx.Event()
+    workers = [ctx.Process(target=_one_appender, args=(uri, per_process, ready, go)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=60)
+    started = time.perf_counter()
+    go.set()
+    for worker in workers:
+        worker.join(300)
+    elapsed = time.perf_counter() - started
+    drop(schema)
+    return processes * per_process / elapsed
+
+
+def reads(total: int) -> tuple[float, float]:
+    """Events per second: store.read_all vs a bare SELECT + decode of the same rows."""
+    schema = new_schema_name()
+    try:
+        with open_store(store_uri(schema)) as store:
+            for i in range(0, total, 1000):
+                store.append(f"r-{i % 7}", events(min(1000, total - i)))
+            best_store = best_raw = 0.0
+            for _ in range(3):
+                started = time.perf_counter()
+                n = sum(1 for _ in store.read_all())
+                best_store = max(best_store, n / (time.perf_counter() - started))
+                started = time.perf_counter()
+                with psycopg.connect(SERVER, options=f"-c search_path={schema}") as conn:
+                    cursor, n = 0, 0
+                    while True:
+                        rows = conn.execute("SELECT record, position FROM events WHERE position > %s "
+                                            "ORDER BY position LIMIT 1000", (cursor,), binary=True).fetchall()
+                        n += len([DECODE.decode(r[0]) for r in rows])
+                        if len(rows) < 1000:
+                            break
+                        cursor = rows[-1][1]
+                best_raw = max(best_raw, n / (time.perf_counter() - started))
+            return best_store, best_raw
+    finally:
+        drop(schema)
+
+
+def _latency_writer(uri: str, count: int, go) -> None:
+    with open_store(uri) as store:
+        go.wait()
+        for _ in range(count):
+            store.append("lat", [NewEvent("Tick", b'{"t":%d}' % time.monotonic_ns())])
+            time.sleep(0.005)  # paced: latency of a live subscriber, not of a backlog
+
+
+def latency(count: int) -> list[float]:
+    """Milliseconds from just before append() in another process to delivery here."""
+    schema = new_schema_name()
+    uri = store_uri(schema)
+    try:
+        with open_store(uri) as store:
+            sub = store.subscribe(store.last_position())
+            ctx = multiprocessing.get_context("spawn")
+            go = ctx.Event()
+            writer = ctx.Process(target=_latency_writer, args=(uri, count, go))
+            writer.start()
+            go.set()
+            delays = []
+            for _ in range(count):
+                event = sub.next_within(30)
+                assert event is not None, "the subscriber timed out"
+                delays.append((time.monotonic_ns() - msgspec.json.decode(event.data)["t"]) / 1e6)
+            writer.join(60)
+            return delays
+    finally:
+        drop(schema)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    args = parser.parse_args(argv)
+    total = 2000 if args.quick else 10_000
+    rounds = 2 if args.quick else 3
+    print(f"# bench_postgres {dt.date.today()} server={SERVER} python={sys.version.split()[0]} "
+          f"psycopg={psycopg.__version__}")
+    print("append: events/s, best of", rounds, "alternating passes")
+    for size in (1, 10, 100, 1000):
+        n = min(total, 400 * size) if size == 1 else total
+        n = max(n, size)
+        best_store = best_raw = 0.0
+        for _ in range(rounds):
+            best_store = max(best_store, store_appends(size, n))
+            best_raw = max(best_raw, raw_appends(size, n))
+        print(f"  batch {size:>4}: store {best_store:>9.0f}  raw {best_raw:>9.0f}  ratio {best_store / best_raw:.2f}")
+    per = 100 if args.quick else 300
+    one = concurrent_appends(1, per * 4)
+    many = concurrent_appends(16, per)
+    print(f"concurrent single-event appends: 1 process {one:.0f}/s, 16 processes {many:.0f}/s, "
+          f"ratio {many / one:.2f}")
+    store_rate, raw_rate = reads(20_000 if args.quick else 100_000)
+    print(f"read_all: store {store_rate:.0f}/s  raw {raw_rate:.0f}/s  ratio {store_rate / raw_rate:.2f}")
+    delays = sorted(latency(100 if args.quick else 500))
+    p50, p99 = statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
+    print(f"append-to-subscriber across processes: p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {delays[-1]:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
