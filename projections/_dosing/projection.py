@@ -161,7 +161,8 @@ class DosingProjection:
 
     def _on_result(self, state: DosingState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         if not p.ok and p.target in self.pump_of:
-            self._relay_unknown(self._tank(state, p.device), p.device, p.target, str(event.id), ctx)
+            self._relay_unknown(self._tank(state, p.device), p.device, p.target, str(event.id), ctx,
+                                min(event.occurred_at, ctx.now))
 
     def _on_readback(self, state: DosingState, p: Any, event: RecordedEvent, ctx: Context) -> None:
         if p.target not in self.pump_of:
@@ -171,7 +172,7 @@ class DosingProjection:
             self._fold_relay(tank, p.device, p.target, "on" if p.value else "off",
                              min(event.occurred_at, ctx.now), str(event.id), ctx)
         else:
-            self._relay_unknown(tank, p.device, p.target, str(event.id), ctx)
+            self._relay_unknown(tank, p.device, p.target, str(event.id), ctx, min(event.occurred_at, ctx.now))
 
     # -- sensors -------------------------------------------------------------------------
     def _fold_sensor(self, tank: Tank, device: str, name: str, value: Any, flagged: bool, at: int,
@@ -249,7 +250,8 @@ class DosingProjection:
         if tank.safe_since is not None and all(r.state in ("on", "off") for r in tank.relays.values()):
             tank.safe_since = None
 
-    def _relay_unknown(self, tank: Tank, device: str, name: str, eid: str, ctx: Context) -> None:
+    def _relay_unknown(self, tank: Tank, device: str, name: str, eid: str, ctx: Context,
+                       reported_at: int | None = None) -> None:
         relay = tank.relays.get(name)
         if relay is None:
             relay = tank.relays[name] = Relay()
@@ -259,12 +261,14 @@ class DosingProjection:
         if tank.safe_since is not None:
             return
         tank.safe_since = ctx.now
+        # Switching off never goes stale: an unknown relay is a reason to be safe however old
+        # the report (HY-3 judges how fast the safe state follows it), hence a day's bound.
         ctx.decide(Decision(
             kind=KIND_SAFE, subject=device, action="pumps-off", status=Status.RELEASED,
             reasons=(D.RELAY_UNKNOWN, D.SAFE_STATE), confidence=1.0,
             min_confidence=self.c.min_confidence_external, inputs=(eid,),
             effect_key=f"safe:{device}:{ctx.now}", external=True, irreversible=False,
-            input_time=ctx.now, freshness_ns=self.safe_ns,
+            input_time=ctx.now if reported_at is None else reported_at, freshness_ns=DAY_NS,
         ))
 
     # -- doses ----------------------------------------------------------------------------
