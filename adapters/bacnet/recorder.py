@@ -154,6 +154,7 @@ class BacnetRecorder:
         self._seq = 0
         self._pending: list[NewEvent] = []
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._next_process_id = 1
@@ -182,9 +183,11 @@ class BacnetRecorder:
     async def stop(self) -> None:
         """Stop watching devices; everything already received is stored before it returns."""
         self._stopping = True
-        for task in self._tasks:
+        flusher, devices = self._tasks[0], self._tasks[1:]
+        for task in devices:
             task.cancel()
-        for task in self._tasks:
+        self._wake.set()  # the flusher ends after its flush: never cancel an append under way
+        for task in [*devices, flusher]:
             try:
                 await task
             except (asyncio.CancelledError, Exception):
@@ -218,7 +221,11 @@ class BacnetRecorder:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Append what is queued, in one batch."""
+        """Append what is queued; returns once everything queued before the call is stored."""
+        async with self._flushing:  # a flush under way finishes first
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
             try:
@@ -258,6 +265,8 @@ class BacnetRecorder:
                 pass
             self._wake.clear()
             await self.flush()
+            if self._stopping:
+                return
             if self.error is not None:
                 await asyncio.sleep(0.5)
 
