@@ -40,8 +40,11 @@ struct uf_fd {
     uint64_t rx;
     int bh_peer;         /* write end of the pipe a black-holed connect waits on; -1 none */
     char *path;
-    dev_t dev;           /* of the cached path's file: a reused fd number is noticed */
+    dev_t dev;           /* of the cached path's file: checked before a file fault fires */
     ino_t ino;
+    uint64_t gen;        /* the rules generation net_mask and file_mask were computed for */
+    uint64_t net_mask;   /* bit i: network rule i matches this destination */
+    uint64_t file_mask;  /* bit i: file rule i's glob matches this path */
 };
 
 typedef ssize_t (*read_fn)(int, void *, size_t);
@@ -67,12 +70,23 @@ static struct {
     int (*fsync)(int);
     int (*fdatasync)(int);
     int (*close)(int);
+    int (*open)(const char *, int, ...);
+    int (*open64)(const char *, int, ...);
+    int (*openat)(int, const char *, int, ...);
+    int (*openat64)(int, const char *, int, ...);
+    int (*creat)(const char *, mode_t);
+    int (*socket)(int, int, int);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
 } real;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static __thread int t_inside;
+static __thread int t_inside __attribute__((tls_model("initial-exec")));
 static struct uf_rules g_rules;
 static volatile int g_nnet, g_nfile;  /* rules of each kind in force (read without the lock) */
+static uint64_t g_gen = 1;           /* bumped whenever the rules change */
 static struct uf_fd g_fds[UF_MAX_FDS];
 static char g_control[1024];
 static struct timespec g_control_mtime;
@@ -95,7 +109,10 @@ static void resolve_all(void)
     RESOLVE(sendto, "sendto"); RESOLVE(sendmsg, "sendmsg"); RESOLVE(writev, "writev");
     RESOLVE(pwrite, "pwrite"); RESOLVE(pwrite64, "pwrite64"); RESOLVE(pwritev, "pwritev");
     RESOLVE(pwritev64, "pwritev64"); RESOLVE(fsync, "fsync"); RESOLVE(fdatasync, "fdatasync");
-    RESOLVE(close, "close");
+    RESOLVE(close, "close"); RESOLVE(open, "open"); RESOLVE(open64, "open64");
+    RESOLVE(openat, "openat"); RESOLVE(openat64, "openat64"); RESOLVE(creat, "creat");
+    RESOLVE(socket, "socket"); RESOLVE(accept, "accept"); RESOLVE(accept4, "accept4");
+    RESOLVE(dup2, "dup2"); RESOLVE(dup3, "dup3");
 }
 
 static int64_t now_ns(clockid_t clock)
@@ -201,6 +218,7 @@ static void install(struct uf_rules *fresh, const char *source)
     pthread_mutex_lock(&g_lock);
     uf_free_rules(&g_rules);
     g_rules = *fresh;
+    __atomic_add_fetch(&g_gen, 1, __ATOMIC_RELEASE);
     g_nnet = nnet;
     g_nfile = nfile;
     log_line("rules", "", "", "", source, 0, "%d rules in force", g_rules.n);
@@ -322,6 +340,28 @@ static struct uf_fd *net_fd(int fd)
     return &g_fds[fd];
 }
 
+/* Bit i set when network rule i matches the fd's destination (cached per rules generation). */
+static uint64_t net_mask(struct uf_fd *f)
+{
+    if (f->gen != g_gen) {
+        f->net_mask = f->file_mask = 0;
+        for (int i = 0; i < g_rules.n; i++)
+            if (!uf_is_file_action(g_rules.rule[i].action)
+                && uf_dest_match(&g_rules.rule[i], f->family, f->addr, f->port))
+                f->net_mask |= 1ULL << i;
+        f->gen = g_gen;
+    }
+    return f->net_mask;
+}
+
+/* Lock-free fast path: the fd's masks are current and no rule concerns it. A rules swap racing
+ * with this read at worst lets one call through under the old rules. */
+static int unconcerned(const struct uf_fd *f)
+{
+    return f->gen == __atomic_load_n(&g_gen, __ATOMIC_ACQUIRE) && !f->tripped
+           && (f->tracked ? f->net_mask == 0 : (f->path_state == 2 || (f->path_state == 1 && f->file_mask == 0)));
+}
+
 static int enter(void)
 {
     if (t_inside || !g_ready)
@@ -362,6 +402,7 @@ static int record_dest(int fd, const struct sockaddr *sa, socklen_t len)
     f->tracked = 1;
     f->tripped = 0;
     f->rx = 0;
+    f->gen = 0;
     return 1;
 }
 
@@ -419,9 +460,10 @@ UF_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
     f = &g_fds[fd];
     dest_text(f, target, sizeof target);
     pthread_mutex_lock(&g_lock);
-    for (int i = 0; i < g_rules.n; i++) {
+    uint64_t mask = net_mask(f);
+    for (int i = 0; mask && i < g_rules.n; i++) {
         struct uf_rule *r = &g_rules.rule[i];
-        if (!uf_dest_match(r, f->family, f->addr, f->port))
+        if (!(mask & (1ULL << i)))
             continue;
         if (r->action == UF_LATENCY && fires(r)) {
             delay += delay_of(r);
@@ -462,18 +504,21 @@ UF_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
  * reset. Returns the byte limit, or -1 with errno set when the call fails now. */
 static ssize_t before_read(int fd, struct uf_fd *f, size_t n, const char *sc, size_t *limit)
 {
-    char target[80];
+    char target[80] = "";
     int64_t delay = 0;
     size_t lim = n;
-    dest_text(f, target, sizeof target);
+    uint64_t mask;
     if (f->tripped) {
         errno = ECONNRESET;
         return -1;
     }
     pthread_mutex_lock(&g_lock);
-    for (int i = 0; i < g_rules.n; i++) {
+    mask = net_mask(f);
+    if (mask)
+        dest_text(f, target, sizeof target);
+    for (int i = 0; mask && i < g_rules.n; i++) {
         struct uf_rule *r = &g_rules.rule[i];
-        if (!uf_dest_match(r, f->family, f->addr, f->port))
+        if (!(mask & (1ULL << i)))
             continue;
         if (r->action == UF_LATENCY && fires(r)) {
             int64_t d = delay_of(r);
@@ -517,7 +562,7 @@ static void after_read(struct uf_fd *f, ssize_t got)
         if (!enter())                                                  \
             return call(n);                                            \
         f = g_nnet ? net_fd(fd) : NULL;                                \
-        if (!f) {                                                      \
+        if (!f || unconcerned(f)) {                                    \
             LEAVE();                                                   \
             return call(n);                                            \
         }                                                              \
@@ -604,10 +649,11 @@ static int before_send(struct uf_fd *f, const char *sc, size_t n)
         return -1;
     }
     pthread_mutex_lock(&g_lock);
-    for (int i = 0; i < g_rules.n && action == UF_NONE; i++) {
+    uint64_t mask = net_mask(f);
+    for (int i = 0; mask && i < g_rules.n && action == UF_NONE; i++) {
         struct uf_rule *r = &g_rules.rule[i];
-        if ((r->action == UF_DROP || (r->action == UF_BLACKHOLE && r->stage_data))
-            && uf_dest_match(r, f->family, f->addr, f->port) && fires(r)) {
+        if ((mask & (1ULL << i)) && (r->action == UF_DROP || (r->action == UF_BLACKHOLE && r->stage_data))
+            && fires(r)) {
             action = r->action;
             snprintf(rid, sizeof rid, "%s", r->id);
         }
@@ -623,16 +669,16 @@ static int before_send(struct uf_fd *f, const char *sc, size_t n)
 
 /* ---- files ----------------------------------------------------------------------------- */
 
+static void forget_path(struct uf_fd *f)
+{
+    free(f->path);
+    f->path = NULL;
+    f->path_state = 0;
+    f->gen = 0;
+}
+
 static const char *fd_path(int fd, struct uf_fd *f)
 {
-    if (f->path_state == 1) {  /* the fd may have been closed behind our back and reused */
-        struct stat st;
-        if (fstat(fd, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
-            free(f->path);
-            f->path = NULL;
-            f->path_state = 0;
-        }
-    }
     if (f->path_state == 0) {
         char link[64], buf[4096];
         ssize_t n;
@@ -640,6 +686,7 @@ static const char *fd_path(int fd, struct uf_fd *f)
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         n = readlink(link, buf, sizeof buf - 1);
         f->path_state = 2;
+        f->gen = 0;
         if (n > 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
             buf[n] = 0;
             f->path = strdup(buf);
@@ -652,25 +699,49 @@ static const char *fd_path(int fd, struct uf_fd *f)
     return f->path_state == 1 ? f->path : NULL;
 }
 
-/* For a write (fsync=0) or fsync (fsync=1) on fd: the rule that fires, copied out. Lock held. */
+/* Bit i set when file rule i's glob matches the fd's path (cached per rules generation). */
+static uint64_t file_mask(int fd, struct uf_fd *f)
+{
+    const char *path = fd_path(fd, f);
+    if (!path) {
+        f->gen = g_gen;  /* not a regular file: nothing to match until the rules change */
+        return 0;
+    }
+    if (f->gen != g_gen) {
+        f->file_mask = f->net_mask = 0;
+        for (int i = 0; i < g_rules.n; i++)
+            if (uf_is_file_action(g_rules.rule[i].action) && fnmatch(g_rules.rule[i].glob, path, 0) == 0)
+                f->file_mask |= 1ULL << i;
+        f->gen = g_gen;
+    }
+    return f->file_mask;
+}
+
+/* For a write (fsync=0) or fsync (fsync=1) on fd: the rule that fires, copied out. Lock held.
+ * The cached path is checked against the file (fstat) only when some rule matches it, so a
+ * write that no rule concerns costs no extra system call. */
 static int file_rule(int fd, int fsync_call, struct uf_rule *out, char *where, size_t cap)
 {
     struct uf_fd *f;
-    const char *path;
+    uint64_t mask;
+    struct stat st;
     if (fd < 0 || fd >= UF_MAX_FDS)
         return 0;
     f = &g_fds[fd];
-    if (f->tracked || !(path = fd_path(fd, f)))
+    if (f->tracked || !(mask = file_mask(fd, f)))
         return 0;
+    if (fstat(fd, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) {
+        forget_path(f);  /* the fd was closed behind our back and reused */
+        if (!(mask = file_mask(fd, f)))
+            return 0;
+    }
     for (int i = 0; i < g_rules.n; i++) {
         struct uf_rule *r = &g_rules.rule[i];
-        if (!uf_is_file_action(r->action) || (r->action == UF_FSYNC) != fsync_call)
-            continue;
-        if (fnmatch(r->glob, path, 0) != 0)
+        if (!(mask & (1ULL << i)) || (r->action == UF_FSYNC) != fsync_call)
             continue;
         if (fires(r)) {
             *out = *r;
-            snprintf(where, cap, "%s", path);
+            snprintf(where, cap, "%s", f->path);
             return 1;
         }
     }
@@ -710,6 +781,10 @@ static int before_file_write(int fd, const char *sc, size_t n, size_t *lim)
         if (!enter())                                                       \
             return call(lim);                                               \
         f = g_nnet ? net_fd(fd) : NULL;                                     \
+        if (f && unconcerned(f)) {                                          \
+            LEAVE();                                                        \
+            return call(lim);                                               \
+        }                                                                   \
         if (f) {                                                            \
             v = before_send(f, sc, (n));                                    \
             LEAVE();                                                        \
@@ -719,7 +794,8 @@ static int before_file_write(int fd, const char *sc, size_t n, size_t *lim)
                 return (ssize_t)(n);                                        \
             return call(lim);                                               \
         }                                                                   \
-        v = g_nfile ? before_file_write(fd, sc, (n), &lim) : 0;             \
+        v = g_nfile && !(fd >= 0 && fd < UF_MAX_FDS && unconcerned(&g_fds[fd]))  \
+            ? before_file_write(fd, sc, (n), &lim) : 0;                     \
         LEAVE();                                                            \
         if (v < 0)                                                          \
             return -1;                                                      \
@@ -843,11 +919,10 @@ UF_EXPORT int fdatasync(int fd)
     return sync_call(fd, real.fdatasync, "fdatasync");
 }
 
-/* ---- close: forget what we knew about the fd -------------------------------------------- */
+/* ---- new fds and close: forget what we knew about the fd number ----------------------------- */
 
-UF_EXPORT int close(int fd)
+static int forget(int fd)
 {
-    RESOLVE(close, "close");
     if (fd >= 0 && fd < UF_MAX_FDS && !t_inside && g_ready) {
         struct uf_fd *f = &g_fds[fd];
         int peer = -1;
@@ -866,5 +941,102 @@ UF_EXPORT int close(int fd)
             real.close(peer);
         t_inside = 0;
     }
+    return fd;
+}
+
+static mode_t mode_arg(int flags, va_list ap)
+{
+    return (flags & O_CREAT) || (flags & __O_TMPFILE) == __O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+}
+
+UF_EXPORT int open(const char *path, int flags, ...)
+{
+    va_list ap;
+    mode_t mode;
+    RESOLVE(open, "open");
+    va_start(ap, flags);
+    mode = mode_arg(flags, ap);
+    va_end(ap);
+    return forget(real.open(path, flags, mode));
+}
+
+UF_EXPORT int open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    mode_t mode;
+    RESOLVE(open64, "open64");
+    va_start(ap, flags);
+    mode = mode_arg(flags, ap);
+    va_end(ap);
+    return forget(real.open64(path, flags, mode));
+}
+
+UF_EXPORT int openat(int dir, const char *path, int flags, ...)
+{
+    va_list ap;
+    mode_t mode;
+    RESOLVE(openat, "openat");
+    va_start(ap, flags);
+    mode = mode_arg(flags, ap);
+    va_end(ap);
+    return forget(real.openat(dir, path, flags, mode));
+}
+
+UF_EXPORT int openat64(int dir, const char *path, int flags, ...)
+{
+    va_list ap;
+    mode_t mode;
+    RESOLVE(openat64, "openat64");
+    va_start(ap, flags);
+    mode = mode_arg(flags, ap);
+    va_end(ap);
+    return forget(real.openat64(dir, path, flags, mode));
+}
+
+UF_EXPORT int creat(const char *path, mode_t mode)
+{
+    RESOLVE(creat, "creat");
+    return forget(real.creat(path, mode));
+}
+
+UF_EXPORT int socket(int domain, int type, int protocol)
+{
+    RESOLVE(socket, "socket");
+    return forget(real.socket(domain, type, protocol));
+}
+
+UF_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+    RESOLVE(accept, "accept");
+    return forget(real.accept(fd, sa, len));
+}
+
+UF_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+    RESOLVE(accept4, "accept4");
+    return forget(real.accept4(fd, sa, len, flags));
+}
+
+UF_EXPORT int dup2(int old, int new)
+{
+    RESOLVE(dup2, "dup2");
+    if (old != new)
+        forget(new);
+    return real.dup2(old, new);
+}
+
+UF_EXPORT int dup3(int old, int new, int flags)
+{
+    RESOLVE(dup3, "dup3");
+    forget(new);
+    return real.dup3(old, new, flags);
+}
+
+/* ---- close: forget what we knew about the fd -------------------------------------------- */
+
+UF_EXPORT int close(int fd)
+{
+    RESOLVE(close, "close");
+    forget(fd);
     return real.close(fd);
 }

@@ -166,6 +166,23 @@ static void test_files(const char *dir)
     fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
     CHECK(write(fd, "abcdef", 6) == 2);
     close(fd);
+    /* A cached fd number reused for another file (dup2 onto it) is noticed. */
+    {
+        char other[512];
+        int a, b;
+        snprintf(rules, sizeof rules, "eio path=%s/*.bad\n", dir);
+        set_control(rules);
+        snprintf(path, sizeof path, "%s/fine", dir);
+        snprintf(other, sizeof other, "%s/x.bad", dir);
+        a = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        b = open(other, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        CHECK(write(a, "ok", 2) == 2);
+        CHECK(write(b, "no", 2) == -1 && errno == EIO);
+        CHECK(dup2(b, a) == a);
+        CHECK(write(a, "no", 2) == -1 && errno == EIO);
+        close(a);
+        close(b);
+    }
     set_control("");
     snprintf(path, sizeof path, "%s/threads", dir);
     fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0644);
