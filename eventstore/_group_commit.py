@@ -84,12 +84,13 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
     streams = _Streams(conn, {request.stream for request in group})
     rows: list[tuple] = []
     outcomes: list[Outcome] = []
-    ids_in_group: set = set()
+    ids_in_group: set[int] = set()
+    seen = 0
     for request in group:
-        ids = [event.id for event, _, _ in request.events]
-        if not ids_in_group.isdisjoint(ids):
+        ids_in_group.update([event.id.int for event, _, _ in request.events])  # ints hash in C
+        seen += len(request.events)
+        if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
             raise RepeatInGroup
-        ids_in_group.update(ids)
         try:
             check_expected(request.stream, request.expected, streams.current(request.stream))
         except WrongExpectedVersion as wrong:

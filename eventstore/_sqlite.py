@@ -36,6 +36,10 @@ from ._types import RecordedEvent
 APPLICATION_ID: Final = 0x756E6272  # "unbr"
 SCHEMA_VERSION: Final = 1
 PAGE_SIZE: Final = 4096
+# The writer's page cache (SQLite's default is 2 MB). Imported ids are content-derived and random, so
+# each insert lands on its own page of the id index; with the index's hot pages cached, an append
+# stops re-reading them from the OS (1.3x on a 200k-event import, bench_import). Filled only as used.
+WRITER_CACHE_KB: Final = 64 * 1024
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS streams (
@@ -80,7 +84,9 @@ def connect(
         )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA synchronous = FULL")
-        if not writer:
+        if writer:
+            conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KB}")
+        else:
             conn.execute("PRAGMA query_only = 1")
         return conn
 

@@ -72,12 +72,21 @@ class _Request:
         self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
 
 
+class _Part:
+    """One request of an ``append_multi``: no future of its own (the multi-append has one)."""
+
+    __slots__ = ("stream", "events", "expected")
+
+    def __init__(self, stream: str, events: list, expected: Expected) -> None:
+        self.stream, self.events, self.expected = stream, events, expected
+
+
 class _MultiRequest:
     """An ``append_multi``: its parts commit in one transaction of their own, all or none."""
 
     __slots__ = ("parts", "future")
 
-    def __init__(self, parts: list[_Request]) -> None:
+    def __init__(self, parts: list[_Part]) -> None:
         self.parts = parts
         self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
 
@@ -176,7 +185,7 @@ class EmbeddedStore(EventStore):
         ``StoreLocked`` and nothing is written.
         """
         prepared = prepare_multi(requests)
-        multi = _MultiRequest([_Request(stream, encoded, expected) for stream, encoded, expected in prepared])
+        multi = _MultiRequest([_Part(stream, encoded, expected) for stream, encoded, expected in prepared])
         return self._send(multi, inline=True).result()  # type: ignore[return-value]
 
     async def append_async(
@@ -321,7 +330,7 @@ class EmbeddedStore(EventStore):
             self._last_committed = max(self._last_committed, last)
             self._appended.notify_all()
 
-    def _write(self, group: list[_Request], now: int) -> tuple[list, int]:
+    def _write(self, group: list, now: int) -> tuple[list, int]:
         conn = self._writer
         conn.execute("SAVEPOINT grp")
         try:

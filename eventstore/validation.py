@@ -28,6 +28,8 @@ _GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, r
 
 def check_name(kind: str, value: object, max_bytes: int) -> str:
     """Return ``value`` if it is a usable stream or type name, else raise ``InvalidEvent``."""
+    if type(value) is str and value.isascii() and value.isprintable() and 0 < len(value) <= max_bytes:
+        return value  # printable ASCII: no control character, valid UTF-8, one byte a character
     if not isinstance(value, str):
         raise InvalidEvent(f"{kind} must be a string, got {type(value).__name__}")
     if not value:
@@ -64,16 +66,27 @@ def check_metadata(metadata: Metadata | None) -> Metadata:
     texts = [metadata.correlation_id, metadata.causation_id, metadata.source, metadata.content_type]
     for key, value in metadata.extra.items():
         texts.extend((key, value))
+    plain, total = True, 0
     for text in texts:
         if text is not None:
             check_name("metadata value", text, MAX_METADATA_BYTES)
+            plain = plain and text.isascii()
+            total += len(text)
+    # JSON at most doubles printable ASCII (\" and \\), plus quotes and separators: skip encoding when it fits.
+    if plain and 2 * total + 8 * len(texts) + 16 <= MAX_METADATA_BYTES:
+        return metadata
     if len(_JSON.encode(metadata)) > MAX_METADATA_BYTES:
         raise InvalidEvent(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return metadata
 
 
-def check_batch(stream: str, events: object) -> list[NewEvent]:
-    """Validate one append batch; every event must belong to ``stream``."""
+def check_batch(stream: str, events: object, checked: set[int] | None = None) -> list[NewEvent]:
+    """Validate one append batch; every event must belong to ``stream``.
+
+    ``checked`` holds the ``id()`` of ``Metadata`` objects already checked in
+    this same call (``prepare_multi`` shares one set over its requests, whose
+    events are all alive, so no id can be reused meanwhile).
+    """
     check_stream(stream)
     if isinstance(events, NewEvent):
         raise InvalidEvent(f"stream {stream!r}: append takes a list of events; wrap it: [event]")
@@ -82,36 +95,56 @@ def check_batch(stream: str, events: object) -> list[NewEvent]:
         raise InvalidEvent(f"stream {stream!r}: an append needs at least one event")
     if len(batch) > MAX_BATCH:
         raise InvalidEvent(f"stream {stream!r}: {len(batch)} events in one append; limit {MAX_BATCH}")
-    seen = set()
+    if checked is None:
+        checked = set()
+    seen: set[int] = set()
     for index, event in enumerate(batch):
-        where = f"stream {stream!r}, event {index}"
-        if not isinstance(event, NewEvent):
-            raise InvalidEvent(f"{where}: expected NewEvent, got {type(event).__name__}")
+        if type(event) is not NewEvent and not isinstance(event, NewEvent):
+            raise InvalidEvent(f"stream {stream!r}, event {index}: expected NewEvent, got {type(event).__name__}")
         if event.stream is not None and event.stream != stream:
-            raise InvalidEvent(f"{where}: event names stream {event.stream!r}")
-        if event.id in seen:
-            raise InvalidEvent(f"{where}: id {event.id} appears twice in one batch")
-        seen.add(event.id)
+            raise InvalidEvent(f"stream {stream!r}, event {index}: event names stream {event.stream!r}")
+        key = event.id.int  # type: ignore[union-attr]  # an int hashes in C; the UUID's __hash__ is Python
+        if key in seen:
+            raise InvalidEvent(f"stream {stream!r}, event {index}: id {event.id} appears twice in one batch")
+        seen.add(key)
         if event.type not in _GOOD_TYPES:
             check_name("event type", event.type, MAX_TYPE_BYTES)
             if len(_GOOD_TYPES) < 10_000:
                 _GOOD_TYPES.add(event.type)
-        if isinstance(event.data, (bytes, bytearray, memoryview)) and len(event.data) > MAX_DATA_BYTES:
-            raise InvalidEvent(f"{where}: data is {len(event.data)} bytes; the limit is {MAX_DATA_BYTES}")
-        if event.metadata is not None:
-            check_metadata(event.metadata)  # type: ignore[arg-type]
-        for name in ("occurred_at", "recorded_at"):
-            value = getattr(event, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise InvalidEvent(f"{where}: {name} must be non-negative integer nanoseconds, got {value!r}")
+        data = event.data
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
+            pass  # a payload struct: encoded later, by prepare_batch
+        elif len(data) > MAX_DATA_BYTES:
+            raise InvalidEvent(f"stream {stream!r}, event {index}: data is {len(data)} bytes; "
+                               f"the limit is {MAX_DATA_BYTES}")
+        metadata = event.metadata
+        if metadata is not None and id(metadata) not in checked:
+            check_metadata(metadata)  # type: ignore[arg-type]
+            checked.add(id(metadata))
+        _check_times(stream, index, event)
     return batch
 
 
-def prepare_batch(stream: str, events: object) -> list[tuple[NewEvent, bytes, Metadata]]:
+def _check_times(stream: str, index: int, event: NewEvent) -> None:
+    for name in ("occurred_at", "recorded_at"):
+        value = getattr(event, name)
+        if value is not None and (type(value) is not int or value < 0):
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                continue  # an int subclass other than bool
+            raise InvalidEvent(f"stream {stream!r}, event {index}: {name} must be non-negative "
+                               f"integer nanoseconds, got {value!r}")
+
+
+def prepare_batch(
+    stream: str, events: object, checked: set[int] | None = None
+) -> list[tuple[NewEvent, bytes, Metadata]]:
     """Validate a batch and encode each event's data: ``(event, data bytes, metadata)``."""
     from .payloads import encode_data
 
-    return [(e, encode_data(e), e.metadata or EMPTY_METADATA) for e in check_batch(stream, events)]  # type: ignore[misc]
+    return [
+        (e, e.data if type(e.data) is bytes else encode_data(e), e.metadata or EMPTY_METADATA)  # type: ignore[misc]
+        for e in check_batch(stream, events, checked)
+    ]
 
 __all__ = [
     "MAX_BATCH",
@@ -142,13 +175,14 @@ def prepare_multi(requests: object) -> list[tuple[str, list[tuple[NewEvent, byte
         raise InvalidEvent("append_multi takes a list of (stream, events, expected) requests") from e
     prepared = []
     total = 0
+    checked: set[int] = set()
     for index, request in enumerate(listed):
         try:
             if not isinstance(request, tuple) or len(request) != 3:
                 raise InvalidEvent(f"append_multi request {index} must be a (stream, events, expected) tuple")
             stream, events, expected = request
             validate_expected(expected)
-            encoded = prepare_batch(stream, events)
+            encoded = prepare_batch(stream, events, checked)
         except StoreError as error:
             mark_request(error, index)
             raise

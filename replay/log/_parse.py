@@ -95,21 +95,22 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
     replaying a log file and replaying the store it was imported into agree.
     """
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
+    fast, replace = converter.convert_fast, msgspec.structs.replace
     last_recorded = 0
     for line in read_lines(path, format, mapping):
         tally.read += 1
         reason = line.error
         if line.fields is not None:
             try:
-                log_event = converter.convert(line.fields)
+                log_event = fast(line.fields) or converter.convert(line.fields)
             except BadRecord as e:
                 reason = str(e)
             else:
                 event = log_event.event
                 stamp = log_event.recorded_at or event.occurred_at
                 last_recorded = max(last_recorded, stamp) if stamp is not None else last_recorded + 1
-                stamped = msgspec.structs.replace(event, recorded_at=last_recorded)
-                yield PendingLine(LogEvent(stamped, log_event.recorded_at), line.where, line.raw)
+                yield PendingLine(LogEvent(replace(event, recorded_at=last_recorded), log_event.recorded_at),
+                                  line.where, line.raw)
                 continue
         tally.reject(Rejection(source, line.where, unit, reason or "unreadable", line.raw))
 

@@ -28,6 +28,8 @@ _DECODE: Final = msgspec.json.Decoder()
 _ENCODE: Final = msgspec.json.Encoder()
 _BOM: Final = b"\xef\xbb\xbf"
 MAX_CSV_RECORD_LINES: Final = 1000  # physical lines one quoted CSV field may span
+READ_BLOCK: Final = 1 << 16  # bytes read at a time from a JSON Lines log
+DECODE_LINES: Final = 512  # lines decoded (and checked for repeated keys) together
 
 
 class DuplicateKey(ValueError):
@@ -162,16 +164,101 @@ def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
 
 
 def _jsonl(f: IO[bytes]) -> Iterator[SourceLine]:
-    for number, (line, cut) in enumerate(_physical_lines(f), start=1):
-        raw = line.rstrip(b"\r\n")
-        if number == 1 and raw.startswith(_BOM):  # a UTF-8 byte-order mark is not part of the first line
-            raw = raw[len(_BOM) :]
+    """JSON lines, read and decoded a block at a time (see ``_line_blocks``, ``_decode_block``)."""
+    for block in _line_blocks(f):
+        for start in range(0, len(block), DECODE_LINES):
+            yield from _decode_block(block[start : start + DECODE_LINES])
+
+
+def _line_blocks(f: IO[bytes]) -> Iterator[list[tuple[int, bytes, bool]]]:
+    """Lines as ``(number, bytes without line ending, cut)``, about ``READ_BLOCK`` bytes at a time.
+
+    The same lines ``_physical_lines`` gives (numbers count every physical
+    line, a line longer than ``MAX_LINE_BYTES`` comes out cut to that length
+    and the rest of it is skipped, a BOM before line 1 is dropped), read with
+    one ``read`` and one ``split`` per block instead of a call per line. Memory
+    holds one block and at most one partial line of ``MAX_LINE_BYTES``.
+    """
+    limit = MAX_LINE_BYTES
+    number, carry, skipping = 0, b"", False
+    while True:
+        data = f.read1(READ_BLOCK)  # type: ignore[attr-defined]  # read1: a cut gzip gives up what came before the cut
+        if not data:
+            break
+        pieces = (carry + data if carry else data).split(b"\n")
+        carry = pieces.pop()
+        out: list[tuple[int, bytes, bool]] = []
+        for piece in pieces:
+            if skipping:  # the rest of a cut line, through its newline
+                skipping = False
+                continue
+            number += 1
+            if len(piece) + 1 > limit:  # readline(limit) would have cut it
+                out.append((number, _first_line(number, piece[:limit]).rstrip(b"\r"), True))
+            else:
+                out.append((number, _first_line(number, piece).rstrip(b"\r"), False))
+        if len(carry) >= limit and not skipping:
+            number += 1
+            out.append((number, _first_line(number, carry[:limit]).rstrip(b"\r\n"), True))
+            carry, skipping = b"", True
+        elif skipping:
+            carry = b""
+        if out:
+            yield out
+    if carry and not skipping:
+        number += 1
+        yield [(number, _first_line(number, carry).rstrip(b"\r"), len(carry) >= limit)]
+
+
+def _first_line(number: int, raw: bytes) -> bytes:
+    """A UTF-8 byte-order mark is not part of the first line."""
+    return raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
+
+
+def _decode_block(block: list[tuple[int, bytes, bool]]) -> list[SourceLine]:
+    """One ``SourceLine`` per non-blank line of a block, decoded as ``_json_line`` would.
+
+    Lines are decoded one by one (msgspec), but the check for repeated keys
+    runs once over the block: when no line holds a backslash, the decoded
+    values re-encode to the same strings, so the block's colons and their
+    re-encoding's colons agree exactly unless a key was dropped. Otherwise
+    (escapes, or a repeat) each line gets ``decode_json``'s own check.
+    """
+    out: list[SourceLine] = []
+    checked: list[tuple[bytes, dict]] = []
+    decode = _DECODE.decode
+    for number, raw, cut in block:
         if cut:
-            yield SourceLine(number, raw, None, f"line is longer than {MAX_LINE_BYTES} bytes; its first {MAX_LINE_BYTES} bytes are quarantined")
+            out.append(SourceLine(number, raw, None, f"line is longer than {MAX_LINE_BYTES} bytes; "
+                                                     f"its first {MAX_LINE_BYTES} bytes are quarantined"))
             continue
         if not raw.strip():
             continue
-        yield _json_line(number, raw)
+        try:
+            fields = decode(raw)
+        except (RecursionError, msgspec.DecodeError, UnicodeDecodeError):
+            out.append(_json_line(number, raw))  # the slow path names the reason
+            continue
+        if not isinstance(fields, dict):
+            out.append(SourceLine(number, raw, None, f"a line must be a JSON object, got {type(fields).__name__}"))
+            continue
+        out.append(SourceLine(number, raw, fields, None))
+        checked.append((raw, fields))
+    if checked and not _keys_surely_unique(checked):
+        out = [_json_line(line.where, line.raw) if line.fields is not None else line for line in out]
+    return out
+
+
+def _keys_surely_unique(lines: list[tuple[bytes, dict]]) -> bool:
+    """True when no object in these lines can have repeated a key (see ``_decode_block``)."""
+    joined = b"\n".join([raw for raw, _ in lines])
+    if b"\\" in joined:
+        return False
+    try:
+        again = _ENCODE.encode([fields for _, fields in lines])
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return joined.count(b":") == again.count(b":")
 
 
 def _json_line(number: int, raw: bytes) -> SourceLine:
