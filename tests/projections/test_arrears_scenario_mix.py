@@ -58,18 +58,24 @@ def test_the_mix_is_opt_in_and_leaves_ordinary_accounts_as_they_were():
     assert account(plain, 0) != account(mixed, 0)
 
 
+def _case(case: str, reason: str):
+    """A parameter named and marked with its scenario id (``-k SM_AR_003`` or ``-m``-style case)."""
+    return pytest.param(case, reason, id=f"{case.replace('-', '_')}-{reason}",
+                        marks=pytest.mark.case(case))
+
+
 @pytest.mark.parametrize(("case", "reason"), [
-    ("SM-AR-001", "stale_reading"),
-    ("SM-AR-002", "estimated_consumption"),
-    ("SM-AR-003", "late_payment_cancelled"),
-    ("SM-AR-004", "duplicate_payment"),
-    ("SM-AR-006", "out_of_order_reading"),
-    ("SM-AR-008", "manual_review"),
-    ("SM-AR-009", "outside_allowed_hours"),
-    ("SM-AR-010", "clock_ahead"),
-    ("SM-AR-012", "rechecked_at_release"),
-    ("SM-AR-013", "already_notified"),
-    ("SM-AR-014", "ack_not_delivery"),
+    _case("SM-AR-001", "stale_reading"),
+    _case("SM-AR-002", "estimated_consumption"),
+    _case("SM-AR-003", "late_payment_cancelled"),
+    _case("SM-AR-004", "duplicate_payment"),
+    _case("SM-AR-006", "out_of_order_reading"),
+    _case("SM-AR-008", "manual_review"),
+    _case("SM-AR-009", "outside_allowed_hours"),
+    _case("SM-AR-010", "clock_ahead"),
+    _case("SM-AR-012", "rechecked_at_release"),
+    _case("SM-AR-013", "already_notified"),
+    _case("SM-AR-014", "ack_not_delivery"),
 ])
 def test_each_scenario_shows_in_a_30_day_20_account_log(mix, case, reason):
     assert reason in reasons_of(mix), f"{case}: no decision says {reason}"
