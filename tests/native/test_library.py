@@ -194,3 +194,17 @@ def test_bad_rules_are_refused_in_python_naming_the_rule():
         with pytest.raises(ValueError, match="rule 1") as info:
             native.rules_text(rule)
         assert words in str(info.value)
+
+
+def test_build_is_cached_by_source_hash_and_a_missing_compiler_names_the_package(library, monkeypatch,
+                                                                               tmp_path):
+    import pytest
+
+    assert native.build() == library and library.name == native.LIBRARY
+    assert library.parent.name == native._digest(native.compiler(), native._FLAGS, native.sources())
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(RuntimeError, match="install the Debian package gcc"):
+        native.compiler()
+    with pytest.raises(RuntimeError, match="gcc"):
+        native.build(cache_dir=tmp_path / "cache")
