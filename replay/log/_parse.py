@@ -95,7 +95,7 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
     replaying a log file and replaying the store it was imported into agree.
     """
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
-    fast, replace = converter.convert_fast, msgspec.structs.replace
+    fast, stamp_with = converter.convert_fast, msgspec.structs.force_setattr
     last_recorded = 0
     for line in read_lines(path, format, mapping):
         tally.read += 1
@@ -109,8 +109,8 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
                 event = log_event.event
                 stamp = log_event.recorded_at or event.occurred_at
                 last_recorded = max(last_recorded, stamp) if stamp is not None else last_recorded + 1
-                yield PendingLine(LogEvent(replace(event, recorded_at=last_recorded), log_event.recorded_at),
-                                  line.where, line.raw)
+                stamp_with(event, "recorded_at", last_recorded)  # a new event of this line's own: no copy
+                yield PendingLine(log_event, line.where, line.raw)
                 continue
         tally.reject(Rejection(source, line.where, unit, reason or "unreadable", line.raw))
 
