@@ -120,13 +120,17 @@ def _amount(low: int, high: int) -> st.SearchStrategy[int]:
 def search_schedules(
     events: Sequence[RecordedEvent], policy: SchedulePolicy = DEFAULT_POLICY, targets: Targets | None = None
 ) -> st.SearchStrategy[Schedule]:
-    """Schedules for the search in ``check``: one integer draw per perturbation, aimed.
+    """Schedules for the search in ``check``: one draw of bytes per schedule, aimed.
 
-    The same space as ``schedules``, at about half the drawing cost (the
-    search's budget is examples per second), aimed as ``_targets.py`` says:
-    half the schedules at one subject's events, each perturbation at an event
-    picked by type, by the unperturbed run's trace (``targets``, built from it)
-    or uniformly. Half the delays, copies and silences are sized by the log
+    The same space as ``schedules``, at under half the drawing cost (the
+    search's budget is examples per second): one fixed-size byte string, 8
+    bytes saying how many perturbations (1 to ``max_perturbations``), whether
+    the schedule loses nothing and where it aims, then 8 bytes per
+    perturbation (kind, target, amount); all zero bytes, where Hypothesis
+    shrinks to, is the identity. Aimed as ``_targets.py`` says: half the
+    schedules at one subject's events, each perturbation at an event picked by
+    type, by the unperturbed run's trace (``targets``, built from it) or
+    uniformly. Half the delays, copies and silences are sized by the log
     itself (to just past a later event of the same scope, so a late payment
     lands among the events it could overtake); the other half spread evenly
     over orders of magnitude (1 s and 30 h equally likely). Hypothesis shrinks
@@ -136,10 +140,8 @@ def search_schedules(
     if not events or policy.max_perturbations == 0 or not policy.kinds:
         return st.just(IDENTITY)
     decoder = _Decoder(targets if targets is not None else Targets(events), policy)
-    codes = st.lists(st.integers(0, 2**62), max_size=policy.max_perturbations)
-    # One integer says whether the schedule loses nothing (every other one: no drop, no
-    # skew, partitions heal; INV-5 is only judged when every event arrives) and where it aims.
-    return st.tuples(st.integers(0, 2**62), codes).map(lambda drawn: decoder.schedule(*drawn))
+    size = 8 * (1 + policy.max_perturbations)
+    return st.binary(min_size=size, max_size=size).map(decoder.decode)
 
 
 class _Decoder:
@@ -151,10 +153,21 @@ class _Decoder:
         self.lossless = [k for k in self.kinds if k not in ("drop", "skew")] or self.kinds
         self.p = policy
 
+    def decode(self, raw: bytes) -> Schedule:
+        """A schedule from the bytes ``search_schedules`` draws (all zero: the identity)."""
+        head = int.from_bytes(raw[:8], "little") & _MASK
+        if not head:
+            return IDENTITY
+        head, count = divmod(_mix(head), self.p.max_perturbations)
+        codes = [int.from_bytes(raw[8 * n : 8 * n + 8], "little") & _MASK for n in range(1, count + 2)]
+        return self.schedule(head, codes)
+
     def schedule(self, head: int, codes: list[int]) -> Schedule:
+        """Perturbations from ``codes``; ``head`` says if they lose nothing (every other
+        schedule: no drop, no skew, partitions heal; INV-5 is only judged when every event
+        arrives) and where they aim (the whole log, or one subject: every other schedule)."""
         if not codes:
             return IDENTITY
-        head = _mix(head)
         head, lossless = divmod(head, 2)
         head, whole = divmod(head, 2)
         scope = self.targets.whole if whole else self.targets.focus(head)

@@ -19,8 +19,10 @@ steer towards new behaviour, the search aims:
   of 35 events, and several perturbations can meet in one account;
 - first of all, single perturbations the trace points at (``priority``): for
   every subject with decisions, in turn, drop each event its external
-  decisions cite, deliver the one before it late enough to overtake it,
-  delay it past the decision, and deliver a second copy just after it.
+  decisions cite, silence its source for the longest partition allowed up to
+  just after the decision (its inputs go stale), deliver the one before it
+  late enough to overtake it, delay it past the decision, and deliver a
+  second copy just after it.
 
 Aiming only changes which schedules are drawn: a schedule is still plain data
 naming events by position, so every counterexample replays exactly and
@@ -31,7 +33,7 @@ base trace; drawing a perturbation stays O(1) whatever the log's length.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -39,7 +41,7 @@ import msgspec
 
 from eventstore import RecordedEvent
 
-from ._schedules import Delay, DropEvent, Duplicate, Schedule, arrival_times, source_of
+from ._schedules import Delay, DropEvent, Duplicate, Partition, Schedule, arrival_times, source_of
 
 SUBJECT_FIELDS: Final = ("account_id", "device_id", "device", "symbol", "subject")
 _RELEASED: Final = frozenset({"released", "sent"})
@@ -182,13 +184,12 @@ class Targets:
     def priority(self, policy: Any) -> list[Schedule]:
         """Single perturbations the trace points at, subjects taking turns (see the module docstring)."""
         before = self._before()
-        rarity = defaultdict(int)
-        for e in self.events:
-            rarity[e.type] += 1
+        types: Counter[str] = Counter(e.type for e in self.events)
         queues = []
-        for cited in self.cited.values():
-            ordered = sorted(cited, key=lambda c: (rarity[self.events[c[0]].type], c[0]))
-            queues.append([s for i, at in ordered for s in self._moves(i, at, before.get(i), policy)])
+        for subject, cited in self.cited.items():
+            members = self._members.get(subject) or range(len(self.events))
+            busy: Counter[str] = Counter(source_of(self.events[i]) for i in members)
+            queues.append(self._queue(cited, before, types, busy, policy))
         out: list[Schedule] = []
         seen: set[bytes] = set()
         for turn in range(max((len(q) for q in queues), default=0)):
@@ -200,22 +201,36 @@ class Targets:
                         out.append(q[turn])
         return out
 
-    def _moves(self, i: int, decided_at: int, prev: int | None, policy: Any) -> list[Schedule]:
-        """Drop event ``i``; let the one before it overtake it; move it (or a copy) past the decision."""
-        kinds, position, arrival = policy.kinds, self.events[i].position, self.arrivals[i]
-        past = decided_at - arrival + 1
-        moves = []
+    def _queue(self, cited: list[tuple[int, int]], before: dict[int, int], types: Counter,
+               busy: Counter, policy: Any) -> list[Schedule]:
+        """One subject's moves, kinds taking turns: drop, silence, overtake, delay, copy.
+
+        Events go rarest type first (the one statement before the thirty readings);
+        sources busiest first within the subject (silencing a meter is what makes
+        readings stale), up to just after the foremost decision citing them.
+        """
+        events, arrivals, kinds = self.events, self.arrivals, policy.kinds
+        rare = sorted(cited, key=lambda c: (types[events[c[0]].type], c[0]))
+        lists: list[list[Any]] = [[], [], [], [], []]
         if "drop" in kinds:
-            moves.append(DropEvent(position))
-        if "delay" in kinds and prev is not None:
-            gap = arrival - self.arrivals[prev] + 1
-            if 0 < gap <= policy.max_delay_ns:
-                moves.append(Delay(self.events[prev].position, gap))
-        if "delay" in kinds and 0 < past <= policy.max_delay_ns:
-            moves.append(Delay(position, past))
-        if "duplicate" in kinds and 0 <= past <= policy.max_duplicate_ns:
-            moves.append(Duplicate(position, past))
-        return [Schedule((m,)) for m in moves]
+            lists[0] = [DropEvent(events[i].position) for i, _ in rare]
+        if "partition" in kinds and policy.max_partition_ns > 0:
+            window = policy.max_partition_ns
+            first: dict[str, int] = {}  # source -> time of the foremost decision citing it
+            for i, at in cited:
+                first.setdefault(source_of(events[i]), at)
+            lists[1] = [Partition(src, first[src] - window + 1, window, heal=True)
+                        for src in sorted(first, key=lambda src: (-busy[src], src))]
+        for i, at in rare:
+            prev, past = before.get(i), at - arrivals[i] + 1
+            if "delay" in kinds and prev is not None and 0 < arrivals[i] - arrivals[prev] + 1 <= policy.max_delay_ns:
+                lists[2].append(Delay(events[prev].position, arrivals[i] - arrivals[prev] + 1))
+            if "delay" in kinds and 0 < past <= policy.max_delay_ns:
+                lists[3].append(Delay(events[i].position, past))
+            if "duplicate" in kinds and 0 <= past <= policy.max_duplicate_ns:
+                lists[4].append(Duplicate(events[i].position, past))
+        return [Schedule((m,)) for turn in range(max(map(len, lists)))
+                for moves in lists if turn < len(moves) for m in (moves[turn],)]
 
 
 def _decisions(guide: Any) -> list[dict]:
