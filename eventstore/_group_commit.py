@@ -68,9 +68,10 @@ class _Streams:
             "INSERT INTO streams (stream_id, name, revision) VALUES (?, ?, ?)",
             [(self.known[n][0], n, self.known[n][1]) for n in self.created],
         )
+        created = set(self.created)  # a set: with thousands of new streams a list made this quadratic
         conn.executemany(
             "UPDATE streams SET revision = ? WHERE stream_id = ?",
-            [(self.known[n][1], self.known[n][0]) for n in self.touched if n not in self.created],
+            [(self.known[n][1], self.known[n][0]) for n in self.touched if n not in created],
         )
 
 

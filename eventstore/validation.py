@@ -24,6 +24,9 @@ MAX_MULTI_EVENTS: Final = 100_000  # events in one append_multi, over all its re
 _JSON = msgspec.json.Encoder()
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, repeated often
+_GOOD_STREAMS: set[str] = set()  # stream names already validated (str is immutable: still valid)
+_GOOD_METADATA: dict[int, Metadata] = {}  # id -> checked Metadata with no extra (see _metadata_known)
+_CACHE_LIMIT: Final = 65_536
 
 
 def check_name(kind: str, value: object, max_bytes: int) -> str:
@@ -51,10 +54,33 @@ def check_name(kind: str, value: object, max_bytes: int) -> str:
 
 def check_stream(stream: object) -> str:
     """Validate a stream name; names starting with ``$`` are reserved for the system."""
+    if type(stream) is str and stream in _GOOD_STREAMS:
+        return stream
     name = check_name("stream name", stream, MAX_STREAM_BYTES)
     if name.startswith("$"):
         raise InvalidEvent(f"stream name {name!r}: names starting with '$' are reserved")
+    if len(_GOOD_STREAMS) >= _CACHE_LIMIT:
+        _GOOD_STREAMS.clear()
+    _GOOD_STREAMS.add(name)
     return name
+
+
+def _metadata_known(metadata: object) -> bool:
+    """Whether this very ``Metadata`` object passed ``check_metadata`` before and cannot have changed.
+
+    Its fields are frozen; only ``extra`` (a dict) could change after the
+    check, so only objects whose ``extra`` is empty are remembered, and an
+    object whose ``extra`` has been filled since is checked again. The cache
+    holds the objects themselves, so an id is never reused while cached.
+    """
+    return _GOOD_METADATA.get(id(metadata)) is metadata and not metadata.extra  # type: ignore[attr-defined]
+
+
+def _remember_metadata(metadata: Metadata) -> None:
+    if not metadata.extra:
+        if len(_GOOD_METADATA) >= _CACHE_LIMIT:
+            _GOOD_METADATA.clear()
+        _GOOD_METADATA[id(metadata)] = metadata
 
 
 def check_metadata(metadata: Metadata | None) -> Metadata:
@@ -118,10 +144,15 @@ def check_batch(stream: str, events: object, checked: set[int] | None = None) ->
             raise InvalidEvent(f"stream {stream!r}, event {index}: data is {len(data)} bytes; "
                                f"the limit is {MAX_DATA_BYTES}")
         metadata = event.metadata
-        if metadata is not None and id(metadata) not in checked:
+        if metadata is not None and id(metadata) not in checked and not _metadata_known(metadata):
             check_metadata(metadata)  # type: ignore[arg-type]
             checked.add(id(metadata))
-        _check_times(stream, index, event)
+            _remember_metadata(metadata)  # type: ignore[arg-type]
+        occurred_at, recorded_at = event.occurred_at, event.recorded_at
+        if (occurred_at is not None and (type(occurred_at) is not int or occurred_at < 0)) or (
+            recorded_at is not None and (type(recorded_at) is not int or recorded_at < 0)
+        ):
+            _check_times(stream, index, event)
     return batch
 
 
