@@ -42,12 +42,14 @@ from typing import Any, Final
 
 import msgspec
 
+from eventstore import UnbrokenError
+
 BUILTIN_DIR: Final = Path(__file__).with_name("invariants")
 TABLE_NAMES: Final = ("runs", "deliveries", "drops", "decisions", "timers", "faults", "events")
 _HEADER = re.compile(r"^--\s*([A-Za-z_]+)\s*:\s*(.*?)\s*$")
 
 
-class NotJudged(Exception):  # noqa: N818 - a signal, not an error
+class NotJudged(UnbrokenError):  # noqa: N818 - a signal, not an error
     """Raised by a Python invariant for a run it does not apply to (counted as skipped)."""
 
 
