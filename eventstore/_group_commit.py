@@ -12,13 +12,14 @@ with many appender threads getting it back is what costs.
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 from . import _sqlite
 from ._errors import WrongExpectedVersion
 from ._rules import StoredId, check_expected, repeated_result
-from ._types import AppendResult, RecordedEvent
+from ._types import ANY, AppendResult, RecordedEvent
 
 Outcome = AppendResult | BaseException
 _INSERT_EVENTS = (
@@ -87,30 +88,34 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
     outcomes: list[Outcome] = []
     ids_in_group: set[int] = set()
     seen = 0
+    encode, crc32 = _sqlite.RECORD_ENCODER.encode, zlib.crc32  # encode_record, inlined: this runs per event
     for request in group:
-        ids_in_group.update([event.id.int for event, _, _ in request.events])  # ints hash in C
-        seen += len(request.events)
+        stream, events = request.stream, request.events
+        ids_in_group.update([event.id.int for event, _, _ in events])  # ints hash in C
+        seen += len(events)
         if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
             raise RepeatInGroup
-        try:
-            check_expected(request.stream, request.expected, streams.current(request.stream))
-        except WrongExpectedVersion as wrong:
-            outcomes.append(retry_result(conn, request, wrong))
-            continue
-        entry = streams.claim(request.stream)
+        if request.expected is not ANY:
+            try:
+                check_expected(stream, request.expected, streams.current(stream))
+            except WrongExpectedVersion as wrong:
+                outcomes.append(retry_result(conn, request, wrong))
+                continue
+        entry = streams.claim(stream)
+        stream_id, revision = entry
         first = last + 1
-        for event, data, metadata in request.events:
-            entry[1] += 1
+        for event, data, metadata in events:
+            revision += 1
             last += 1
             recorded_at = now if event.recorded_at is None else event.recorded_at
-            recorded = RecordedEvent(
-                event.id, request.stream, entry[1], last, recorded_at,
+            record = encode(RecordedEvent(
+                event.id, stream, revision, last, recorded_at,
                 recorded_at if event.occurred_at is None else event.occurred_at,
                 event.type, data, metadata,
-            )  # fmt: skip
-            record, checksum = _sqlite.encode_record(recorded)
-            rows.append((last, entry[0], entry[1], event.type, event.id.bytes, record, checksum))
-        outcomes.append(AppendResult(first, last, entry[1] + 1))
+            ))  # fmt: skip
+            rows.append((last, stream_id, revision, event.type, event.id.bytes, record, crc32(record)))
+        entry[1] = revision
+        outcomes.append(AppendResult(first, last, revision + 1))
     conn.executemany(_INSERT_EVENTS, rows)
     streams.save(conn)
     return outcomes, last
