@@ -35,7 +35,7 @@ ALLOWED = {
     "replay": {"eventstore", "projections"},
     "properties": {"eventstore", "projections", "replay"},
     "adapters": {"eventstore", "projections", "replay", "properties"},
-    "load": {"eventstore", "projections", "replay", "properties", "adapters"},
+    "load": {"eventstore", "projections", "replay", "properties", "adapters", "native"},
     "native": set(),
 }
 REPLAY_PARTS = ("core", "log", "trace", "cli")
