@@ -251,7 +251,7 @@ def check(
             if base_log is not None:
                 determinism = _determinism(base_log, factory, source, seed)
                 search.example(base_log, IDENTITY)  # the unperturbed log must hold too
-                targets = Targets(base_log, search.context(base_log).base)
+                targets = Targets(base_log, _guide(search, base_log))
                 left -= 1 + _aimed(search, base_log, targets, policy, (examples - 1) // 2)
             _explore(search, base_log, logs, left, seed, policy, targets)
             search.flush()
@@ -327,6 +327,16 @@ def domain_of(projection: Any) -> str | None:
     """The rule family a projection follows: its ``domain``, else its ``name``."""
     domain = getattr(projection, "domain", None) or getattr(projection, "name", None)
     return str(domain) if domain else None
+
+
+def _guide(search: _Search, base_log) -> Any:
+    """The unperturbed run to aim by, or None when the runner refused it (then aim by the log alone)."""
+    try:
+        return search.context(base_log).base
+    except EventTimeout:
+        raise
+    except Exception:  # the identity example already reported why; aiming needs no trace
+        return None
 
 
 def _aimed(search: _Search, base_log, targets: Targets, policy, budget: int) -> int:

@@ -153,3 +153,17 @@ def test_an_invariant_never_judged_is_skipped_not_held_nor_unknown(log):
     by_id = {r.id: r for r in report.results}
     assert by_id["INV-5"].examples == 0 and by_id["INV-5"].status == "skipped"
     assert report.exit_code() == 0  # skipped is no failure, and no unknown either
+
+
+def test_a_refused_unperturbed_run_leaves_the_search_aiming_by_the_log_alone(log):
+    calls = []
+
+    def factory():  # the probe gets a projection; every run after it is refused
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("no projection today")
+        return projections.get("arrears")
+
+    report = check(log, factory, examples=10, seed=0, invariants=["AR-1"])
+    assert report.examples == 10 and report.problems.aborted_runs == 10
+    assert report.exit_code() == 3  # unknown, not a crash of the check itself
