@@ -92,7 +92,13 @@ def judge(soak: Any, drained: bool) -> dict[str, Any]:
     done = acc.projected_ns if acc is not None else None
     excluded = _disturbed(intended, done, windows, cfg["recovery_s"])
     criteria.append(C.processing_p99(intended, done, excluded, cfg["processing_p99_ms"]))
-    criteria.append(C.read_p99(None, False, cfg["read_p99_ms"]))
+    reads = _reads(soak)
+    read_ms = None
+    if reads is not None:
+        calm = ~C.windows_mask(reads.intended_ns, [(w["start_ns"], w["end_ns"] + 5 * NS)
+                                                    for w in windows])
+        read_ms = reads.latencies_ms(calm)
+    criteria.append(C.read_p99(read_ms, soak.spec.read_rate > 0, cfg["read_p99_ms"]))
     series: dict[str, list[tuple[float, float]]] = {}
     for r in soak.resources:
         if r["process"] != "load":
@@ -123,6 +129,7 @@ def judge(soak: Any, drained: bool) -> dict[str, Any]:
         "accounting": acc.as_dict() if acc is not None else None,
         "faults": soak.faults, "windows": windows,
         "latency_ms": _latency_summary(samples, acc, excluded),
+        "read_latency_ms": summary.get("read_latency_ms"), "reads": summary.get("reads"),
         "processes": {name: {"starts": n, "limit_mb": soak.spec.plan.limits.get(name)}
                       for name, n in recorded.get("starts", {}).items()},
         "invariant_results": [{"id": r.id, "status": r.status} for r in check_report.results]
@@ -132,6 +139,15 @@ def judge(soak: Any, drained: bool) -> dict[str, Any]:
 
     write_report(soak, data, samples, acc)
     return data
+
+
+def _reads(soak: Any) -> Any:
+    path = soak.out / "load" / "reads.parquet"
+    if not path.exists():
+        return None
+    from ._reads import load_reads
+
+    return load_reads(path)
 
 
 def _latency_summary(samples: Any, acc: Any, excluded: np.ndarray) -> dict[str, Any]:

@@ -61,6 +61,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="directory for samples.parquet and the summaries")
     p.add_argument("--metrics-port", type=int, metavar="P",
                    help="serve Prometheus metrics on 127.0.0.1:P")
+    p.add_argument("--reads", metavar="URI", help="also read from this BACnet event server "
+                   "(bacnet://127.0.0.1:47809): 60%% ReadProperty, 30%% RPM, 10%% ReadRange")
+    p.add_argument("--read-rate", type=float, default=0.0, metavar="R",
+                   help="reads per second with --reads (default 0)")
     p.add_argument("--quiet", action="store_true", help="no status lines")
     p.set_defaults(run=_run_load)
     s = commands.add_parser(
@@ -80,6 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="nats: load -> nats-server -> ingest -> store (default); embedded: load "
                    "appends to the store itself")
     _common(s)
+    s.add_argument("--server", choices=("none", "bacnet"), default="none",
+                   help="also run `unbroken serve bacnet` over the store (process 'server', "
+                   "judged under 128 MB resident); bn001/bn002 profiles")
+    s.add_argument("--read-rate", type=float, default=0.0, metavar="R",
+                   help="BACnet reads per second against that server (default 0)")
     s.add_argument("--drain-timeout", type=float, default=120.0, metavar="S",
                    help="how long to wait for the backlog after the load (default 120)")
     s.set_defaults(run=_run_soak)
@@ -122,7 +131,7 @@ def _run_load(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     spec = LoadSpec(args.profile, args.target, args.rate, duration, args.seed, args.arrivals,
                     args.burst_rate, args.burst_every, args.burst_seconds, args.ramp_to, args.out,
-                    args.metrics_port)
+                    args.metrics_port, reads=args.reads, read_rate=args.read_rate)
     if not args.quiet:
         print(f"unbroken load: {args.profile} -> {args.target}, {args.rate:g}/s for {duration:g} s, "
               f"seed {args.seed}", file=sys.stderr)
@@ -138,6 +147,8 @@ def _run_load(args: argparse.Namespace) -> int:
         print(json.dumps({k: summary[k] for k in ("run_id", "scheduled", "sent", "acked")}))
         for phase, q in summary["ack_latency_ms"].items():
             print(f"  {phase:10} " + " ".join(f"{k}={q[k]}" for k in q))
+        for kind, q in summary.get("read_latency_ms", {}).items():
+            print(f"  read {kind:22} " + " ".join(f"{k}={q[k]}" for k in q))
     return EXIT_OK if summary["acked"] == summary["scheduled"] else EXIT_PROBLEM
 
 
@@ -169,7 +180,7 @@ def _run_soak(args: argparse.Namespace) -> int:
 
     spec = SoakSpec(args.profile, duration, args.out, plan, target=args.target, rate=args.rate,
                     seed=args.seed, arrivals=args.arrivals, drain_timeout=args.drain_timeout,
-                    progress=say)
+                    progress=say, server=args.server, read_rate=args.read_rate)
     try:
         data = Soak(spec).run()
     except SoakError as e:

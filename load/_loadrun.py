@@ -33,6 +33,8 @@ class LoadSpec:
     metrics_port: int | None = None
     run_id: str | None = None
     max_inflight: int = 64
+    reads: str | None = None  # bacnet://HOST:PORT of an event server to read from
+    read_rate: float = 0.0
 
 
 def arrivals_of(spec: LoadSpec) -> Arrivals:
@@ -69,12 +71,23 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
                 max_inflight=spec.max_inflight)
     target = open_target(spec.target)
 
+    reads: Any = None
+
     async def go() -> Samples:
+        nonlocal reads
         await target.open()
+        reader = None
+        if spec.reads and spec.read_rate > 0:
+            from ._reads import parse_address, read_load
+
+            reader = asyncio.create_task(read_load(parse_address(spec.reads), spec.read_rate,
+                                                   arrivals.seconds, spec.seed, metrics=metrics))
         try:
             return await drive(target, plan, progress=progress, metrics=metrics)
         finally:
             await target.close()
+            if reader is not None:
+                reads = await reader
 
     try:
         samples = asyncio.run(go())
@@ -88,6 +101,16 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
         "start_ns": int(samples.intended_ns[0]) if len(samples.intended_ns) else None,
         "ack_latency_ms": summarize(samples),
     }
+    if reads is not None:
+        from ._driver import percentiles
+        from ._reads import KINDS, write_reads
+
+        summary["reads"] = {"scheduled": len(reads.ok), "answered": int(reads.ok.sum()),
+                            "errors": reads.errors}
+        summary["read_latency_ms"] = {"all": percentiles(reads.latencies_ms())} | {
+            kind: percentiles(reads.latencies_ms(reads.kind == i)) for i, kind in enumerate(KINDS)}
+        if spec.out is not None:
+            write_reads(reads, spec.out / "reads.parquet")
     if spec.out is not None:
         write_samples(samples, spec.out / "samples.parquet")
         (spec.out / "load-summary.json").write_text(json.dumps(summary, indent=2))

@@ -19,7 +19,7 @@ processing_p99_ms = 100
 [[fault]]                # faults at fixed times, in addition to the generated ones
 at = "45s"
 action = "kill"          # kill | restart | native | memory-limit
-process = "projection"   # broker | ingest | projection
+process = "projection"   # broker | ingest | projection | server (the BACnet event server)
 down = "2s"
 
 [[fault]]
@@ -53,7 +53,7 @@ from eventstore import UnbrokenError
 from ._arrivals import ArrivalError, parse_duration
 
 ACTIONS = ("kill", "restart", "native", "memory-limit")
-PROCESSES = ("broker", "ingest", "projection")
+PROCESSES = ("broker", "ingest", "projection", "server")
 DEFAULT_NATIVE = ("latency dst={broker} ms=150",)
 
 

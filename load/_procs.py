@@ -7,7 +7,8 @@ runs the live projection (``_follower.Follower``).
 runs the NATS ingest of ``adapters.broker`` (the same ``Ingestor`` and
 ``NatsIngest`` as ``unbroken ingest nats``) over a store whose appends are timed.
 
-``python -m load._procs load ...`` is ``unbroken load ...``.
+``python -m load._procs load ...`` is ``unbroken load ...``;
+``python -m load._procs serve-bacnet ...`` is ``unbroken serve bacnet ...`` (lighter).
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def _ingest_nats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_bacnet(argv: list[str]) -> int:
+    """``unbroken serve bacnet ARGS`` without the root CLI, which imports every command's
+    package (replay's DuckDB and Polars: ~90 MB more resident than the server needs)."""
+    from adapters.bacnet.cli import register_serve
+
+    parser = argparse.ArgumentParser(prog="unbroken serve")
+    register_serve(parser.add_subparsers(dest="kind", required=True))
+    args = parser.parse_args(["bacnet", *argv])
+    return args.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one of the soak's processes."""
     argv = sys.argv[1:] if argv is None else argv
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         from eventstore.cli import main as cli_main
 
         return cli_main(argv)
+    if argv and argv[0] == "serve-bacnet":
+        return _serve_bacnet(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m load._procs")
     sub = parser.add_subparsers(dest="what", required=True)
     f = sub.add_parser("follow")

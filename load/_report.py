@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 NS = 1_000_000_000
-COLORS = {"kill": "#d62728", "restart": "#ff7f0e", "native": "#9467bd", "memory-limit": "#8c564b"}
+COLORS = {"kill ingest": "#d62728", "kill projection": "#e377c2", "kill server": "#8c564b",
+          "restart broker": "#ff7f0e", "kill broker": "#ff7f0e", "native ingest": "#9467bd",
+          "memory-limit": "#7f7f7f"}
 
 
 def _shade(ax: Any, windows: list[dict], t0: int, numbers: bool = True) -> None:
@@ -28,11 +30,11 @@ def _shade(ax: Any, windows: list[dict], t0: int, numbers: bool = True) -> None:
         label = None if key in seen else f"{action} {process}"
         seen.add(key)
         start, end = (w["start_ns"] - t0) / NS, (w["end_ns"] - t0) / NS
-        ax.axvspan(start, max(end, start + 0.5), color=COLORS.get(action, "grey"), alpha=0.22,
-                   label=label, lw=0)
+        color = COLORS.get(key, COLORS.get(action, "#7f7f7f"))
+        ax.axvspan(start, max(end, start + 0.5), color=color, alpha=0.25, label=label, lw=0)
         if numbers and len(windows) <= 60:
             ax.annotate(fid, (start, 1.0), xycoords=("data", "axes fraction"), fontsize=6,
-                        va="bottom", ha="center", color=COLORS.get(action, "grey"))
+                        va="bottom", ha="center", color=color)
 
 
 def _per_second(ns: np.ndarray, t0: int, seconds: int) -> np.ndarray:
@@ -79,6 +81,9 @@ def charts(out: Path, data: dict, samples: Any, acc: Any, resources: list[dict],
         names.append(_save(fig, out / "rate.png"))
         if acc is not None and acc.projected_ns is not None:
             names.append(_latency_chart(plt, out, samples, acc, windows, t0))
+    reads_path = out / "load" / "reads.parquet"
+    if reads_path.exists():
+        names.append(_reads_chart(plt, out, reads_path, windows, t0))
     if resources:
         fig, (a1, a2) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True)
         for proc in sorted({r["process"] for r in resources}):
@@ -140,6 +145,42 @@ def _latency_chart(plt: Any, out: Path, samples: Any, acc: Any, windows: list, t
     ax.legend(loc="upper left", fontsize=7, ncol=5, framealpha=0.85)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out / "latency.png")
+
+
+def _binned(t: np.ndarray, values: np.ndarray) -> tuple[list, list, list]:
+    width = max(1.0, float(np.ceil(t.max() / 300))) if len(t) else 1.0
+    bins = (t // width).astype(int)
+    xs, p50, p99 = [], [], []
+    for b in np.unique(bins):
+        chunk = values[bins == b]
+        xs.append(b * width + width / 2)
+        p50.append(np.percentile(chunk, 50))
+        p99.append(np.percentile(chunk, 99))
+    return xs, p50, p99
+
+
+def _reads_chart(plt: Any, out: Path, path: Path, windows: list, t0: int) -> str:
+    from ._reads import load_reads
+
+    reads = load_reads(path)
+    ok = reads.ok == 1
+    t = (reads.intended_ns[ok] - t0) / NS
+    xs, p50, p99 = _binned(t, (reads.done_ns[ok] - reads.intended_ns[ok]) / 1e6)
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    ax.plot(xs, p99, label="p99", lw=1.0)
+    ax.plot(xs, p50, label="p50", lw=1.0)
+    failed = (reads.intended_ns[~ok] - t0) / NS
+    if len(failed):
+        ax.plot(failed, np.full(len(failed), 2000.0), "x", ms=3, color="#d62728",
+                label=f"failed reads ({len(failed)})")
+    ax.axhline(50, color="black", ls="--", lw=0.7, label="50 ms")
+    _shade(ax, windows, t0)
+    ax.set_yscale("log")
+    ax.set(title="BACnet reads (60% RP, 30% RPM, 10% ReadRange): latency from intended time",
+           xlabel="seconds since start", ylabel="ms")
+    ax.legend(loc="upper left", fontsize=7, ncol=5, framealpha=0.85)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, out / "reads.png")
 
 
 def _save(fig: Any, path: Path) -> str:

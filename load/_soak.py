@@ -82,6 +82,8 @@ class SoakSpec:
     arrivals: str = "profile"
     drain_timeout: float = 120.0
     ingest_ack_wait: float = 5.0  # JetStream redelivers what a killed ingest fetched after this
+    server: str = "none"  # none | bacnet: run `unbroken serve bacnet` over the store
+    read_rate: float = 0.0  # BACnet reads per second against that server
     check_examples: int = 1
     progress: Any = None  # callable(str) for status lines
 
@@ -216,7 +218,22 @@ class Soak:
                                   str(self.out / "projection"), "--metrics-port", str(port)],
                    metrics_port=port)
         self._start("projection")
+        if self.spec.server == "bacnet":
+            self._start_server(py)
         self._wait_ready()
+
+    def _start_server(self, py: str) -> None:
+        from adapters.bacnet.net import free_port as free_udp_port
+
+        self.server_address = f"127.0.0.1:{free_udp_port()}"
+        port = free_port()
+        self._proc("server", [py, "-m", "load._procs", "serve-bacnet", "--store",
+                              self.store_uri, "--address", self.server_address, "--device-id",
+                              "599", "--metrics-port", str(port), "--snapshot",
+                              str(self.out / "server.snapshot"), "--status-every", "10"],
+                   metrics_port=port)
+        self.spec.plan.limits.setdefault("server", 128.0)  # BN-001: under 128 MB resident
+        self._start("server")
 
     def _wait_ready(self) -> None:
         """Wait until the projection serves metrics and the ingest's durable consumer exists."""
@@ -227,6 +244,12 @@ class Soak:
                    "the projection process to serve metrics")
         if not proj.alive():
             raise SoakError(f"the projection process exited; see {proj.log}")
+        if "server" in self.procs:
+            server = self.procs["server"]
+            wait_until(lambda: scrape(server.metrics_port) or not server.alive(), 120,
+                       "the BACnet server to serve metrics")
+            if not server.alive():
+                raise SoakError(f"the BACnet server exited; see {server.log}")
         if "ingest" in self.procs:
             ingest = self.procs["ingest"]
             wait_until(lambda: self._consumer_ready() or not ingest.alive(), 120,
@@ -369,7 +392,8 @@ class Soak:
             "rate": self.spec.rate, "seed": self.spec.seed, "arrivals": self.spec.arrivals,
             "t0_ns": self.t0_ns, "store_uri": self.store_uri, "plan": self.spec.plan.source,
             "limits": self.spec.plan.limits, "criteria": self.spec.plan.criteria,
-            "drain_timeout": self.spec.drain_timeout}, indent=2))
+            "drain_timeout": self.spec.drain_timeout, "server": self.spec.server,
+            "read_rate": self.spec.read_rate}, indent=2))
         sampler = threading.Thread(target=self._sample_loop, name="soak-sampler", daemon=True)
         sampler.start()
         load_dir = self.out / "load"
@@ -378,7 +402,8 @@ class Soak:
                             self.spec.profile, "--target", self.target_uri, "--rate",
                             str(self.spec.rate), "--duration", str(self.spec.duration), "--seed",
                             str(self.spec.seed), "--arrivals", self.spec.arrivals, "--out",
-                            str(load_dir), "--metrics-port", str(load_port), "--quiet"],
+                            str(load_dir), "--metrics-port", str(load_port), "--quiet",
+                            *self._read_args()],
                    metrics_port=load_port)
         self._start("load")
         drained = False
@@ -395,6 +420,12 @@ class Soak:
         from ._judge import judge
 
         return judge(self, drained)
+
+    def _read_args(self) -> list[str]:
+        if self.spec.server != "bacnet" or self.spec.read_rate <= 0:
+            return []
+        return ["--reads", f"bacnet://{self.server_address}", "--read-rate",
+                str(self.spec.read_rate)]
 
     def _carry_out_plan(self) -> None:
         schedule = self.spec.plan.schedule(self.spec.duration)
@@ -471,7 +502,7 @@ class Soak:
     def _stop_all(self) -> None:
         (self.out / "projection").mkdir(exist_ok=True)
         (self.out / "projection" / "finish").touch()  # input has ended: drain the timers
-        for name in ("load", "ingest", "projection", "broker"):
+        for name in ("load", "ingest", "projection", "server", "broker"):
             proc = self.procs.get(name)
             if proc is not None:
                 proc.check()
@@ -501,7 +532,8 @@ def rejudge(out: Path, progress: Any = None) -> dict[str, Any]:
     plan = FaultPlan(limits=meta["limits"], criteria=meta["criteria"])
     spec = SoakSpec(meta["profile"], meta["duration"], out, plan, target=meta["target"],
                     rate=meta["rate"], seed=meta["seed"], arrivals=meta["arrivals"],
-                    drain_timeout=meta["drain_timeout"], progress=progress)
+                    drain_timeout=meta["drain_timeout"], progress=progress,
+                    server=meta.get("server", "none"), read_rate=meta.get("read_rate", 0.0))
     soak = Soak(spec)
     soak.prof = profile(meta["profile"])
     soak.t0_ns = meta["t0_ns"]

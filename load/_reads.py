@@ -1,0 +1,145 @@
+"""Open-loop BACnet reads against the event server (``unbroken serve bacnet``): BN-001's read mix.
+
+``read_load(address, rate, seconds, seed)`` sends reads at Poisson times:
+60% ReadProperty (present-value), 30% ReadPropertyMultiple (present-value,
+status-flags, object-name), 10% ReadRange (the object's log-buffer), each on a
+random object of the BN-001 set. Reads go concurrently (up to ``max_inflight``);
+latency counts from each read's intended time. An error answer (a deleted
+object) is an answer; a timeout is a failed read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._arrivals import poisson, schedule
+from ._profiles import READ_MIX, bn_objects, read_kind
+
+KINDS = tuple(kind for kind, _ in READ_MIX)
+
+
+@dataclass(slots=True)
+class Reads:
+    """One row per scheduled read."""
+
+    intended_ns: np.ndarray
+    done_ns: np.ndarray
+    kind: np.ndarray  # index into KINDS
+    ok: np.ndarray  # 1 answered (an error answer too), 0 failed or not sent
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def latencies_ms(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Latency of each answered read (in ``mask``), ms from its intended time."""
+        keep = (self.ok == 1) if mask is None else (self.ok == 1) & mask
+        return (self.done_ns[keep] - self.intended_ns[keep]) / 1e6
+
+
+def parse_address(uri: str) -> str:
+    """``bacnet://127.0.0.1:47809`` (or ``127.0.0.1:47809``) as ``host:port``."""
+    return uri.removeprefix("bacnet://").rstrip("/")
+
+
+async def read_load(address: str, rate: float, seconds: float, seed: int, *, metrics: Any = None,
+                    max_inflight: int = 64, timeout: float = 2.0) -> Reads:
+    """Read from the server at ``address`` open-loop; returns every read's outcome."""
+    from bacpypes3.pdu import Address
+    from bacpypes3.primitivedata import ObjectIdentifier
+
+    from adapters.bacnet.net import free_port, make_app
+
+    offsets, _ = schedule(poisson(rate, seconds), seed)
+    n = len(offsets)
+    rng = random.Random(seed)
+    objects = bn_objects()
+    plan = [(read_kind(rng), "{},{}".format(*objects[rng.randrange(len(objects))])) for _ in range(n)]
+    out = Reads(np.zeros(n, np.int64), np.zeros(n, np.int64),
+                np.array([KINDS.index(k) for k, _ in plan], np.int8), np.zeros(n, np.int8))
+    app = make_app(f"127.0.0.1:{free_port()}", 9400 + seed % 1000, name="unbroken-load-reads")
+    app.device_object.apduTimeout = int(timeout * 1000)
+    app.asap.apduTimeout = int(timeout * 1000)
+    app.asap.numberOfApduRetries = 0
+    target = Address(address)
+    slots = asyncio.Semaphore(max_inflight)
+    start = time.time_ns() + 200_000_000
+    out.intended_ns[:] = offsets + start
+
+    async def one(i: int) -> None:
+        kind, oid = plan[i]
+        try:
+            await asyncio.wait_for(_read(app, target, address, kind, oid, ObjectIdentifier),
+                                   timeout + 0.5)
+            out.ok[i] = 1
+        except (TimeoutError, OSError) as e:
+            out.errors[type(e).__name__] = out.errors.get(type(e).__name__, 0) + 1
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # bacpypes3's error answers (unknown object) are answers too
+            out.ok[i] = 1
+            name = f"answer:{type(e).__name__}"
+            out.errors[name] = out.errors.get(name, 0) + 1
+        finally:
+            out.done_ns[i] = time.time_ns()
+            slots.release()
+            if metrics is not None:
+                metrics.read(kind, (out.done_ns[i] - out.intended_ns[i]) / 1e9 if out.ok[i] else None)
+
+    tasks = set()
+    try:
+        for i in range(n):
+            delay = (out.intended_ns[i] - time.time_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(one(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=timeout * 3)
+    finally:
+        app.close()
+    return out
+
+
+async def _read(app: Any, target: Any, address: str, kind: str, oid: str, ObjectIdentifier: Any) -> None:
+    if kind == "read-property":
+        await app.read_property(target, ObjectIdentifier(oid), "present-value")
+    elif kind == "read-property-multiple":
+        await app.read_property_multiple(target, [oid, ["present-value", "status-flags",
+                                                        "object-name"]])
+    else:
+        from bacpypes3.apdu import ReadRangeRequest
+        from bacpypes3.pdu import Address
+
+        request = ReadRangeRequest(objectIdentifier=ObjectIdentifier(oid),
+                                   propertyIdentifier="log-buffer", destination=Address(address))
+        await app.request(request)
+
+
+def write_reads(reads: Reads, path: Path) -> Path:
+    """One Parquet row per read: kind, intended_ns, done_ns, ok."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "kind": pa.array([KINDS[k] for k in reads.kind]),
+        "intended_ns": pa.array(reads.intended_ns), "done_ns": pa.array(reads.done_ns),
+        "ok": pa.array(reads.ok.astype(bool)),
+    }), path)
+    return path
+
+
+def load_reads(path: Path) -> Reads:
+    """Reads written by ``write_reads``."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path).to_pydict()
+    return Reads(np.array(t["intended_ns"], np.int64), np.array(t["done_ns"], np.int64),
+                 np.array([KINDS.index(k) for k in t["kind"]], np.int8),
+                 np.array(t["ok"], np.int8))
