@@ -61,8 +61,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="directory for samples.parquet and the summaries")
     p.add_argument("--metrics-port", type=int, metavar="P",
                    help="serve Prometheus metrics on 127.0.0.1:P")
-    p.add_argument("--reads", metavar="URI", help="also read from this BACnet event server "
-                   "(bacnet://127.0.0.1:47809): 60%% ReadProperty, 30%% RPM, 10%% ReadRange")
+    p.add_argument("--reads", metavar="URI", help="also read, open loop: a BACnet event server "
+                   "(bacnet://127.0.0.1:47809: 60%% ReadProperty, 30%% RPM, 10%% ReadRange) or a "
+                   "Modbus device (modbus://127.0.0.1:5020?unit=1&function=input_registers"
+                   "&address=0&count=5, e.g. unbroken simulate modbus)")
     p.add_argument("--read-rate", type=float, default=0.0, metavar="R",
                    help="reads per second with --reads (default 0)")
     p.add_argument("--quiet", action="store_true", help="no status lines")
@@ -180,7 +182,8 @@ def _run_soak(args: argparse.Namespace) -> int:
 
     spec = SoakSpec(args.profile, duration, args.out, plan, target=args.target, rate=args.rate,
                     seed=args.seed, arrivals=args.arrivals, drain_timeout=args.drain_timeout,
-                    progress=say, server=args.server, read_rate=args.read_rate)
+                    progress=say, server=args.server, read_rate=args.read_rate,
+                    load_args=_burst_args(args))
     try:
         data = Soak(spec).run()
     except SoakError as e:
@@ -200,3 +203,12 @@ def _rejudge(out: Path) -> int:
     data = rejudge(out, progress=lambda line: print(f"unbroken soak: {line}", file=sys.stderr))
     print(summary_text(data, out))
     return EXIT_OK if data["verdict"] == "pass" else EXIT_PROBLEM
+
+
+def _burst_args(args: argparse.Namespace) -> list[str]:
+    out = ["--burst-every", str(args.burst_every), "--burst-seconds", str(args.burst_seconds)]
+    if args.burst_rate is not None:
+        out += ["--burst-rate", str(args.burst_rate)]
+    if args.ramp_to is not None:
+        out += ["--ramp-to", str(args.ramp_to)]
+    return out

@@ -78,10 +78,15 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
         await target.open()
         reader = None
         if spec.reads and spec.read_rate > 0:
-            from ._reads import parse_address, read_load
+            from ._reads import modbus_read_load, parse_address, read_load
 
-            reader = asyncio.create_task(read_load(parse_address(spec.reads), spec.read_rate,
-                                                   arrivals.seconds, spec.seed, metrics=metrics))
+            if spec.reads.startswith("modbus://"):
+                reads_coro = modbus_read_load(spec.reads, spec.read_rate, arrivals.seconds,
+                                              spec.seed, metrics=metrics)
+            else:
+                reads_coro = read_load(parse_address(spec.reads), spec.read_rate,
+                                       arrivals.seconds, spec.seed, metrics=metrics)
+            reader = asyncio.create_task(reads_coro)
         try:
             return await drive(target, plan, progress=progress, metrics=metrics)
         finally:
@@ -107,8 +112,10 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
 
         summary["reads"] = {"scheduled": len(reads.ok), "answered": int(reads.ok.sum()),
                             "errors": reads.errors}
-        summary["read_latency_ms"] = {"all": percentiles(reads.latencies_ms())} | {
-            kind: percentiles(reads.latencies_ms(reads.kind == i)) for i, kind in enumerate(KINDS)}
+        summary["read_latency_ms"] = {"all": percentiles(reads.latencies_ms())}
+        if not spec.reads.startswith("modbus://"):
+            summary["read_latency_ms"] |= {kind: percentiles(reads.latencies_ms(reads.kind == i))
+                                           for i, kind in enumerate(KINDS)}
         if spec.out is not None:
             write_reads(reads, spec.out / "reads.parquet")
     if spec.out is not None:

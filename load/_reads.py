@@ -143,3 +143,84 @@ def load_reads(path: Path) -> Reads:
     return Reads(np.array(t["intended_ns"], np.int64), np.array(t["done_ns"], np.int64),
                  np.array([KINDS.index(k) for k in t["kind"]], np.int8),
                  np.array(t["ok"], np.int8))
+
+
+MODBUS_FUNCTIONS = {"coils": "read_coils", "discrete_inputs": "read_discrete_inputs",
+                    "holding_registers": "read_holding_registers",
+                    "input_registers": "read_input_registers"}
+
+
+def parse_modbus(uri: str) -> tuple[str, int, int, str, int, int]:
+    """``modbus://HOST:PORT?unit=1&function=input_registers&address=0&count=5`` as parts."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(uri)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    function = q.get("function", "input_registers")
+    if function not in MODBUS_FUNCTIONS:
+        raise ValueError(f"{uri}: function must be one of {', '.join(MODBUS_FUNCTIONS)}")
+    return (parts.hostname or "127.0.0.1", parts.port or 502, int(q.get("unit", 1)),
+            MODBUS_FUNCTIONS[function], int(q.get("address", 0)), int(q.get("count", 1)))
+
+
+async def modbus_read_load(uri: str, rate: float, seconds: float, seed: int, *,
+                           metrics: Any = None, connections: int = 4,
+                           timeout: float = 1.0) -> Reads:
+    """Poll a Modbus TCP device (e.g. ``unbroken simulate modbus``) open loop at ``rate``/s.
+
+    ``connections`` clients poll concurrently (a Modbus TCP device answers one request
+    per connection at a time); a poll due while all are busy waits, and its latency,
+    from the intended time, shows it.
+    """
+    from pymodbus.client import AsyncModbusTcpClient
+
+    host, port, unit, fn, address, count = parse_modbus(uri)
+    offsets, _ = schedule(poisson(rate, seconds), seed)
+    n = len(offsets)
+    out = Reads(np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int8),
+                np.zeros(n, np.int8))
+    clients = [AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
+               for _ in range(connections)]
+    for c in clients:
+        await c.connect()
+    free: asyncio.Queue = asyncio.Queue()
+    for c in clients:
+        free.put_nowait(c)
+    start = time.time_ns() + 200_000_000
+    out.intended_ns[:] = offsets + start
+
+    async def one(i: int, client: Any) -> None:
+        try:
+            if not client.connected:
+                await client.connect()
+            response = await getattr(client, fn)(address, count=count, device_id=unit)
+            out.ok[i] = 1
+            if response.isError():
+                out.errors["exception"] = out.errors.get("exception", 0) + 1
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as e:  # a dropped connection or a timeout: a failed poll
+            out.errors[type(e).__name__] = out.errors.get(type(e).__name__, 0) + 1
+        finally:
+            out.done_ns[i] = time.time_ns()
+            free.put_nowait(client)
+            if metrics is not None:
+                metrics.read("modbus", (out.done_ns[i] - out.intended_ns[i]) / 1e9
+                             if out.ok[i] else None)
+
+    tasks = set()
+    try:
+        for i in range(n):
+            delay = (out.intended_ns[i] - time.time_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            client = await free.get()
+            task = asyncio.create_task(one(i, client))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=timeout * 3)
+    finally:
+        for c in clients:
+            c.close()
+    return out

@@ -84,6 +84,7 @@ class SoakSpec:
     ingest_ack_wait: float = 5.0  # JetStream redelivers what a killed ingest fetched after this
     server: str = "none"  # none | bacnet: run `unbroken serve bacnet` over the store
     read_rate: float = 0.0  # BACnet reads per second against that server
+    load_args: list[str] = field(default_factory=list)  # more `unbroken load` options (bursts)
     check_examples: int = 1
     progress: Any = None  # callable(str) for status lines
 
@@ -403,7 +404,7 @@ class Soak:
                             str(self.spec.rate), "--duration", str(self.spec.duration), "--seed",
                             str(self.spec.seed), "--arrivals", self.spec.arrivals, "--out",
                             str(load_dir), "--metrics-port", str(load_port), "--quiet",
-                            *self._read_args()],
+                            *self._read_args(), *self.spec.load_args],
                    metrics_port=load_port)
         self._start("load")
         drained = False

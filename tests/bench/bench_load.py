@@ -1,0 +1,117 @@
+"""Load benchmark: the highest sustained open-loop rate with processing p99 < 100 ms.
+
+For each target, rates are stepped up; each step is a fault-free soak run
+(``load.Soak``: load, [nats-server, NATS ingest,] embedded store, live projection as
+separate processes) of ``--step`` seconds. Processing latency is the intended send time
+of a message to the moment the live projection folded it (coordinated omission counted).
+A rate is sustained when every message arrived (zero loss) and p99 < 100 ms.
+
+  embedded   the load appends to the embedded store itself (one transaction per batch
+             of due messages); baseline: the same store's closed-loop append rate
+             (500-event batches back to back) measured in the same run.
+  nats       load -> nats-server (JetStream) -> ``ingest nats`` -> embedded store;
+             baseline: the embedded figure of this run.
+
+Run:  .venv/bin/python tests/bench/bench_load.py [--quick] [--targets embedded,nats]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from eventstore import ANY, NewEvent, open_store  # noqa: E402
+from load import FaultPlan, Soak, SoakSpec  # noqa: E402
+from projections.payloads.bacnet import BacnetValueUpdate  # noqa: E402
+
+
+def closed_loop_rate(tmp: Path, seconds: float) -> float:
+    """Events/s appending 500-event batches back to back to a fresh embedded store."""
+    with open_store(f"embedded:///{tmp / 'closed.db'}") as store:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            batch = [NewEvent.of(BacnetValueUpdate(device_id=1, object_type="analog-input",
+                                                   instance=i, value=20.0)) for i in range(500)]
+            store.append_multi([("bacnet", batch, ANY)])
+            n += 500
+        return n / (time.perf_counter() - t0)
+
+
+def step(tmp: Path, target: str, rate: float, seconds: float) -> dict:
+    """One fault-free soak at ``rate``; its p99 and loss."""
+    out = tmp / f"{target}-{int(rate)}"
+    data = Soak(SoakSpec("bn001", seconds, out, FaultPlan(), target=target, rate=rate,
+                         arrivals="constant", drain_timeout=60)).run()
+    lat = data["latency_ms"].get("projected", {}).get("all", {})
+    stored = data["latency_ms"].get("stored", {}).get("all", {})
+    acc = data["accounting"] or {}
+    return {"rate": rate, "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
+            "max_ms": lat.get("max"), "stored_p99_ms": stored.get("p99"),
+            "lost": acc.get("lost"), "duplicates": acc.get("duplicates"),
+            "messages": acc.get("scheduled")}
+
+
+def sweep(tmp: Path, target: str, rates: list[float], seconds: float) -> tuple[list[dict], float]:
+    """Step up until a rate is not sustained; returns the steps and the best sustained rate."""
+    steps, best = [], 0.0
+    for rate in rates:
+        r = step(tmp, target, rate, seconds)
+        steps.append(r)
+        ok = r["lost"] == 0 and r["duplicates"] == 0 and r["p99_ms"] is not None \
+            and r["p99_ms"] < 100
+        print(f"  {target:8} {rate:6.0f}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
+              f"max {r['max_ms']} ms  lost {r['lost']}  {'sustained' if ok else 'NOT sustained'}",
+              flush=True)
+        if ok:
+            best = rate
+        else:
+            break
+    return steps, best
+
+
+def main() -> int:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="short steps, fewer rates")
+    parser.add_argument("--targets", default="embedded,nats")
+    parser.add_argument("--step", type=float, default=None, help="seconds per rate step")
+    args = parser.parse_args()
+    seconds = args.step or (8.0 if args.quick else 30.0)
+    rates = [100, 400, 1000] if args.quick else [250, 500, 1000, 1500, 2000, 3000, 4000]
+    print(f"bench_load {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {seconds:g} s per step",
+          flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as d:
+        tmp = Path(d)
+        closed = closed_loop_rate(tmp, 3.0 if args.quick else 10.0)
+        print(f"  baseline: closed-loop embedded append {closed:,.0f} events/s", flush=True)
+        for target in args.targets.split(","):
+            if target == "nats" and shutil.which("nats-server") is None:
+                print("  nats: skipped (nats-server not installed)")
+                continue
+            steps, best = sweep(tmp, target, rates, seconds)
+            results[target] = {"steps": steps, "best": best}
+        emb = results.get("embedded", {}).get("best", 0.0)
+        for target, r in results.items():
+            base, name = (closed, "closed-loop append") if target == "embedded" else \
+                (emb, "embedded sustained")
+            ratio = r["best"] / base if base else float("nan")
+            print(f"  {target}: highest sustained rate with p99 < 100 ms: {r['best']:,.0f}/s "
+                  f"= {ratio:.2f} x {name} ({base:,.0f}/s)")
+    print(json.dumps({"closed_loop": closed, **{k: v["best"] for k, v in results.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    asyncio.set_event_loop_policy(None)
+    sys.exit(main())
