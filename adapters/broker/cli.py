@@ -77,7 +77,8 @@ def register_ingest(ingest: argparse._SubParsersAction) -> None:
                        help="store stream of Rejected events (default rejected)")
         p.add_argument("--max-bytes", type=int, default=MAX_BYTES, metavar="N",
                        help=f"larger messages are rejected (default {MAX_BYTES})")
-        p.add_argument("--batch", type=int, default=500, metavar="N", help="messages per transaction (500)")
+        p.add_argument("--batch", type=int, default=1000, metavar="N",
+                       help="messages per transaction (1000)")
         p.add_argument("--status-every", type=float, default=5.0, metavar="S",
                        help="seconds between status lines (default 5; 0: never)")
         p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")

@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 from .messages import Incoming, Ingestor
+from .service import bounded
 
 MSG_ID = "Nats-Msg-Id"
 
@@ -25,7 +26,7 @@ class NatsIngest:
     """A faststream NatsBroker whose one subscriber appends batches to the store."""
 
     def __init__(self, ingestor: Ingestor, *, url: str, subject: str, durable: str,
-                 js_stream: str, batch: int = 500, ack_wait: float = 30.0,
+                 js_stream: str, batch: int = 1000, ack_wait: float = 30.0,
                  max_ack_pending: int = 20_000, duplicate_window: float = 120.0,
                  depth: int = 4) -> None:
         self.name = "ingest nats"
@@ -97,10 +98,16 @@ class NatsIngest:
             await asyncio.wait_for(self._queue.join(), 10.0)
         except TimeoutError:
             pass
-        await broker.stop()
+        problem = await bounded(broker.stop())
+        if problem:
+            self.last_error = f"closing: {problem}"
         while not self._queue.empty():  # fetched after the wait: never acked, redelivered
             self._queue.get_nowait()
             self._queue.task_done()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def ensure_stream(self) -> None:
         """Create the JetStream stream over the subject when it does not exist yet."""

@@ -27,6 +27,8 @@ import msgspec
 
 from eventstore import ANY, EventStore, NewEvent
 
+from .service import bounded
+
 NAMESPACE: Final = uuid.UUID("9e2f6c8a-4b1d-4c3e-a5f7-2d8b0c6e1f93")
 ENTRY: Final = "OutboxEntry"
 POSITION: Final = "OutboxPosition"
@@ -163,10 +165,9 @@ class NatsOutbox:
         broker, self._broker = self._broker, None
         self.connected = False
         if broker is not None:
-            try:  # draining a connection that is reconnecting can wait forever: bound it
-                await asyncio.wait_for(broker.stop(), 2.0)
-            except Exception as e:  # a dead connection; nothing to lose
-                self.last_error = f"{type(e).__name__}: {e}"[:200]
+            problem = await bounded(broker.stop())  # a dead connection: nothing to lose
+            if problem:
+                self.last_error = f"closing: {problem}"
 
     async def publish_one(self, entry_id: str, data: bytes) -> None:
         """Publish one entry and wait for JetStream's ack (raises on failure)."""

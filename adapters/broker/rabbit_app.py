@@ -13,7 +13,7 @@ import hashlib
 from typing import Any
 
 from .messages import Incoming, Ingestor
-from .service import Batcher
+from .service import Batcher, bounded
 
 
 class RabbitIngest:
@@ -63,7 +63,7 @@ class RabbitIngest:
         self.connected = False
         if broker is not None:
             await self.batcher.close()
-            await broker.stop()
+            await bounded(broker.stop())
 
 
 async def _no_decode(msg: Any, original: Any = None) -> None:

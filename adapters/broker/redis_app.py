@@ -15,6 +15,7 @@ import asyncio
 from typing import Any
 
 from .messages import Incoming, Ingestor
+from .service import bounded
 
 MSG_ID_HEADERS = ("Ub-Msg-Id", "Nats-Msg-Id", "message_id")
 
@@ -133,7 +134,7 @@ class RedisIngest:
         broker, self._broker = self._broker, None
         self.connected = False
         if broker is not None:
-            await broker.stop()
+            await bounded(broker.stop())
 
 
 def _text(value: Any) -> str:

@@ -57,6 +57,18 @@ async def serve(app: App, stop: asyncio.Event, *, status_every: float = 5.0,
         out(status_line(app, 0.0))
 
 
+async def bounded(awaitable, timeout: float = 2.0) -> str:
+    """Await ``awaitable`` for at most ``timeout`` s without cancelling it (closing a nats
+    connection that is reconnecting drains forever and may ignore a cancellation); returns
+    "" when it finished cleanly, else what went wrong."""
+    task = asyncio.ensure_future(awaitable)
+    await asyncio.wait({task}, timeout=timeout)
+    if not task.done():
+        return f"did not finish within {timeout:.0f}s"
+    error = task.exception()
+    return "" if error is None else f"{type(error).__name__}: {error}"[:200]
+
+
 async def _stop_quietly(app: App) -> None:
     try:
         await app.stop()

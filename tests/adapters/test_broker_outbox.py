@@ -35,6 +35,22 @@ def server(tmp_path):
     srv.close()
 
 
+class Gated(NatsOutbox):
+    """An outbox that stops before publishing entry 700 and 1500 until the test lets it go."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gates = {700: asyncio.Event(), 1500: asyncio.Event()}
+        self.reached = {700: asyncio.Event(), 1500: asyncio.Event()}
+
+    async def publish_one(self, entry_id: str, data: bytes) -> None:
+        gate = self.gates.get(self.published)
+        if gate is not None and not gate.is_set():
+            self.reached[self.published].set()
+            await gate.wait()
+        await super().publish_one(entry_id, data)
+
+
 def _entries(n: int) -> list[OutboxEntry]:
     return [OutboxEntry(effect_key=f"order:s{i}#0", kind="order", subject=f"s{i}",
                         action="place-order", status="released", at=i) for i in range(n)]
@@ -74,23 +90,22 @@ def test_TR_002_outbox_survives_broker_outage_and_worker_crash(server, tmp_path)
         assert enqueue(store, "t", _entries(n)) == 0  # enqueuing again adds nothing
 
         async def main():
-            first = NatsOutbox(store, "t", url=server.url, subject="out.orders", js_stream="OUT",
-                               batch=200, ack_timeout=0.5)
-            stop = asyncio.Event()
-            task = asyncio.create_task(first.run(stop))
-            await _until(lambda: first.published >= 700, 30, "700 published")
+            first = Gated(store, "t", url=server.url, subject="out.orders", js_stream="OUT",
+                          batch=200, ack_timeout=0.5)
+            task = asyncio.create_task(first.run(asyncio.Event()))
+            await first.reached[700].wait()
             server.kill()  # the broker goes away: nothing moves on, nothing is skipped
+            first.gates[700].set()
             await _until(lambda: first.retries >= 3, 30, "retries during the outage")
-            stuck = first.published
+            assert first.published == 700
             await asyncio.to_thread(server.start)
-            await _until(lambda: first.published >= 1500, 30, "publishing resumed")
-            assert stuck < 1500
+            await first.reached[1500].wait()  # publishing resumed after the outage
             task.cancel()  # a crash: no goodbye, the position saved lags the published ones
             await asyncio.gather(task, return_exceptions=True)
-            resumed_from = saved_position(store, "t")
-            assert resumed_from < first.published - 1  # some will go out twice
+            assert first.published == 1500 and saved_position(store, "t") == 1399
             second = NatsOutbox(store, "t", url=server.url, subject="out.orders", js_stream="OUT")
             await second.run(asyncio.Event(), until_empty=True)
+            assert second.published == n - 1400  # 100 of them again: JetStream drops those
             assert saved_position(store, "t") == n - 1
             return await _published(server.url, "OUT")
 
