@@ -46,7 +46,8 @@ class _Streams:
                 f"SELECT name, stream_id, revision FROM streams WHERE name IN ({marks})", chunk
             ):
                 self.known[name] = [stream_id, revision]
-        self.next_id = (conn.execute("SELECT max(stream_id) FROM streams").fetchone()[0] or 0) + 1
+        self._conn = conn
+        self.next_id = 0  # read on the first new stream: most appends create none
         self.created: list[str] = []
         self.touched: set[str] = set()
 
@@ -58,6 +59,8 @@ class _Streams:
         """The ``[stream_id, revision]`` entry of ``name``, creating the stream if needed."""
         entry = self.known.get(name)
         if entry is None:
+            if not self.next_id:
+                self.next_id = (self._conn.execute("SELECT max(stream_id) FROM streams").fetchone()[0] or 0) + 1
             entry = self.known[name] = [self.next_id, -1]
             self.next_id += 1
             self.created.append(name)
@@ -65,15 +68,17 @@ class _Streams:
         return entry
 
     def save(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "INSERT INTO streams (stream_id, name, revision) VALUES (?, ?, ?)",
-            [(self.known[n][0], n, self.known[n][1]) for n in self.created],
-        )
+        if self.created:  # each SQL call costs a lone small append a visible share of its time
+            conn.executemany(
+                "INSERT INTO streams (stream_id, name, revision) VALUES (?, ?, ?)",
+                [(self.known[n][0], n, self.known[n][1]) for n in self.created],
+            )
         created = set(self.created)  # a set: with thousands of new streams a list made this quadratic
-        conn.executemany(
-            "UPDATE streams SET revision = ? WHERE stream_id = ?",
-            [(self.known[n][1], self.known[n][0]) for n in self.touched if n not in created],
-        )
+        updates = [(self.known[n][1], self.known[n][0]) for n in self.touched if n not in created]
+        if len(updates) == 1:
+            conn.execute("UPDATE streams SET revision = ? WHERE stream_id = ?", updates[0])
+        elif updates:
+            conn.executemany("UPDATE streams SET revision = ? WHERE stream_id = ?", updates)
 
 
 def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:

@@ -58,7 +58,7 @@ class LogReader(Iterator[RecordedEvent]):
 
     def _generate(self) -> Iterator[RecordedEvent]:
         tally = self._tally
-        seen: dict[uuid.UUID, str] = {}
+        seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
         revisions: dict[str, int] = {}
         with tally.quarantine:
             for item in parse_lines(tally.source, self._mapping, self._format, tally):
@@ -75,10 +75,10 @@ class LogReader(Iterator[RecordedEvent]):
                     event.type, event.data, event.metadata or EMPTY_METADATA,  # type: ignore[arg-type]
                 )
 
-    def _first_sighting(self, seen: dict[uuid.UUID, str], event_id: uuid.UUID, stream: str, item: PendingLine) -> bool:
-        earlier = seen.get(event_id)
+    def _first_sighting(self, seen: dict[int, str], event_id: uuid.UUID, stream: str, item: PendingLine) -> bool:
+        earlier = seen.get(event_id.int)
         if earlier is None:
-            seen[event_id] = stream
+            seen[event_id.int] = stream
             return True
         if earlier == stream:
             self._tally.present += 1
