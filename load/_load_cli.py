@@ -19,7 +19,7 @@ examples:
 
 Open loop: each message is sent at its intended time (seeded schedule) whether or not earlier
 ones were answered; latency counts from the intended time, so stalls are not hidden. With --out:
-samples.parquet (one row per message), load.jsonl (one line a second), load-summary.json.
+samples.parquet (one row per message), progress.jsonl (one line a second), load-summary.json.
 Exit codes: 0 every message acknowledged, 1 some were not, 2 usage error, 3 could not run.
 See docs/soak.md.
 """

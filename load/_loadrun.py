@@ -54,7 +54,7 @@ def arrivals_of(spec: LoadSpec) -> Arrivals:
 
 
 def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
-    """Run the load; write samples.parquet, load.jsonl and load-summary.json under ``out``."""
+    """Run the load; write samples.parquet, progress.jsonl and load-summary.json under ``out``."""
     prof = get_profile(spec.profile)
     arrivals = arrivals_of(spec)
     run_id = spec.run_id or f"{spec.profile}-s{spec.seed}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -66,7 +66,7 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
     progress = None
     if spec.out is not None:
         spec.out.mkdir(parents=True, exist_ok=True)
-        progress = JsonlWriter(spec.out / "load.jsonl")
+        progress = JsonlWriter(spec.out / "progress.jsonl")
     plan = Plan(arrivals, prof.messages(spec.seed), run_id, seed=spec.seed,
                 max_inflight=spec.max_inflight)
     target = open_target(spec.target)

@@ -53,30 +53,44 @@ def step(tmp: Path, target: str, rate: float, seconds: float) -> dict:
     data = Soak(SoakSpec("bn001", seconds, out, FaultPlan(), target=target, rate=rate,
                          arrivals="constant", drain_timeout=60)).run()
     lat = data["latency_ms"].get("projected", {}).get("all", {})
+    late = None
+    samples_path = out / "load" / "samples.parquet"
+    if samples_path.exists():  # messages stored >= 4 s after their ack (JetStream redelivery)
+        from load import account, read_samples
+
+        s = read_samples(samples_path)
+        acc_ = account(s, f"embedded:///{out / 'events.db'}")
+        late = int(((acc_.stored_ns - s.acked_ns) > 4_000_000_000).sum())
     stored = data["latency_ms"].get("stored", {}).get("all", {})
     acc = data["accounting"] or {}
     return {"rate": rate, "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
-            "max_ms": lat.get("max"), "stored_p99_ms": stored.get("p99"),
+            "max_ms": lat.get("max"), "p90_ms": lat.get("p90"), "stored_p99_ms": stored.get("p99"),
+            "redelivered_late": late,
             "lost": acc.get("lost"), "duplicates": acc.get("duplicates"),
             "messages": acc.get("scheduled")}
 
 
-def sweep(tmp: Path, target: str, rates: list[float], seconds: float) -> tuple[list[dict], float]:
-    """Step up until a rate is not sustained; returns the steps and the best sustained rate."""
-    steps, best = [], 0.0
+def sweep(tmp: Path, target: str, rates: list[float], seconds: float) -> tuple[list[dict], float, float]:
+    """Step up until a rate is not kept up with (loss, or p90 >= 100 ms); returns the steps,
+    the best rate with p99 < 100 ms and the best with p90 < 100 ms."""
+    steps, best, best90, p99_held = [], 0.0, 0.0, True
     for rate in rates:
         r = step(tmp, target, rate, seconds)
         steps.append(r)
-        ok = r["lost"] == 0 and r["duplicates"] == 0 and r["p99_ms"] is not None \
-            and r["p99_ms"] < 100
-        print(f"  {target:8} {rate:6.0f}/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  "
-              f"max {r['max_ms']} ms  lost {r['lost']}  {'sustained' if ok else 'NOT sustained'}",
-              flush=True)
-        if ok:
+        whole = r["lost"] == 0 and r["duplicates"] == 0 and r["p99_ms"] is not None
+        ok = whole and r["p99_ms"] < 100
+        ok90 = whole and r["p90_ms"] < 100
+        print(f"  {target:8} {rate:6.0f}/s  p50 {r['p50_ms']} ms  p90 {r['p90_ms']} ms  p99 "
+              f"{r['p99_ms']} ms  max {r['max_ms']} ms  lost {r['lost']}  stored >= 4 s after ack "
+              f"{r['redelivered_late']}  {'sustained' if ok else 'NOT sustained (p99)'}", flush=True)
+        p99_held = p99_held and ok
+        if p99_held:
             best = rate
+        if ok90:
+            best90 = rate
         else:
             break
-    return steps, best
+    return steps, best, best90
 
 
 def main() -> int:
@@ -99,16 +113,17 @@ def main() -> int:
             if target == "nats" and shutil.which("nats-server") is None:
                 print("  nats: skipped (nats-server not installed)")
                 continue
-            steps, best = sweep(tmp, target, rates, seconds)
-            results[target] = {"steps": steps, "best": best}
+            steps, best, best90 = sweep(tmp, target, rates, seconds)
+            results[target] = {"steps": steps, "best": best, "best_p90": best90}
         emb = results.get("embedded", {}).get("best", 0.0)
         for target, r in results.items():
             base, name = (closed, "closed-loop append") if target == "embedded" else \
                 (emb, "embedded sustained")
             ratio = r["best"] / base if base else float("nan")
             print(f"  {target}: highest sustained rate with p99 < 100 ms: {r['best']:,.0f}/s "
-                  f"= {ratio:.2f} x {name} ({base:,.0f}/s)")
-    print(json.dumps({"closed_loop": closed, **{k: v["best"] for k, v in results.items()}}))
+                  f"= {ratio:.2f} x {name} ({base:,.0f}/s); with p90 < 100 ms: "
+                  f"{r['best_p90']:,.0f}/s")
+    print(json.dumps({"closed_loop": closed, **results}, default=str))
     return 0
 
 
