@@ -120,7 +120,11 @@ async def ensure_stream(url: str, name: str, subject: str, duplicate_window: flo
     from nats.js.api import StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
-    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+    async def quiet(e: Exception) -> None:  # the caller reports the failure; no log traceback
+        pass
+
+    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0,
+                            error_cb=quiet)
     try:
         js = nc.jetstream()
         try:

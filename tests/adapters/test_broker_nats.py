@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 
 import nats
@@ -86,7 +87,8 @@ def test_EF_002_bad_messages_become_rejected_events_and_are_acked(server, tmp_pa
         await nc.close()
         with open_store(uri) as store:
             ingestor = Ingestor(store, "nats", stream="ticks", max_bytes=4096)
-            app = NatsIngest(ingestor, url=server.url, subject="t.>", durable="d", js_stream="T")
+            app = NatsIngest(ingestor, url=server.url, subject="t.>", durable="d", js_stream="T",
+                             ack_wait=2)
             await _run_ingest(app, lambda: ingestor.stored >= len(bad) + 3)
             assert ingestor.rejected == len(bad)
             rejected = {e.id: decode_payload(e) for e in store.read_stream("rejected")}
@@ -118,7 +120,7 @@ def test_EF_003_a_replayed_message_id_never_applies_twice(server, tmp_path):
             for durable in ("first", "replay"):  # the second reads every message again
                 ingestor = Ingestor(store, "nats", stream="ticks")
                 app = NatsIngest(ingestor, url=server.url, subject="r.>", durable=durable,
-                                 js_stream="R")
+                                 js_stream="R", ack_wait=2)
                 await _run_ingest(app, lambda i=ingestor: i.stored >= 1005)
                 ids = [e.id for e in store.read_stream("ticks")]
                 assert len(ids) == 1005 == len(set(ids))
@@ -187,7 +189,8 @@ def test_ingest_command_stops_cleanly_on_sigterm_with_a_status_line(server, tmp_
     """The command prints where it reads and writes, status lines, and exits 0 on SIGTERM."""
     uri = f"embedded:///{tmp_path}/events.db"
     ingest = IngestProcess(tmp_path, ["--url", server.url, "--subject", "c.>", "--js-stream", "C",
-                                      "--store", uri, "--stream", "c", "--status-every", "0.2"])
+                                      "--store", uri, "--stream", "c", "--status-every", "0.2",
+                                      "--ack-wait", "2"])
 
     async def publish():
         await ensure_stream(server.url, "C", "c.>")
@@ -198,7 +201,8 @@ def test_ingest_command_stops_cleanly_on_sigterm_with_a_status_line(server, tmp_
     ingest.start()
     asyncio.run(publish())
     wait_for(lambda: stream_count(uri, "c") == 300, 30, "300 events stored")
-    wait_for(lambda: "stored 300 " in ingest.log.read_text(), 30, "a status line with the count")
+    status = re.compile(r"ingest nats: stored 3\d\d \(0 rejected\) in \d+ batches, [\d,]+/s, connected")
+    wait_for(lambda: status.search(ingest.log.read_text()), 30, "a status line with the count")
     assert ingest.terminate() == 0
     text = ingest.log.read_text()
     assert f"ingest nats: {server.url} c.> -> {uri}" in text and "Traceback" not in text
@@ -217,7 +221,8 @@ def test_payload_round_trip_keeps_headers_stream_and_time(server, tmp_path):
         await nc.close()
         with open_store(uri) as store:
             ingestor = Ingestor(store, "nats")
-            app = NatsIngest(ingestor, url=server.url, subject="h.>", durable="h", js_stream="H")
+            app = NatsIngest(ingestor, url=server.url, subject="h.>", durable="h", js_stream="H",
+                             ack_wait=2)
             await _run_ingest(app, lambda: ingestor.stored >= 1)
             (event,) = list(store.read_stream("ticks-AAPL"))
         assert event.id == event_id("msg/h1") and event.occurred_at == 1_700_000_000_000_000_000
