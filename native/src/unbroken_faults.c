@@ -524,7 +524,7 @@ static ssize_t before_read(int fd, struct uf_fd *f, size_t n, const char *sc, si
             int64_t d = delay_of(r);
             delay += d;
             log_line("fault", sc, r->id, "latency", target, 0, "delayed %lld ms", (long long)(d / 1000000));
-        } else if (r->action == UF_SLICE && (size_t)r->bytes < lim) {
+        } else if (r->action == UF_SLICE && n != (size_t)-1 && (size_t)r->bytes < lim) {
             lim = (size_t)r->bytes;
             log_line("fault", sc, r->id, "slice", target, 0, "read of %zu limited to %ld bytes", n, r->bytes);
         } else if (r->action == UF_RESET) {
@@ -807,7 +807,7 @@ static int before_file_write(int fd, const char *sc, size_t n, size_t *lim)
 static size_t iov_total(const struct iovec *iov, int cnt)
 {
     size_t t = 0;
-    for (int i = 0; i < cnt; i++)
+    for (int i = 0; iov && i < cnt; i++)
         t += iov[i].iov_len;
     return t;
 }
@@ -841,7 +841,7 @@ UF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     RESOLVE(sendmsg, "sendmsg");
 #define CALL(m) ((void)(m), real.sendmsg(fd, msg, flags))
-    ANY_WRITE(CALL, "sendmsg", iov_total(msg->msg_iov, (int)msg->msg_iovlen), 0);
+    ANY_WRITE(CALL, "sendmsg", msg ? iov_total(msg->msg_iov, (int)msg->msg_iovlen) : 0, 0);
 #undef CALL
 }
 
