@@ -57,9 +57,6 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     trading.add_argument("--crash-pct", type=float, default=15.0, help="flash-crash drop in %% (15)")
     _common(trading)
     trading.set_defaults(run=_run_trading)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
     grid = kinds.add_parser(
         "grid", help="a day of grid node readings and heartbeats (producers, consumers, storage, lines)",
         description="Seeded grid nodes (solar, wind, gas, residential, commercial, industrial, storage, "
@@ -79,6 +76,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--lossy-p", type=float, default=0.0, help="one node loses each event with P (0)")
     _common(grid)
     grid.set_defaults(run=_run_grid)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="the .jsonl file to write")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -167,10 +167,6 @@ def _run_trading(args: argparse.Namespace) -> int:
     return _report(generate_trading(args.out, profile))
 
 
-def _report(summary) -> int:
-    types = ", ".join(f"{t} {n:,}" for t, n in summary.types.items())
-    print(f"{summary.path}: {summary.events:,} events (seed {summary.seed}): {types}")
-    return EXIT_OK
 def _run_grid(args: argparse.Namespace) -> int:
     from ._grid_model import GridProfile, generate_grid
 
@@ -190,6 +186,10 @@ def _run_grid(args: argparse.Namespace) -> int:
     return _report(generate_grid(args.out, profile))
 
 
+def _report(summary) -> int:
+    types = ", ".join(f"{t} {n:,}" for t, n in summary.types.items())
+    print(f"{summary.path}: {summary.events:,} events (seed {summary.seed}): {types}")
+    return EXIT_OK
 
 
 def _run_demo(args: argparse.Namespace) -> int:
