@@ -261,14 +261,16 @@ class DosingProjection:
         if tank.safe_since is not None:
             return
         tank.safe_since = ctx.now
-        # Switching off never goes stale: an unknown relay is a reason to be safe however old
-        # the report (HY-3 judges how fast the safe state follows it), hence a day's bound.
+        # The safe state is never gated by the age of its input: switching off must happen
+        # however late the report arrives (HY-3 judges how promptly it follows). So it is not
+        # an "external effect" for INV-1/2/4, which guard effects against stale or weak input;
+        # it still carries an effect key, and its input time is the report's trusted time.
         ctx.decide(Decision(
             kind=KIND_SAFE, subject=device, action="pumps-off", status=Status.RELEASED,
             reasons=(D.RELAY_UNKNOWN, D.SAFE_STATE), confidence=1.0,
-            min_confidence=self.c.min_confidence_external, inputs=(eid,),
-            effect_key=f"safe:{device}:{ctx.now}", external=True, irreversible=False,
-            input_time=ctx.now if reported_at is None else reported_at, freshness_ns=DAY_NS,
+            min_confidence=self.c.min_confidence_internal, inputs=(eid,),
+            effect_key=f"safe:{device}:{ctx.now}", external=False, irreversible=False,
+            input_time=ctx.now if reported_at is None else reported_at, freshness_ns=self.safe_ns,
         ))
 
     # -- doses ----------------------------------------------------------------------------
