@@ -280,7 +280,7 @@ class Soak:
             return False
 
     def _native_env(self) -> dict[str, str] | None:
-        if not any(f.action == "native" for f in self.spec.plan.faults):
+        if "native" not in self.spec.plan.actions:  # fixed or generated native faults
             return None
         import native
 
