@@ -8,9 +8,12 @@ import json
 import os
 import subprocess
 
+import pytest
+
 import native
 
 
+@pytest.mark.slow
 def test_c_tests_pass_under_asan_and_ubsan(library, tmp_path):
     programs = native.build_tests(sanitize=True)
     assert "test_faults" in programs
