@@ -7,7 +7,8 @@
 - No module reaches into another package's private modules (``x._y``), and
   replay's sub-packages meet only through each other's ``__init__``.
 - Imports point one way: ``properties -> replay -> projections -> eventstore``;
-  ``adapters`` and ``load`` drive them from outside; ``native`` imports nothing of ours.
+  ``adapters`` and ``load`` drive them (and ``native``) from outside; ``native`` imports
+  nothing of ours.
 """
 
 from __future__ import annotations
