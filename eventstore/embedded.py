@@ -273,7 +273,15 @@ class EmbeddedStore(EventStore):
                     self._queue.notify_all()
 
     def _commit_group(self, group: list) -> None:
-        """One transaction for the group; each caller gets its own outcome."""
+        """One transaction for the group; each caller gets its own outcome.
+
+        A request whose caller cancelled it (an ``append_async`` whose task was
+        cancelled) before its transaction began is left out: nothing of it is
+        written. Once a request's future is running it can no longer be cancelled.
+        """
+        group = [r for r in group if r.future.set_running_or_notify_cancel()]
+        if not group:
+            return
         if isinstance(group[0], _MultiRequest):
             self._commit_multi(group[0])
             return

@@ -65,3 +65,37 @@ def test_append_async_never_commits_on_the_event_loop_thread(tmp_path: Path) -> 
 
     loop_thread = asyncio.run(main())
     assert log.threads and loop_thread not in log.threads
+
+
+def test_an_append_cancelled_while_queued_is_not_written_and_commits_go_on(tmp_path: Path) -> None:
+    """A task cancelled while its append waits in the queue: nothing of it is stored, and the
+    committer thread lives on to commit the next append (it used to die setting a result on
+    the cancelled future, and every later append hung)."""
+    inside_first_commit, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def clock() -> int:  # holds the committer inside the first transaction until released
+        calls.append(1)
+        if len(calls) == 1:
+            inside_first_commit.set()
+            release.wait(30)
+        return len(calls)
+
+    async def main() -> list[str]:
+        with open_store(f"embedded://{tmp_path / 'events.db'}", clock=clock) as store:
+            first = asyncio.ensure_future(store.append_async("held", [NewEvent("Dose", b"0")]))
+            assert await asyncio.to_thread(inside_first_commit.wait, 30)
+            queued = [asyncio.ensure_future(store.append_async(f"cancelled-{i}", [NewEvent("Dose", b"x")]))
+                      for i in range(5)]
+            await asyncio.sleep(0)  # each task submits its request, then waits on it
+            await asyncio.sleep(0)
+            for task in queued:
+                task.cancel()
+            outcomes = await asyncio.gather(*queued, return_exceptions=True)
+            assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+            release.set()
+            await first
+            await asyncio.wait_for(store.append_async("after", [NewEvent("Dose", b"1")]), 30)
+            return [event.stream for event in store.read_all()]
+
+    assert asyncio.run(main()) == ["held", "after"]
