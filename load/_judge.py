@@ -97,7 +97,7 @@ def judge(soak: Any, drained: bool) -> dict[str, Any]:
     if reads is not None:
         calm = ~C.windows_mask(reads.intended_ns, [(w["start_ns"], w["end_ns"] + 5 * NS)
                                                     for w in windows])
-        read_ms = reads.latencies_ms(calm)
+        read_ms = reads.judged_ms(calm)  # failed and unsent reads count as infinitely late
     criteria.append(C.read_p99(read_ms, soak.spec.read_rate > 0, cfg["read_p99_ms"]))
     series: dict[str, list[tuple[float, float]]] = {}
     for r in soak.resources:

@@ -184,8 +184,18 @@ def _run_soak(args: argparse.Namespace) -> int:
                     seed=args.seed, arrivals=args.arrivals, drain_timeout=args.drain_timeout,
                     progress=say, server=args.server, read_rate=args.read_rate,
                     load_args=_burst_args(args))
+    import signal
+
+    def interrupted(signum, frame):  # noqa: ARG001 - a background job ignores SIGINT: take TERM too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         data = Soak(spec).run()
+    except KeyboardInterrupt:
+        print(f"unbroken soak: interrupted; processes stopped. Judge what ran with: unbroken soak "
+              f"--rejudge --out {args.out}", file=sys.stderr)
+        return EXIT_ERROR
     except SoakError as e:
         print(f"unbroken soak: could not run: {e}", file=sys.stderr)
         return EXIT_ERROR

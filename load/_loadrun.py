@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,10 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
 
     async def go() -> Samples:
         nonlocal reads
+        stop = asyncio.Event()  # SIGTERM/SIGINT: stop sending, keep what was measured
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         await target.open()
         reader = None
         if spec.reads and spec.read_rate > 0:
@@ -88,11 +93,15 @@ def run_load(spec: LoadSpec) -> tuple[Samples, dict[str, Any]]:
                                        arrivals.seconds, spec.seed, metrics=metrics)
             reader = asyncio.create_task(reads_coro)
         try:
-            return await drive(target, plan, progress=progress, metrics=metrics)
+            return await drive(target, plan, progress=progress, metrics=metrics, stop=stop)
         finally:
             await target.close()
             if reader is not None:
-                reads = await reader
+                if stop.is_set():
+                    reader.cancel()
+                reads = (await asyncio.gather(reader, return_exceptions=True))[0]
+                if isinstance(reads, BaseException):
+                    reads = None
 
     try:
         samples = asyncio.run(go())

@@ -40,6 +40,11 @@ class Reads:
         keep = (self.ok == 1) if mask is None else (self.ok == 1) & mask
         return (self.done_ns[keep] - self.intended_ns[keep]) / 1e6
 
+    def judged_ms(self, mask: np.ndarray) -> np.ndarray:
+        """Latency of every read in ``mask``; a failed or unsent read counts as infinitely late."""
+        lat = np.where(self.ok == 1, (self.done_ns - self.intended_ns) / 1e6, np.inf)
+        return lat[mask]
+
 
 def parse_address(uri: str) -> str:
     """``bacnet://127.0.0.1:47809`` (or ``127.0.0.1:47809``) as ``host:port``."""
@@ -47,8 +52,12 @@ def parse_address(uri: str) -> str:
 
 
 async def read_load(address: str, rate: float, seconds: float, seed: int, *, metrics: Any = None,
-                    max_inflight: int = 64, timeout: float = 2.0) -> Reads:
-    """Read from the server at ``address`` open-loop; returns every read's outcome."""
+                    max_inflight: int = 64, timeout: float = 2.0, grace: float = 10.0) -> Reads:
+    """Read from the server at ``address`` open-loop; returns every read's outcome.
+
+    Reads still unsent ``grace`` seconds after the last intended time are given up
+    (never sent: failed), so a server that cannot keep up does not stretch the run.
+    """
     from bacpypes3.pdu import Address
     from bacpypes3.primitivedata import ObjectIdentifier
 
@@ -91,12 +100,17 @@ async def read_load(address: str, rate: float, seconds: float, seed: int, *, met
                 metrics.read(kind, (out.done_ns[i] - out.intended_ns[i]) / 1e9 if out.ok[i] else None)
 
     tasks = set()
+    deadline = start + int((seconds + grace) * 1e9)
     try:
         for i in range(n):
             delay = (out.intended_ns[i] - time.time_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
             await slots.acquire()
+            if time.time_ns() > deadline:  # the server fell too far behind: the rest are unsent
+                out.errors["not sent (behind schedule)"] = n - i
+                slots.release()
+                break
             task = asyncio.create_task(one(i))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
