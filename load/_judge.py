@@ -128,6 +128,9 @@ def judge(soak: Any, drained: bool) -> dict[str, Any]:
         "started_ns": soak.t0_ns, "criteria": [c.as_dict() for c in criteria],
         "accounting": acc.as_dict() if acc is not None else None,
         "faults": soak.faults, "windows": windows,
+        "bursts": [{"start_ns": int(summary["start_ns"] + s * NS),
+                    "end_ns": int(summary["start_ns"] + e * NS)}
+                   for s, e in summary.get("bursts", [])] if summary.get("start_ns") else [],
         "latency_ms": _latency_summary(samples, acc, excluded),
         "read_latency_ms": summary.get("read_latency_ms"), "reads": summary.get("reads"),
         "processes": {name: {"starts": n, "limit_mb": soak.spec.plan.limits.get(name)}

@@ -19,7 +19,7 @@ import numpy as np
 NS = 1_000_000_000
 COLORS = {"kill ingest": "#d62728", "kill projection": "#e377c2", "kill server": "#8c564b",
           "restart broker": "#ff7f0e", "kill broker": "#ff7f0e", "native ingest": "#9467bd",
-          "memory-limit": "#7f7f7f"}
+          "memory-limit": "#7f7f7f", "burst load": "#bcbd22"}
 
 
 def _shade(ax: Any, windows: list[dict], t0: int, numbers: bool = True) -> None:
@@ -55,7 +55,8 @@ def charts(out: Path, data: dict, samples: Any, acc: Any, resources: list[dict],
     import matplotlib.pyplot as plt
 
     t0 = data["started_ns"]
-    windows = data["windows"]
+    windows = data["windows"] + [{"label": f"b{i + 1}:burst:load", **b}
+                                 for i, b in enumerate(data.get("bursts", []))]
     names = []
     last = [r["t"] for r in resources[-1:]]
     if acc is not None and acc.projected_ns is not None and (acc.projected_ns > 0).any():
