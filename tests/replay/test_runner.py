@@ -205,7 +205,10 @@ def test_a_run_leaves_objects_frozen_by_someone_else_as_they_were():
         before = gc.get_freeze_count()
         watcher = FreezeWatcher()
         run(deliveries_of(payment_log(n=5)), watcher)
-        assert set(watcher.frozen) == {before}
-        assert gc.get_freeze_count() == before
+        # The run neither froze more (the count would jump by every live object) nor thawed
+        # (it would drop to 0). Frozen objects may still die meanwhile: other tests' threads
+        # let go of theirs, so the count can fall by a few.
+        assert all(0 < count <= before for count in watcher.frozen), (before, watcher.frozen)
+        assert 0 < gc.get_freeze_count() <= before
     finally:
         gc.unfreeze()
