@@ -1,10 +1,10 @@
-"""Append rules shared by the backends: expected versions and idempotent retries."""
+"""Append rules shared by the backends: expected versions, idempotent retries, commit grouping."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from ._errors import DuplicateIdConflict, InvalidEvent, WrongExpectedVersion
 from ._types import ANY, EXISTS, NO_STREAM, AppendResult, Expected, ExpectedState
@@ -72,3 +72,19 @@ def repeated_result(
             stream, [str(i) for i in ids], "ids are stored, but not as one batch in this order"
         )
     return AppendResult(places[0].position, places[-1].position, revisions[-1] + 1)
+
+
+def transactions(queue: Sequence[Any], alone: type) -> Iterator[list]:
+    """A drained commit queue as transactions, in queue order: runs of plain appends
+    together, each request of type ``alone`` (an ``append_multi``) in one of its own."""
+    run: list = []
+    for request in queue:
+        if isinstance(request, alone):
+            if run:
+                yield run
+                run = []
+            yield [request]
+        else:
+            run.append(request)
+    if run:
+        yield run

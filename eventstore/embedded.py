@@ -51,7 +51,7 @@ from ._contract import (
 from ._damage import inspect_before_open
 from ._errors import StoreError, StoreNotFound, StoreReadOnly
 from ._group_commit import RepeatInGroup, write_each, write_group
-from ._rules import validate_expected
+from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
 
@@ -263,7 +263,7 @@ class EmbeddedStore(EventStore):
                     return
                 continue
             try:
-                for part in _segments(group):
+                for part in transactions(group, _MultiRequest):
                     self._commit_group(part)
             finally:
                 with self._queue:
@@ -572,20 +572,6 @@ class EmbeddedStore(EventStore):
         with self._appended:
             self._appended.notify_all()
 
-
-def _segments(group: list) -> Iterator[list]:
-    """A drained queue as transactions: runs of plain appends together, each multi-append alone."""
-    run: list = []
-    for request in group:
-        if isinstance(request, _MultiRequest):
-            if run:
-                yield run
-                run = []
-            yield [request]
-        else:
-            run.append(request)
-    if run:
-        yield run
 
 
 def _cpus_available() -> int:

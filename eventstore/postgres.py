@@ -76,7 +76,7 @@ from ._errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from ._rules import StoredId, check_expected, repeated_result, validate_expected
+from ._rules import StoredId, check_expected, repeated_result, transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
 
@@ -243,7 +243,7 @@ class PostgresStore(EventStore):
             self._leading = True
             group, self._pending = self._pending, []
         try:
-            for part in _segments(group):
+            for part in transactions(group, _Multi):
                 self._commit(part)
         finally:
             with self._queue:
@@ -492,20 +492,6 @@ class _Multi:
         self.parts = parts
         self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
 
-
-def _segments(group: list) -> Iterator[list]:
-    """A drained queue as transactions: runs of plain appends together, each multi-append alone."""
-    run: list = []
-    for request in group:
-        if isinstance(request, _Multi):
-            if run:
-                yield run
-                run = []
-            yield [request]
-        else:
-            run.append(request)
-    if run:
-        yield run
 
 
 def _decode(rows: list) -> list[RecordedEvent]:
