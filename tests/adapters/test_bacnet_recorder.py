@@ -61,6 +61,7 @@ def test_BN_003_cov_polling_and_a_device_restart_recorded_as_a_gap(tmp_path):
             await wait_until(lambda: link.up, what="the device found and subscribed")
             covs = {o.instance for o in link.objects.values() if o.cov}
             assert covs == {1, 3, 4, 6}  # humidity (2) and filter alarm (5) refuse COV
+            await recorder.flush()  # definitions are appended in batches: wait until stored
             defs = [p for p in payloads(store) if isinstance(p, BacnetObjectDefinition)]
             assert {(d.object_type, d.instance, d.name) for d in defs} >= {
                 ("analog-input", 1, "zone-temp"), ("multi-state-value", 6, "mode")}
