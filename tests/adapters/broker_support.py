@@ -71,6 +71,11 @@ class IngestProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
+    def close(self) -> None:
+        """Kill it if it still runs (a test that failed midway) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
     def terminate(self, timeout: float = 30) -> int:
         """SIGTERM it and return its exit code (a clean stop is expected)."""
         assert self.proc is not None

@@ -70,6 +70,7 @@ class NatsServer:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.kills = 0  # how many times kill() stopped a running server
         self.log = open(tmp / "nats-server.log", "ab")  # noqa: SIM115 - closed in close()
 
     def start(self, timeout: float = 15.0) -> NatsServer:
@@ -93,6 +94,7 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+            self.kills += 1
         self.proc = None
 
     def close(self) -> None:

@@ -33,6 +33,20 @@ def server(tmp_path):
     srv.close()
 
 
+@pytest.fixture
+def ingest_process(tmp_path):
+    """Make ``IngestProcess`` objects that are killed and reaped however the test ends."""
+    made: list[IngestProcess] = []
+
+    def make(args: list[str]) -> IngestProcess:
+        made.append(IngestProcess(tmp_path, args))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.close()
+
+
 async def _connect(url: str):
     return await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
                               connect_timeout=2)
@@ -135,14 +149,16 @@ def _big_n() -> int:
 
 
 @pytest.mark.slow
-def test_every_message_exactly_once_while_broker_and_ingest_are_killed(server, tmp_path):
+def test_every_message_exactly_once_while_broker_and_ingest_are_killed(server, tmp_path,
+                                                                     ingest_process):
     """N messages; nats-server SIGKILLed and restarted 3 times, the ingest process 3 times."""
     n = _big_n()
     uri = f"embedded:///{tmp_path}/events.db"
-    ingest = IngestProcess(tmp_path, [
+    ingest = ingest_process([
         "--url", server.url, "--subject", "big.>", "--js-stream", "BIG", "--durable", "ing",
         "--store", uri, "--stream", "big", "--ack-wait", "2", "--status-every", "0.5"])
     progress = [0]
+    killed_at: list[int] = []  # how many messages were acked when the broker was killed
 
     async def chaos():
         """Kill the broker or the ingest each time another sixth of the messages is published."""
@@ -152,6 +168,7 @@ def test_every_message_exactly_once_while_broker_and_ingest_are_killed(server, t
                 await asyncio.sleep(0.01)
             if what in ("broker", "both"):
                 server.kill()
+                killed_at.append(progress[0])
             if what in ("ingest", "both"):
                 ingest.kill()
             if what in ("broker", "both"):
@@ -165,13 +182,14 @@ def test_every_message_exactly_once_while_broker_and_ingest_are_killed(server, t
         nc = await _connect(server.url)
         js = nc.jetstream()
         chaos_task = asyncio.create_task(chaos())
-        failures = await publish_all(js, "big.t", n, progress=progress)
+        await publish_all(js, "big.t", n, progress=progress)
         await chaos_task
         await nc.close()
-        return failures
 
-    failures = asyncio.run(main())
-    assert failures > 0, "the broker kills should have failed some publishes"
+    asyncio.run(main())
+    # the broker died three times while publishing went on (the client may buffer through a
+    # short outage, so failed publishes are not counted on)
+    assert server.kills == 3 and len(killed_at) == 3 and max(killed_at) < n
     wait_for(lambda: stream_count(uri, "big") >= n, 120, f"{n} events in the store", every=0.25)
     assert ingest.terminate() == 0  # SIGTERM: a clean stop
     with open_store(uri) as store:
@@ -185,12 +203,13 @@ def test_every_message_exactly_once_while_broker_and_ingest_are_killed(server, t
     assert "ingest nats: stored" in log and "Traceback" not in log
 
 
-def test_ingest_command_stops_cleanly_on_sigterm_with_a_status_line(server, tmp_path):
+def test_ingest_command_stops_cleanly_on_sigterm_with_a_status_line(server, tmp_path,
+                                                                   ingest_process):
     """The command prints where it reads and writes, status lines, and exits 0 on SIGTERM."""
     uri = f"embedded:///{tmp_path}/events.db"
-    ingest = IngestProcess(tmp_path, ["--url", server.url, "--subject", "c.>", "--js-stream", "C",
-                                      "--store", uri, "--stream", "c", "--status-every", "0.2",
-                                      "--ack-wait", "2"])
+    ingest = ingest_process(["--url", server.url, "--subject", "c.>", "--js-stream", "C",
+                            "--store", uri, "--stream", "c", "--status-every", "0.2",
+                            "--ack-wait", "2"])
 
     async def publish():
         await ensure_stream(server.url, "C", "c.>")
