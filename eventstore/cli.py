@@ -3,6 +3,12 @@
 Each package registers its subcommands through the ``unbroken.commands``
 entry-point group (see pyproject.toml), so this module imports nothing above
 the event store and the layering in docs/architecture.md stays one-way.
+
+An entry point is named after the command it adds (several names may share one
+``register`` function). ``unbroken serve ...`` therefore imports only the
+package that owns ``serve``, not replay's DuckDB and Polars: a long-running
+server starts faster and stays smaller. Help, and a command nobody registered,
+load them all so the listing is complete.
 """
 
 from __future__ import annotations
@@ -19,24 +25,43 @@ EXIT_USAGE = 2  # the command line was wrong
 EXIT_ERROR = 3  # the command could not run (missing file, unreachable store)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The root parser with every registered subcommand attached."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The root parser, with the subcommand ``argv`` names attached, or all of them.
+
+    Without ``argv`` (or when it names no registered command) every package's
+    commands are attached, as ``unbroken --help`` and the CLI reference need.
+    """
     parser = argparse.ArgumentParser(
         prog="unbroken",
         description="Replay, property-test and soak-test decision systems built on events.",
         epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage error, 3 could not run.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for entry in sorted(entry_points(group="unbroken.commands"), key=lambda e: e.name):
-        entry.load()(commands)
+    for register in _registrations(_command_named(argv)):
+        register(commands)
     return parser
+
+
+def _command_named(argv: list[str] | None) -> str | None:
+    """The subcommand ``argv`` asks for: its first word that is not an option."""
+    return next((word for word in argv or () if not word.startswith("-")), None)
+
+
+def _registrations(command: str | None) -> list:
+    """The ``register`` functions to call: the one that adds ``command``, else every one once."""
+    entries = sorted(entry_points(group="unbroken.commands"), key=lambda e: e.name)
+    wanted = [e for e in entries if e.name == command] or entries
+    unique = dict.fromkeys(e.value for e in wanted)  # one register function may add several
+    by_value = {e.value: e for e in wanted}
+    return [by_value[value].load() for value in unique]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``unbroken`` command and return its exit code."""
     from ._errors import UnbrokenError
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or EXIT_OK)
