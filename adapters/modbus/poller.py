@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import random
 import time
 import uuid
@@ -181,9 +182,7 @@ class DevicePoller:
             self.stats.connects += 1
             self.backoff.reset()
             return True
-        err = self._connect_error
-        kind = "connect_timeout" if isinstance(err, TimeoutError) or err is None else "refused"
-        detail = f"{type(err).__name__}: {err}" if err is not None else "connect failed"
+        kind, detail = _connect_failure(self._connect_error, self.device.timeout)
         self._fault(kind, detail, latency_ns=time.perf_counter_ns() - started)
         self.close()
         return False
@@ -428,6 +427,22 @@ class DevicePoller:
         if not matches and fault:
             self._fault("readback", f"{target}: wrote {expected!r}, {detail}"
                         + (f" ({got!r})" if got is not None else ""))
+
+
+def _connect_failure(err: BaseException | None, timeout: float) -> tuple[str, str]:
+    """The fault kind and detail of a failed connect from the error its attempt raised.
+
+    pymodbus bounds the attempt with ``asyncio.wait_for``: at the timeout it cancels the
+    connect it is waiting on, so the attempt itself sees ``CancelledError`` (our own task
+    was not cancelled, or ``connect()`` would not have returned). That, a ``TimeoutError``
+    and an ``ETIMEDOUT`` from the kernel are a connect timeout (a SYN never answered);
+    anything else (``ECONNREFUSED``, no route, no such serial port) is ``refused``.
+    """
+    if err is None or isinstance(err, TimeoutError | asyncio.CancelledError) or \
+            getattr(err, "errno", None) == errno.ETIMEDOUT:
+        why = f"{type(err).__name__}: {err}" if isinstance(err, OSError) else "no answer"
+        return "connect_timeout", f"connect gave up after {timeout:g} s ({why})"
+    return "refused", f"{type(err).__name__}: {err}"
 
 
 def _same(a: Any, b: Any) -> bool:
