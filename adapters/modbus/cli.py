@@ -190,6 +190,8 @@ async def _simulate(devices, plan, args: argparse.Namespace) -> None:
     try:
         for name, port in sim.ports.items():
             print(json.dumps({"device": name, "host": args.bind, "port": port}), flush=True)
+        for name, path in sim.paths.items():
+            print(json.dumps({"device": name, "serial": path}), flush=True)
         print(f"serving {len(devices)} device(s); {len(plan.rules)} misbehaviour rule(s); seed {sim.seed}",
               flush=True)
         try:

@@ -170,7 +170,7 @@ def classify(rx: bytes, tid: int, unit: int, function: int, framing: str, closed
     """
     if not rx:
         return ("reset", "connection closed before any answer") if closed else ("timeout", "no answer")
-    if framing == "rtu-over-tcp":
+    if framing != "tcp":  # RTU frames, over TCP or on a serial line
         return _classify_rtu(rx, unit, function, closed)
     return _classify_mbap(rx, tid, unit, function, closed)
 

@@ -27,7 +27,8 @@ FUNCTION_ALIASES = {
 }
 WORDS = {"bool": 0, "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
 TYPES = (*WORDS, "string")
-FRAMINGS = ("tcp", "rtu-over-tcp")
+FRAMINGS = ("tcp", "rtu-over-tcp", "rtu")  # "rtu": RTU frames on a serial line (``serial``)
+PARITIES = ("N", "E", "O")
 ORDERS = ("big", "little")
 MAX_READ = {1: 2000, 2: 2000, 3: 125, 4: 125}
 
@@ -92,6 +93,11 @@ class Device:
     backoff_initial: float = 0.1
     backoff_max: float = 10.0
     reports_time: str = ""  # name of a register holding the device's clock (Unix seconds)
+    serial: str = ""  # framing "rtu": the serial port (e.g. /dev/ttyUSB0); host and port unused
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
     blocks: tuple[Block, ...] = field(default_factory=tuple)
 
     def register(self, name: str) -> tuple[Block, Register]:
@@ -193,6 +199,11 @@ class _Parser:
             backoff_initial=self._num(raw, "backoff_initial", key, near, 0.1, positive=True),
             backoff_max=self._num(raw, "backoff_max", key, near, 10.0, positive=True),
             reports_time=self._str(raw, "reports_time", key, near) or "",
+            serial=self._str(raw, "serial", key, near) or "",
+            baudrate=self._int(raw, "baudrate", key, near, 19200, 50, 4_000_000),
+            parity=self._choice(raw, "parity", PARITIES, key, near, "N"),
+            stopbits=self._int(raw, "stopbits", key, near, 1, 1, 2),
+            bytesize=self._int(raw, "bytesize", key, near, 8, 7, 8),
             blocks=blocks,
         )
         self._check_device(device, key, near)
@@ -208,6 +219,10 @@ class _Parser:
         if device.backoff_max < device.backoff_initial:
             raise self.fail(f"{key}.backoff_max", f"at least backoff_initial ({device.backoff_initial})",
                             device.backoff_max, near)
+        if device.framing == "rtu" and not device.serial:
+            raise self.fail(f"{key}.serial", 'the serial port of a device with framing "rtu"', near=near)
+        if device.serial and device.framing != "rtu":
+            raise self.fail(f"{key}.framing", '"rtu" for a device on a serial port', device.framing, near)
         if device.reports_time and device.reports_time not in names:
             raise self.fail(f"{key}.reports_time", "the name of one of the device's registers",
                             device.reports_time, near)

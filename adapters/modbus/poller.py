@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 from projections.payloads.modbus import (
@@ -120,7 +120,7 @@ class DevicePoller:
                                random.Random(f"{seed}/{device.name}"))
         self.sequence = 0
         self._io = _Exchange()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._connect_error: BaseException | None = None
         self._lost = False
         self._generation = 0
@@ -128,8 +128,7 @@ class DevicePoller:
         self.bound = device.timeout * (device.retries + 1) + _MARGIN_S
 
     # -- connection ---------------------------------------------------------------
-    def _new_client(self) -> AsyncModbusTcpClient:
-        framer = FramerType.RTU if self.device.framing == "rtu-over-tcp" else FramerType.SOCKET
+    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         self._generation += 1
         gen = self._generation
 
@@ -140,11 +139,7 @@ class DevicePoller:
             if gen == self._generation:  # a closed client's late callback must not touch the new one
                 self._on_connect(connected)
 
-        client = AsyncModbusTcpClient(
-            self.device.host, port=self.device.port, framer=framer, timeout=self.device.timeout,
-            retries=self.device.retries, reconnect_delay=0, name=self.device.name,
-            trace_packet=trace_packet, trace_connect=trace_connect,
-        )
+        client = _client_for(self.device, trace_packet=trace_packet, trace_connect=trace_connect)
         create = client.ctx.call_create
 
         async def call_create():  # keep the reason a connect failed (pymodbus only logs it)
@@ -427,6 +422,21 @@ class DevicePoller:
         if not matches and fault:
             self._fault("readback", f"{target}: wrote {expected!r}, {detail}"
                         + (f" ({got!r})" if got is not None else ""))
+
+
+def _client_for(device: Device, **hooks: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    """A pymodbus client for ``device``: TCP (MBAP or RTU framing) or a serial line (RTU).
+
+    Its own reconnect is off (the poller owns reconnection) and its timeout is the device's.
+    """
+    common = {"timeout": device.timeout, "retries": device.retries, "reconnect_delay": 0,
+              "name": device.name, **hooks}
+    if device.framing == "rtu":
+        return AsyncModbusSerialClient(device.serial, framer=FramerType.RTU, baudrate=device.baudrate,
+                                       parity=device.parity, stopbits=device.stopbits,
+                                       bytesize=device.bytesize, **common)
+    framer = FramerType.RTU if device.framing == "rtu-over-tcp" else FramerType.SOCKET
+    return AsyncModbusTcpClient(device.host, port=device.port, framer=framer, **common)
 
 
 def _connect_failure(err: BaseException | None, timeout: float) -> tuple[str, str]:

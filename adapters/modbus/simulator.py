@@ -12,6 +12,11 @@ refuse, go silent, reset after N bytes, truncate, or answer with garbage or a
 wrong transaction id, and a simulator for testing controllers must. Each
 request that a plan rule hits is logged in ``injected`` as (device, fault
 kind), so a test can match a poller's faults to what was injected, one for one.
+
+A device with ``framing = "rtu"`` is served on a serial line: one end of a
+pseudo-terminal pair (a real tty the poller opens with pyserial, as it would a
+USB adapter), its path in ``paths``. When the device file's ``serial`` path is
+free, a symlink there points to it, so one device file serves both ends.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import random
 import socket
 import struct
 import time
+import tty
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,6 +160,8 @@ class Simulator:
         self.requests: dict[str, int] = dict.fromkeys(self.devices, 0)
         self.injected: list[tuple[str, str]] = []
         self.ports: dict[str, int] = {}
+        self.paths: dict[str, str] = {}  # serial devices: the tty to open (the link if one was made)
+        self._lines: dict[str, _SerialLine] = {}
         self._override = port_override or {}
         self._servers: dict[str, asyncio.base_events.Server] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -161,6 +170,9 @@ class Simulator:
     async def start(self) -> None:
         """Open every device's port (a refusing device opens when its refusal ends)."""
         for name, device in self.devices.items():
+            if device.framing == "rtu":
+                self._open_line(name, device)
+                continue
             port = self._override.get(name, device.port)
             refuse = self._refusal(name)
             if refuse is None:
@@ -173,6 +185,12 @@ class Simulator:
                 if math.isfinite(refuse.seconds):
                     task = asyncio.get_running_loop().create_task(self._open_later(name, refuse.seconds))
                     self._tasks.add(task)
+
+    def _open_line(self, name: str, device: Device) -> None:
+        line = self._lines[name] = _SerialLine(asyncio.get_running_loop(), device.serial)
+        self.paths[name] = line.link or line.path
+        task = asyncio.get_running_loop().create_task(self._serve_line(name, line))
+        self._tasks.add(task)
 
     def _refusal(self, name: str) -> Rule | None:
         for rule in self.plan.rules:
@@ -190,6 +208,11 @@ class Simulator:
         """Close every port and connection."""
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for line in self._lines.values():
+            line.close()
+        self._lines.clear()
         for server in self._servers.values():
             server.close()
         for writer in list(self._writers):
@@ -207,6 +230,17 @@ class Simulator:
         await self.stop()
 
     # -- one connection -------------------------------------------------------------
+    async def _serve_line(self, name: str, line: _SerialLine) -> None:
+        """Answer requests on a serial line for as long as it is open; a request that is not
+        a whole RTU frame with a good CRC is dropped with everything buffered after it."""
+        device = self.devices[name]
+        while True:
+            request = await _read_request(line.reader, "rtu")
+            if request is None:
+                line.resync()
+                continue
+            await self._answer(name, device, request, line)
+
     async def _serve(self, name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         device = self.devices[name]
@@ -230,7 +264,8 @@ class Simulator:
         self.requests[name] += 1
         rule = self._pick(name, pdu[0])
         if rule is not None and rule.action != "slow":
-            self.injected.append((name, rule.fault_kind))
+            serial_reset = rule.action == "reset" and device.framing == "rtu"
+            self.injected.append((name, "truncated" if serial_reset else rule.fault_kind))
         reply = self._execute(self.models[name], pdu, rule)
         frame = _frame(device.framing, tid, unit, reply)
         if rule is None:
@@ -246,7 +281,7 @@ class Simulator:
         if action in ("reset", "truncate"):
             writer.write(frame[: rule.after_bytes])
             await writer.drain()
-            if action == "reset":
+            if action == "reset" and device.framing != "rtu":  # a serial line has no connection to reset
                 _reset(writer)
                 return False
             return True
@@ -362,6 +397,73 @@ async def _read_request(reader: asyncio.StreamReader, framing: str) -> tuple[int
     if crc16(frame[:-2]) != int.from_bytes(frame[-2:], "little"):
         return None
     return 0, unit, frame[1:-2]
+
+
+class _SerialLine:
+    """The simulator's end of a serial line: the master side of a pseudo-terminal pair.
+
+    The slave side is a real tty (``path``) that a client opens like any serial port. The
+    simulator keeps a descriptor of the slave open itself, so the line stays up while a
+    client closes and reopens the port (otherwise the master reads EIO until it returns).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, link: str = "") -> None:
+        self.loop = loop
+        self.master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # no echo, no line editing: bytes pass through as they are
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self._slave)
+        self.link = _link(link, self.path) if link else ""
+        self.reader = asyncio.StreamReader()
+        loop.add_reader(self.master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # the line is gone
+            self.loop.remove_reader(self.master)
+            self.reader.feed_eof()
+            return
+        self.reader.feed_data(data)
+
+    def resync(self) -> None:
+        """Forget the bytes buffered so far (after a request that was not a frame)."""
+        self.reader = asyncio.StreamReader()
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` down the line (a frame fits the tty's buffer many times over)."""
+        os.write(self.master, data)
+
+    async def drain(self) -> None:
+        """Nothing to wait for: ``write`` hands the bytes to the kernel at once."""
+
+    def close(self) -> None:
+        """Close both ends and remove the link."""
+        if self.master < 0:
+            return
+        self.loop.remove_reader(self.master)
+        os.close(self.master)
+        os.close(self._slave)
+        self.master = -1
+        if self.link:
+            with contextlib.suppress(OSError):
+                os.unlink(self.link)
+
+
+def _link(where: str, target: str) -> str:
+    """Point a symlink at ``where`` to the tty ``target``; "" when ``where`` is taken by
+    something other than an old link to a pseudo-terminal."""
+    if os.path.lexists(where):
+        if not (os.path.islink(where) and os.readlink(where).startswith("/dev/pts/")):
+            return ""
+        os.unlink(where)
+    try:
+        os.symlink(target, where)
+    except OSError:
+        return ""
+    return where
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

@@ -131,7 +131,8 @@ async def record(devs, plan: Plan | None, stop_when: Callable[[Session], bool] |
         if simulate else None
     if sim is not None:
         await sim.start()
-        devs = [dataclasses.replace(d, port=sim.ports[d.name]) for d in devs]
+        devs = [dataclasses.replace(d, port=sim.ports.get(d.name, d.port), serial=sim.paths.get(d.name, d.serial))
+                for d in devs]
     run = Ingest(devs, store, session="test", seed=seed, flush_every=0.01)
     run.start()
     live = Session([], [], sim, run)
