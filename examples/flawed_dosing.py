@@ -16,6 +16,9 @@ the device or the controller's own restarts misbehave:
 - ``cap_in_memory`` (state not derived from events): the daily runtime
   counts only doses this process released, not the pump-on commands
   recorded by an earlier run, so a restart resets the cap (breaks HY-2; HY-006).
+- ``ignores_level_and_temperature`` (a guard on the trigger only): a dose looks at
+  the reading that calls for it (EC or pH) and nothing else, so it doses a tank
+  whose water level ran low or whose temperature left its band (breaks HY-1).
 
 Use them by spec: ``unbroken check --log LOG --projection
 examples/flawed_dosing.py:trusts_last_value_forever``. They reach into the
@@ -74,6 +77,14 @@ class _CapInMemory(DosingProjection):
         return None  # the flaw: pump-on commands recorded by an earlier run are not counted
 
 
+class _OwnSensorOnly(DosingProjection):
+    def __init__(self, config=None):
+        super().__init__(config)
+        c = self.c
+        # The flaw: only the sensor that calls for a dose is looked at; level and temperature never.
+        self.needs = {"nutrient": (c.ec_sensor,), "ph": (c.ph_sensor,)}
+
+
 def _variant(cls: type[DosingProjection], name: str, **config: Any) -> DosingProjection:
     real = projections.get("dosing", **config)
     variant = cls(real.c)
@@ -99,3 +110,8 @@ def trusts_write_ack(**config: Any) -> DosingProjection:
 def cap_in_memory(**config: Any) -> DosingProjection:
     """Dosing, except the daily cap forgets doses recorded before this process started."""
     return _variant(_CapInMemory, "dosing-cap-in-memory", **config)
+
+
+def ignores_level_and_temperature(**config: Any) -> DosingProjection:
+    """Dosing, except a dose checks only its own sensor, not the water level or temperature."""
+    return _variant(_OwnSensorOnly, "dosing-ignores-level-and-temperature", **config)

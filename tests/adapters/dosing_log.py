@@ -144,3 +144,13 @@ def restart_log(commands: int = 12) -> DosingLog:
         log.write(START - 2 * HOUR + i * 2 * MINUTE + 5 * NS, value=False, read_back=False)
     log.healthy(START, 10)
     return log
+
+
+def level_falling_log(minutes: int = 6) -> DosingLog:
+    """HY-001 for the other inputs: EC stays low while the water level falls steadily (0.25 a
+    frame, 3 per minute, from 30 to 12) through ``level_low`` (20) after about three minutes."""
+    log = DosingLog()
+    log.relays(START)
+    for i in range(minutes * 12):
+        log.frame(START + 1 + i * 5 * NS, ec=1.5 + 0.01 * (i % 2), level=30.0 - 0.25 * i)
+    return log
