@@ -110,6 +110,7 @@ class Batcher:
         self.max_batch, self.linger = max_batch, linger
         self._items: list = []
         self._wake = asyncio.Event()
+        self._taken = asyncio.Event()  # set whenever a flush takes messages off the queue
         self._task: asyncio.Task | None = None
         self.last_error = ""
 
@@ -120,6 +121,12 @@ class Batcher:
             self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="broker-batcher")
+
+    async def room(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` messages wait to be stored (back pressure)."""
+        while len(self._items) >= limit:
+            self._taken.clear()
+            await self._taken.wait()
 
     async def _run(self) -> None:
         while self._items:
@@ -133,6 +140,7 @@ class Batcher:
     async def flush(self) -> None:
         """Store what is queued now, then ack it."""
         batch, self._items = self._items[: self.max_batch], self._items[self.max_batch:]
+        self._taken.set()
         if not batch:
             return
         try:
