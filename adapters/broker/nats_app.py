@@ -18,8 +18,8 @@ transaction and only then acked, message by message; a batch that cannot be
 stored is not acked (JetStream redelivers it after ``ack_wait``; the ids make
 the second append a no-op). The next request is sent when the current one is
 filled, expired or refused, or went silent (no heartbeat: the connection or
-the server went away), and only while fewer than ``batch`` messages wait for
-the store. The JetStream stream and the durable consumer are created when
+the server went away), and only while connected and fewer than ``batch``
+messages wait for the store. The JetStream stream and the durable consumer are created when
 they do not exist (file storage, the given duplicate window); existing ones
 are used as they are.
 """
@@ -65,6 +65,7 @@ class NatsIngest:
         self._heard = 0.0  # monotonic time the server last said something to us
         self._ended = asyncio.Event()  # the current request is over: send the next one
         self._refused = ""  # why the server refused the current request, if it did
+        self._online = asyncio.Event()  # connected: a request sent now reaches the server
 
     async def start(self) -> None:
         """Make sure the stream and the consumer exist, connect, and start pulling."""
@@ -73,9 +74,11 @@ class NatsIngest:
         await self.ensure_stream()
         broker = NatsBroker(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
                             connect_timeout=2, logger=None, error_cb=self._on_error,
+                            disconnected_cb=self._on_disconnected,
                             reconnected_cb=self._on_reconnected)
         self._broker = broker
         await broker.connect()
+        self._online.set()
         nc = broker.connection
         await self._ensure_consumer(nc.jetstream())
         self._batcher = Batcher(self.ingestor, max_batch=self.batch, linger=self.linger)
@@ -103,6 +106,7 @@ class NatsIngest:
         assert self._batcher is not None
         while True:
             await self._batcher.room(self.batch)  # back pressure: the store is behind
+            await self._online.wait()  # requests are not queued up while disconnected
             self._left, self._heard, self._refused = self.batch, time.monotonic(), ""
             self._ended.clear()
             await nc.publish(subject, request, reply=inbox)
@@ -136,7 +140,11 @@ class NatsIngest:
                 self._refused = self.last_error = f"pull request refused: {status} {description}"
             self._ended.set()
 
+    async def _on_disconnected(self) -> None:
+        self._online.clear()
+
     async def _on_reconnected(self) -> None:
+        self._online.set()
         self._ended.set()  # the server may have forgotten the request: send a new one
 
     async def _on_error(self, e: Exception) -> None:
@@ -148,6 +156,7 @@ class NatsIngest:
         puller, self._puller = self._puller, None
         sub, self._sub = self._sub, None
         self.connected = False
+        self._online.clear()
         if puller is not None:
             puller.cancel()
             await asyncio.gather(puller, return_exceptions=True)
