@@ -12,8 +12,9 @@ from eventstore import ANY, EventStore, InvalidEvent, NewEvent, StoreDamaged
 from eventstore.payloads import Rejected
 from eventstore.validation import MAX_BATCH, check_stream
 
+from ._ahead import good_lines
 from ._mapping import LogError
-from ._parse import REJECTED_BY_STORE, ImportReport, PendingLine, Tally, open_log, parse_lines
+from ._parse import REJECTED_BY_STORE, ImportReport, PendingLine, Tally, open_log
 from ._read import unit_of
 from ._record import NAMESPACE
 from ._reject import Rejection
@@ -33,6 +34,7 @@ def import_log(
     format: str | None = None,
     order: Literal["file", "stream"] = "file",
     rejected_stream: str | None = None,
+    read_ahead: bool | None = None,
 ) -> ImportReport:
     """Append every good line of ``path`` to ``store``; quarantine the rest; return the counts.
 
@@ -53,7 +55,10 @@ def import_log(
     needed). With ``rejected_stream``, each bad line is also appended there as a
     ``Rejected`` event (raw bytes, reason, ``where``; id derived from the file,
     line and bytes, so re-import adds none twice), at the moment it is found.
-    ``progress`` is called with the counts after every batch. Store
+    ``progress`` is called with the counts after every batch. ``read_ahead``
+    reads and converts the lines in a second process (``_ahead``; same lines,
+    rejections and errors); by default for logs of ``_ahead.MIN_BYTES`` or
+    more when a second CPU is there. Store
     errors other than refusals of one event (disk full, unreachable) propagate.
     """
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
@@ -73,7 +78,7 @@ def import_log(
     appender = _Appender(store, tally, unit_of(format_))
     with sink:
         chunk: list[PendingLine] = []
-        for item in parse_lines(source, mapping_, format_, tally):
+        for item in good_lines(source, mapping_, format_, tally, read_ahead):
             chunk.append(item)
             if len(chunk) >= batch:
                 appender.flush(chunk, order, progress)

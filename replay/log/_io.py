@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 
 from eventstore import RecordedEvent
 
-from ._parse import EMPTY_METADATA, ImportReport, PendingLine, Tally, open_log, parse_lines
+from ._ahead import good_lines
+from ._parse import EMPTY_METADATA, ImportReport, PendingLine, Tally, open_log
 from ._read import unit_of
 from ._reject import Rejection
 
@@ -42,7 +43,9 @@ class LogReader(Iterator[RecordedEvent]):
         format: str | None = None,
         quarantine: str | os.PathLike[str] | None = None,
         on_reject: Callable[[Rejection], None] | None = None,
+        read_ahead: bool | None = None,
     ) -> None:
+        self._read_ahead = read_ahead
         source, self._mapping, self._format, sink = open_log(path, mapping, format, quarantine)
         strict = quarantine is None and on_reject is None
         self._tally = Tally(source, sink, on_reject, strict)
@@ -61,7 +64,7 @@ class LogReader(Iterator[RecordedEvent]):
         seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
         revisions: dict[str, int] = {}
         with tally.quarantine:
-            for item in parse_lines(tally.source, self._mapping, self._format, tally):
+            for item in good_lines(tally.source, self._mapping, self._format, tally, self._read_ahead):
                 event = item.log_event.event
                 stream = event.stream or ""
                 if not self._first_sighting(seen, event.id, stream, item):  # type: ignore[arg-type]
@@ -97,11 +100,14 @@ def read_log(
     format: str | None = None,
     quarantine: str | os.PathLike[str] | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
+    read_ahead: bool | None = None,
 ) -> LogReader:
     """Replay a log file directly: an iterator of ``RecordedEvent``s in file order.
 
     Bad lines go to ``quarantine`` (a JSONL file) and/or ``on_reject``; with
     neither, the first bad line raises ``LogError`` naming the file, line and
     reason. See ``LogReader`` for how positions, revisions and times are set.
+    ``read_ahead`` reads and converts the lines in a second process (see
+    ``import_log``); the events, rejections and errors are the same.
     """
-    return LogReader(path, mapping, format=format, quarantine=quarantine, on_reject=on_reject)
+    return LogReader(path, mapping, format=format, quarantine=quarantine, on_reject=on_reject, read_ahead=read_ahead)

@@ -1,0 +1,130 @@
+"""Reading a log in a second process (``read_ahead``) gives exactly what reading it in-process gives.
+
+Same events (ids, positions, revisions, times, data, metadata), same counts,
+same quarantine file, same errors at the same line; the worker is always
+reaped, however the read ends (pytest's filterwarnings=error fails a test
+that leaks a process or its pipes).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from eventstore import open_store
+from replay.log import LogError, import_log, read_log
+from replay.log import _ahead
+
+ENCODE = msgspec.json.Encoder()
+
+
+def write_log(path: Path, lines: int, bad_every: int = 0) -> Path:
+    """An interleaved log over 7 streams, a bad line every ``bad_every`` lines (0: none)."""
+    out = []
+    for n in range(1, lines + 1):
+        if bad_every and n % bad_every == 0:
+            out.append(b'{"stream": "s-1", "type": ' if n % 2 else b'{"stream": "", "type": "T", "data": {}}')
+            continue
+        out.append(ENCODE.encode({
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"line {n}")),
+            "stream": f"s-{n % 7}", "type": "Tick", "occurred_at": 1_000 + n,
+            "data": {"n": n, "text": "é" * (n % 3)}, "metadata": {"source": f"src-{n % 2}"},
+        }))
+    path.write_bytes(b"\n".join(out) + b"\n")
+    return path
+
+
+def replayed(path: Path, read_ahead: bool, quarantine: Path) -> tuple[list, object]:
+    reader = read_log(path, quarantine=quarantine, read_ahead=read_ahead)
+    return list(reader), reader.report
+
+
+def test_read_log_gives_the_same_events_rejections_and_counts(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "a.jsonl", 5_000, bad_every=97)
+    here, here_report = replayed(log, False, tmp_path / "q1.jsonl")
+    ahead, ahead_report = replayed(log, True, tmp_path / "q2.jsonl")
+    assert len(here) > 4_800
+    assert ahead == here
+    assert msgspec.structs.replace(ahead_report, quarantine=None) == msgspec.structs.replace(  # type: ignore[type-var]
+        here_report, quarantine=None
+    )
+    assert here_report.rejected == 5_000 // 97  # type: ignore[attr-defined]
+    assert (tmp_path / "q2.jsonl").read_bytes() == (tmp_path / "q1.jsonl").read_bytes()
+
+
+def test_import_gives_the_same_store_and_reimport_adds_nothing(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "a.jsonl", 3_000, bad_every=101)
+    stores = {}
+    for read_ahead in (False, True):
+        db = tmp_path / f"{read_ahead}.db"
+        with open_store(f"embedded://{db}") as store:
+            first = import_log(log, store, batch=500, quarantine=tmp_path / f"q-{read_ahead}.jsonl",
+                               read_ahead=read_ahead)
+            again = import_log(log, store, batch=500, quarantine=tmp_path / f"q-{read_ahead}.jsonl",
+                               read_ahead=read_ahead)
+            stores[read_ahead] = ([(e.id, e.stream, e.revision, e.position, e.recorded_at, e.data, e.metadata)
+                                   for e in store.read_all()], first, again)
+    (here, here_first, here_again), (ahead, ahead_first, ahead_again) = stores[False], stores[True]
+    assert ahead == here and len(here) == here_first.imported > 2_900
+    assert (ahead_first.read, ahead_first.imported, ahead_first.rejected) == (
+        here_first.read, here_first.imported, here_first.rejected)
+    assert ahead_again.imported == 0 and ahead_again.already_present == here_first.imported
+    assert (tmp_path / "q-True.jsonl").read_bytes() == (tmp_path / "q-False.jsonl").read_bytes()
+
+
+def test_strict_reading_stops_at_the_first_bad_line_after_the_good_ones(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "a.jsonl", 3_000, bad_every=2_500)
+    seen = []
+    with pytest.raises(LogError, match="line 2500") as here:
+        seen.extend(read_log(log, read_ahead=False))
+    ahead_seen = []
+    with pytest.raises(LogError) as ahead:
+        ahead_seen.extend(read_log(log, read_ahead=True))
+    assert str(ahead.value) == str(here.value)
+    assert ahead_seen == seen and len(seen) == 2_499
+
+
+def test_an_error_of_the_reader_is_raised_with_its_message(tmp_path: Path) -> None:
+    log = tmp_path / "bad.csv"
+    log.write_bytes(b"when,what\n1,2\n")
+    with pytest.raises(LogError) as here:
+        list(read_log(log, read_ahead=False))
+    with pytest.raises(LogError) as ahead:
+        list(read_log(log, read_ahead=True))
+    assert str(ahead.value) == str(here.value) and "column" in str(here.value)
+
+
+def test_a_read_abandoned_early_stops_the_worker(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "a.jsonl", 50_000)
+    reader = read_log(log, read_ahead=True)
+    first = [next(reader) for _ in range(10)]
+    assert [e.position for e in first] == list(range(1, 11))
+    reader._events.close()  # type: ignore[attr-defined]  # what dropping the iterator does; the worker is reaped
+
+
+def test_a_worker_that_dies_is_an_error_not_a_short_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = write_log(tmp_path / "a.jsonl", 50_000)
+    started = []
+    real_start = _ahead._start
+
+    def start_then_kill(*args: object) -> object:
+        worker = real_start(*args)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker
+
+    monkeypatch.setattr(_ahead, "_start", start_then_kill)
+    reader = read_log(log, read_ahead=True)
+    next(reader)
+    os.kill(started[0].pid, 9)
+    with pytest.raises(LogError, match="stopped before the end of the file"):
+        list(reader)
+
+
+def test_only_long_logs_get_a_worker_by_default(tmp_path: Path) -> None:
+    small = write_log(tmp_path / "a.jsonl", 10)
+    assert not _ahead.wanted(small, None)
+    assert _ahead.wanted(small, True) and not _ahead.wanted(small, False)
