@@ -339,15 +339,14 @@ class EmbeddedStore(EventStore):
             self._appended.notify_all()
 
     def _write(self, group: list, now: int) -> tuple[list, int]:
+        """Write ``group`` in the open transaction; on a repeated id, again from scratch, one by one."""
         conn = self._writer
-        conn.execute("SAVEPOINT grp")
         try:
-            result = write_group(conn, group, now)
+            return write_group(conn, group, now)
         except (sqlite3.IntegrityError, RepeatInGroup):
-            conn.execute("ROLLBACK TO grp")
-            result = write_each(conn, group, now)
-        conn.execute("RELEASE grp")
-        return result
+            conn.execute("ROLLBACK")  # part of the group may be written: start the transaction over
+            conn.execute("BEGIN IMMEDIATE")
+            return write_each(conn, group, now)
 
     # -- reading ------------------------------------------------------------
     def read_stream(

@@ -25,8 +25,9 @@ _JSON = msgspec.json.Encoder()
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, repeated often
 _GOOD_STREAMS: set[str] = set()  # stream names already validated (str is immutable: still valid)
-_GOOD_METADATA: dict[int, Metadata] = {}  # id -> checked Metadata with no extra (see _metadata_known)
+_GOOD_METADATA: set[tuple] = set()  # the fields of checked Metadata with no extra (see _metadata_known)
 _CACHE_LIMIT: Final = 65_536
+_CACHED_METADATA_CHARS: Final = 512  # longer metadata is checked every time: the cache stays under ~40 MB
 
 
 def check_name(kind: str, value: object, max_bytes: int) -> str:
@@ -66,21 +67,27 @@ def check_stream(stream: object) -> str:
 
 
 def _metadata_known(metadata: object) -> bool:
-    """Whether this very ``Metadata`` object passed ``check_metadata`` before and cannot have changed.
+    """Whether metadata with these very values passed ``check_metadata`` before.
 
-    Its fields are frozen; only ``extra`` (a dict) could change after the
-    check, so only objects whose ``extra`` is empty are remembered, and an
-    object whose ``extra`` has been filled since is checked again. The cache
-    holds the objects themselves, so an id is never reused while cached.
+    Only ``Metadata`` without ``extra`` is remembered, by its four text
+    fields (immutable strings): whether it passes depends on nothing else.
+    Events read back from a log or a wire carry equal but distinct objects,
+    so the values are the key, not the object.
     """
-    return _GOOD_METADATA.get(id(metadata)) is metadata and not metadata.extra  # type: ignore[attr-defined]
+    return type(metadata) is Metadata and not metadata.extra and _metadata_key(metadata) in _GOOD_METADATA
+
+
+def _metadata_key(metadata: Metadata) -> tuple:
+    return (metadata.correlation_id, metadata.causation_id, metadata.source, metadata.content_type)
 
 
 def _remember_metadata(metadata: Metadata) -> None:
-    if not metadata.extra:
-        if len(_GOOD_METADATA) >= _CACHE_LIMIT:
-            _GOOD_METADATA.clear()
-        _GOOD_METADATA[id(metadata)] = metadata
+    if type(metadata) is Metadata and not metadata.extra:
+        key = _metadata_key(metadata)
+        if sum(len(text) for text in key if text is not None) <= _CACHED_METADATA_CHARS:
+            if len(_GOOD_METADATA) >= _CACHE_LIMIT:
+                _GOOD_METADATA.clear()
+            _GOOD_METADATA.add(key)
 
 
 def check_metadata(metadata: Metadata | None) -> Metadata:
