@@ -14,7 +14,7 @@ import datetime as dt
 import socket
 from typing import Any
 
-from bacpypes3.apdu import ErrorRejectAbortNack
+from bacpypes3.apdu import ConfirmedServiceChoice, Error, ErrorRejectAbortNack, error_types
 from bacpypes3.app import Application
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.errors import AbortException as _AbortException
@@ -28,6 +28,21 @@ from bacpypes3.local.networkport import NetworkPortObject
 
 BACNET_ERRORS = (ErrorRejectAbortNack, ExecutionError, RejectException, _AbortException)
 """What a bacpypes3 request can raise besides ``Exception`` (they derive from BaseException)."""
+
+
+def _register_plain_error(service: ConfirmedServiceChoice) -> None:
+    """Let bacpypes3 encode and decode the plain Error answer of ``service``.
+
+    bacpypes3 0.0.110 knows the plain Error of most services but not of
+    SubscribeCOVProperty, so an error answer to one is undecodable (the request
+    then times out) unless registered here.
+    """
+    number = int(service)
+    if number not in error_types:
+        error_types[number] = type(f"Error({service})", (Error,), {"service_choice": number})
+
+
+_register_plain_error(ConfirmedServiceChoice.subscribeCOVProperty)
 
 VENDOR_ID = 999  # a test vendor: nobody's real products
 

@@ -13,8 +13,9 @@ objects; this module serves them with bacpypes3 and follows the store live:
 3. Services: ReadProperty, ReadPropertyMultiple (ALL, REQUIRED, OPTIONAL),
    SubscribeCOV (confirmed, unconfirmed, lifetime) and Who-Is/I-Am from
    bacpypes3; ReadRange (which bacpypes3 lacks) here, over each object's
-   history as the ``log-buffer`` property, by position, sequence number or time.
-4. COV subscriptions are appended as ``BacnetCovSubscription`` events to the
+   history as the ``log-buffer`` property, by position, sequence number or time;
+   SubscribeCOVProperty (which bacpypes3 lacks) in ``covproperty``.
+4. COV subscriptions (both kinds) are appended as ``BacnetCovSubscription`` events to the
    stream ``bacnet-server-<device id>`` and restored on start (with what is left
    of their lifetime), so they survive a restart.
 5. A store that fails (locked, gone, unreadable) is reopened with back-off and
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from bacpypes3.apdu import ReadRangeACK, ReadRangeRequest
+from bacpypes3.apdu import ReadRangeACK, ReadRangeRequest, SimpleAckPDU
 from bacpypes3.app import Application
 from bacpypes3.basetypes import LogRecord, LogRecordLogDatum, ResultFlags, StatusFlags
 from bacpypes3.constructeddata import Any as AnyValue
@@ -62,7 +63,8 @@ from projections.payloads.bacnet import (
     BacnetValueUpdate,
 )
 
-from .net import CLASSES, datetime_to_ns, make_app, ns_to_datetime, units_value
+from .covproperty import PropertyCovs
+from .net import BACNET_ERRORS, CLASSES, datetime_to_ns, make_app, ns_to_datetime, units_value
 from .wakeup import PromptFollow
 
 log = logging.getLogger("unbroken.bacnet.server")
@@ -256,6 +258,21 @@ class EventServerApp(Application):
         await super().do_SubscribeCOVRequest(apdu)
         self.server.remember_subscription(apdu)
 
+    async def do_SubscribeCOVPropertyRequest(self, apdu: Any) -> None:  # noqa: N802
+        """SubscribeCOVProperty: create, renew or cancel; acknowledge; keep it as an event."""
+        ref = apdu.monitoredPropertyIdentifier
+        sub = self.server.property_covs.subscribe(
+            self.get_object_id(apdu.monitoredObjectIdentifier), apdu.pduSource,
+            int(apdu.subscriberProcessIdentifier), apdu.monitoredObjectIdentifier,
+            str(ref.propertyIdentifier), ref.propertyArrayIndex,
+            apdu.issueConfirmedNotifications, apdu.lifetime,
+            None if apdu.covIncrement is None else float(apdu.covIncrement))
+        await self.response(SimpleAckPDU(context=apdu))
+        self.server.remember_subscription(apdu)
+        if sub is not None:
+            served = self.get_object_id(apdu.monitoredObjectIdentifier)
+            asyncio.get_running_loop().call_soon(self.server.property_covs.notify, served, sub)
+
 
 class Stats:
     """What the server counts (also exported as Prometheus metrics with ``metrics_port``)."""
@@ -293,6 +310,7 @@ class EventServer:
         self.stats = Stats()
         self.stream = f"bacnet-server-{device_id}"
         self.app: EventServerApp | None = None
+        self.property_covs: PropertyCovs | None = None
         self.store: EventStore | None = None
         self._open = store_factory or (lambda uri: open_store(uri))
         self._retry = retry_seconds
@@ -320,6 +338,7 @@ class EventServer:
         except OSError as e:
             raise ServerError(f"cannot serve BACnet on {self.address}: {e}") from e
         self.app.server = self
+        self.property_covs = PropertyCovs(self.app)
         for obj in self.state.objects.values():
             self._materialize(obj)
         self._restore_subscriptions()
@@ -343,6 +362,8 @@ class EventServer:
                 except (asyncio.CancelledError, Exception):
                     pass
         self.save_snapshot()
+        if self.property_covs is not None:
+            self.property_covs.close()
         if self._follower is not None:
             self._follower.close()
         if self.app is not None:
@@ -512,6 +533,11 @@ class EventServer:
         return served
 
     def _update(self, served: Any, obj: Any) -> None:
+        """Bring ``served`` in line with ``obj``, then let property subscriptions look."""
+        self._set_changes(served, obj)
+        self.property_covs.check(served)
+
+    def _set_changes(self, served: Any, obj: Any) -> None:
         """Set what changed; what was set last is kept beside (bacpypes3 reads are slow)."""
         oid = object_id(obj)
         last = self._served.setdefault(oid, {})
@@ -548,6 +574,7 @@ class EventServer:
             return
         del self._owners[oid]
         self._served.pop(oid, None)
+        self.property_covs.drop_object(oid)
         served = self.app.get_object_id(ObjectIdentifier(oid))
         if served is None:
             return
@@ -562,11 +589,17 @@ class EventServer:
         """Append the subscription (or its cancellation) to the server's stream."""
         cancelled = apdu.issueConfirmedNotifications is None and apdu.lifetime is None
         oid = apdu.monitoredObjectIdentifier
+        ref = getattr(apdu, "monitoredPropertyIdentifier", None)  # SubscribeCOVProperty
+        increment = getattr(apdu, "covIncrement", None)
         payload = BacnetCovSubscription(
             subscriber=str(apdu.pduSource), process_id=int(apdu.subscriberProcessIdentifier),
             object_type=str(oid[0]), instance=int(oid[1]),
             confirmed=bool(apdu.issueConfirmedNotifications),
             lifetime=int(apdu.lifetime or 0), at=time.time_ns(), cancelled=cancelled,
+            property=str(ref.propertyIdentifier) if ref is not None else "",
+            array_index=None if ref is None or ref.propertyArrayIndex is None
+            else int(ref.propertyArrayIndex),
+            cov_increment=None if increment is None else float(increment),
         )
         asyncio.get_running_loop().create_task(self._append_subscription(payload))
 
@@ -583,18 +616,35 @@ class EventServer:
     def _restore_subscriptions(self) -> None:
         """Re-create every remembered subscription whose lifetime has not run out."""
         assert self.store is not None and self.app is not None
-        latest: dict[tuple[str, int, str, int], BacnetCovSubscription] = {}
+        latest: dict[tuple, BacnetCovSubscription] = {}
         for event in self.store.read_stream(self.stream):
             sub = decode_payload(event)
             if isinstance(sub, BacnetCovSubscription):
-                latest[(sub.subscriber, sub.process_id, sub.object_type, sub.instance)] = sub
+                latest[(sub.subscriber, sub.process_id, sub.object_type, sub.instance,
+                        sub.property, sub.array_index)] = sub
         now = time.time_ns()
         for sub in latest.values():
             remaining = sub.lifetime - (now - sub.at) / 1e9 if sub.lifetime else 0
             if sub.cancelled or (sub.lifetime and remaining < 1):
                 continue
-            if self._resubscribe(sub, int(remaining)):
+            restore = self._resubscribe_property if sub.property else self._resubscribe
+            if restore(sub, int(remaining)):
                 self.stats.subscriptions_restored += 1
+
+    def _resubscribe_property(self, sub: BacnetCovSubscription, lifetime: int) -> bool:
+        """Re-create a SubscribeCOVProperty subscription and tell the subscriber the state now."""
+        oid = ObjectIdentifier((sub.object_type, sub.instance))
+        served = self.app.get_object_id(oid)
+        try:
+            restored = self.property_covs.subscribe(
+                served, Address(sub.subscriber), sub.process_id, oid, sub.property,
+                sub.array_index, sub.confirmed, lifetime, sub.cov_increment)
+        except BACNET_ERRORS as e:
+            log.info("not restoring the COV subscription of %s on %s %s: %s", sub.subscriber,
+                     oid, sub.property, e)
+            return False
+        asyncio.get_running_loop().call_soon(self.property_covs.notify, served, restored)
+        return True
 
     def _resubscribe(self, sub: BacnetCovSubscription, lifetime: int) -> bool:
         app = self.app

@@ -76,7 +76,10 @@ class BacnetCovSubscription(Payload, tag="BacnetCovSubscription"):
 
     Kept as events so subscriptions survive a server restart: the server
     re-creates every subscription whose lifetime has not run out (``at`` +
-    ``lifetime`` seconds; ``lifetime`` 0 is indefinite).
+    ``lifetime`` seconds; ``lifetime`` 0 is indefinite). ``property`` is empty
+    for SubscribeCOV (the whole object); for SubscribeCOVProperty it names the
+    monitored property (``array_index`` its element, ``cov_increment`` the
+    request's increment).
     """
 
     subscriber: str
@@ -87,6 +90,9 @@ class BacnetCovSubscription(Payload, tag="BacnetCovSubscription"):
     lifetime: int = 0
     at: int = 0
     cancelled: bool = False
+    property: str = ""
+    array_index: int | None = None
+    cov_increment: float | None = None
 
 
 register_payloads(BacnetObjectDefinition, BacnetValueUpdate, BacnetObjectDelete,

@@ -135,3 +135,49 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def subscribe_property(app: Any, address: str, oid: str, prop: str, process_id: int, *,
+                             confirmed: bool | None = True, lifetime: int | None = 60,
+                             increment: float | None = None, index: int | None = None) -> Any:
+    """SubscribeCOVProperty from a bacpypes3 client (it has no client for it; we build one).
+
+    Returns bacpypes3's subscription context, registered with the client so that
+    its notifications are queued there (``await ctx.get_value()``). ``confirmed``
+    and ``lifetime`` both None cancel the subscription.
+    """
+    from bacpypes3.apdu import SubscribeCOVPropertyRequest
+    from bacpypes3.service.cov import SubscriptionContextManager
+
+    target = Address(address)
+    key = (target, process_id)
+    ctx = app._cov_contexts.get(key)
+    if ctx is None:
+        ctx = SubscriptionContextManager(app, target, ObjectIdentifier(oid), process_id,
+                                         bool(confirmed), lifetime or 0)
+        app._cov_contexts[key] = ctx
+    request = SubscribeCOVPropertyRequest(
+        subscriberProcessIdentifier=process_id, monitoredObjectIdentifier=ObjectIdentifier(oid),
+        monitoredPropertyIdentifier=prop if index is None else (prop, index),
+        destination=target)
+    if confirmed is not None:
+        request.issueConfirmedNotifications = confirmed
+    if lifetime is not None:
+        request.lifetime = lifetime
+    if increment is not None:
+        request.covIncrement = increment
+    try:
+        await app.request(request)
+    except BaseException:
+        del app._cov_contexts[key]
+        raise
+    return ctx
+
+
+async def next_values(ctx: Any, count: int = 2, timeout: float = 10.0) -> dict[str, Any]:
+    """The next notification's ``count`` values (property, status flags) as {property: value}."""
+    got = {}
+    for _ in range(count):
+        prop, val = await asyncio.wait_for(ctx.get_value(), timeout)
+        got[str(prop)] = list(val) if str(prop) == "status-flags" else val
+    return got
