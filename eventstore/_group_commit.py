@@ -105,12 +105,9 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
     ids_in_group: set[int] = set()
     seen = 0
     encode, crc32 = _sqlite.RECORD_ENCODER.encode, zlib.crc32  # encode_record, inlined: this runs per event
+    add_id = ids_in_group.add
     for request in group:
         stream, events = request.stream, request.events
-        ids_in_group.update([event.id.int for event, _, _ in events])  # ints hash in C
-        seen += len(events)
-        if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
-            raise RepeatInGroup
         if request.expected is not ANY:
             try:
                 check_expected(stream, request.expected, streams.current(stream))
@@ -121,15 +118,20 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
         stream_id, revision = entry
         first = last + 1
         for event, data, metadata in events:
+            event_id = event.id
+            add_id(event_id.int)  # ints hash in C
             revision += 1
             last += 1
             recorded_at = now if event.recorded_at is None else event.recorded_at
             record = encode(RecordedEvent(
-                event.id, stream, revision, last, recorded_at,
+                event_id, stream, revision, last, recorded_at,
                 recorded_at if event.occurred_at is None else event.occurred_at,
                 event.type, data, metadata,
             ))  # fmt: skip
-            rows.append((last, stream_id, revision, event.type, event.id.bytes, record, crc32(record)))
+            rows.append((last, stream_id, revision, event.type, event_id.bytes, record, crc32(record)))
+        seen += len(events)
+        if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
+            raise RepeatInGroup
         entry[1] = revision
         outcomes.append(AppendResult(first, last, revision + 1))
     conn.executemany(_INSERT_EVENTS, rows)

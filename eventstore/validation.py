@@ -25,7 +25,7 @@ _JSON = msgspec.json.Encoder()
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _GOOD_TYPES: set[str] = set()  # event types already validated: a log has few, repeated often
 _GOOD_STREAMS: set[str] = set()  # stream names already validated (str is immutable: still valid)
-_GOOD_METADATA: set[tuple] = set()  # the fields of checked Metadata with no extra (see _metadata_known)
+_GOOD_METADATA: set[tuple] = set()  # the fields of checked Metadata with no extra (see _metadata_key)
 _CACHE_LIMIT: Final = 65_536
 _CACHED_METADATA_CHARS: Final = 512  # longer metadata is checked every time: the cache stays under ~40 MB
 
@@ -66,18 +66,14 @@ def check_stream(stream: object) -> str:
     return name
 
 
-def _metadata_known(metadata: object) -> bool:
-    """Whether metadata with these very values passed ``check_metadata`` before.
-
-    Only ``Metadata`` without ``extra`` is remembered, by its four text
-    fields (immutable strings): whether it passes depends on nothing else.
-    Events read back from a log or a wire carry equal but distinct objects,
-    so the values are the key, not the object.
-    """
-    return type(metadata) is Metadata and not metadata.extra and _metadata_key(metadata) in _GOOD_METADATA
-
-
 def _metadata_key(metadata: Metadata) -> tuple:
+    """What ``_GOOD_METADATA`` remembers of checked ``Metadata`` that has no ``extra``.
+
+    Whether metadata passes ``check_metadata`` depends only on these four
+    text fields (immutable strings), so equal values need no second check;
+    events decoded from a log or a wire carry equal but distinct objects, so
+    the values are the key, not the object.
+    """
     return (metadata.correlation_id, metadata.causation_id, metadata.source, metadata.content_type)
 
 
@@ -120,10 +116,21 @@ def check_batch(stream: str, events: object, checked: set[int] | None = None) ->
     this same call (``prepare_multi`` shares one set over its requests, whose
     events are all alive, so no id can be reused meanwhile).
     """
+    return [event for event, _, _ in prepare_batch(stream, events, checked)]
+
+
+def prepare_batch(
+    stream: str, events: object, checked: set[int] | None = None
+) -> list[tuple[NewEvent, bytes, Metadata]]:
+    """Validate a batch (see ``check_batch``) and encode each event's data: ``(event, data bytes, metadata)``.
+
+    One pass per event: an import appends a million one-event batches, so
+    this loop is the store's validation cost.
+    """
     check_stream(stream)
     if isinstance(events, NewEvent):
         raise InvalidEvent(f"stream {stream!r}: append takes a list of events; wrap it: [event]")
-    batch = list(events)  # type: ignore[call-overload]
+    batch = events if type(events) is list else list(events)  # type: ignore[call-overload]
     if not batch:
         raise InvalidEvent(f"stream {stream!r}: an append needs at least one event")
     if len(batch) > MAX_BATCH:
@@ -131,6 +138,7 @@ def check_batch(stream: str, events: object, checked: set[int] | None = None) ->
     if checked is None:
         checked = set()
     seen: set[int] = set()
+    prepared = []
     for index, event in enumerate(batch):
         if type(event) is not NewEvent and not isinstance(event, NewEvent):
             raise InvalidEvent(f"stream {stream!r}, event {index}: expected NewEvent, got {type(event).__name__}")
@@ -145,13 +153,20 @@ def check_batch(stream: str, events: object, checked: set[int] | None = None) ->
             if len(_GOOD_TYPES) < 10_000:
                 _GOOD_TYPES.add(event.type)
         data = event.data
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
-            pass  # a payload struct: encoded later, by prepare_batch
+        if type(data) is not bytes:
+            if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > MAX_DATA_BYTES:
+                raise InvalidEvent(f"stream {stream!r}, event {index}: data is {len(data)} bytes; "
+                                   f"the limit is {MAX_DATA_BYTES}")
+            data = _encode_data(event)  # a payload struct (or a bytes-like object) as bytes
         elif len(data) > MAX_DATA_BYTES:
             raise InvalidEvent(f"stream {stream!r}, event {index}: data is {len(data)} bytes; "
                                f"the limit is {MAX_DATA_BYTES}")
         metadata = event.metadata
-        if metadata is not None and id(metadata) not in checked and not _metadata_known(metadata):
+        if metadata is None:
+            metadata = EMPTY_METADATA
+        elif id(metadata) not in checked and not (
+            type(metadata) is Metadata and not metadata.extra and _metadata_key(metadata) in _GOOD_METADATA
+        ):  # checked before (see _metadata_key)
             check_metadata(metadata)  # type: ignore[arg-type]
             checked.add(id(metadata))
             _remember_metadata(metadata)  # type: ignore[arg-type]
@@ -160,7 +175,8 @@ def check_batch(stream: str, events: object, checked: set[int] | None = None) ->
             recorded_at is not None and (type(recorded_at) is not int or recorded_at < 0)
         ):
             _check_times(stream, index, event)
-    return batch
+        prepared.append((event, data, metadata))
+    return prepared
 
 
 def _check_times(stream: str, index: int, event: NewEvent) -> None:
@@ -173,16 +189,11 @@ def _check_times(stream: str, index: int, event: NewEvent) -> None:
                                f"integer nanoseconds, got {value!r}")
 
 
-def prepare_batch(
-    stream: str, events: object, checked: set[int] | None = None
-) -> list[tuple[NewEvent, bytes, Metadata]]:
-    """Validate a batch and encode each event's data: ``(event, data bytes, metadata)``."""
+def _encode_data(event: NewEvent) -> bytes:
+    """The JSON of a payload struct (``payloads`` imports this module, so it is imported here)."""
     from .payloads import encode_data
 
-    return [
-        (e, e.data if type(e.data) is bytes else encode_data(e), e.metadata or EMPTY_METADATA)  # type: ignore[misc]
-        for e in check_batch(stream, events, checked)
-    ]
+    return encode_data(event)
 
 __all__ = [
     "MAX_BATCH",

@@ -169,13 +169,13 @@ def _rejected_events(store: EventStore, stream: str) -> Callable[[Rejection], No
 
 def _split_repeats(chunk: list[PendingLine]) -> tuple[list[PendingLine], list[PendingLine]]:
     """Lines whose id first appears here, and later repeats of an id within the chunk."""
-    seen: set[uuid.UUID] = set()
+    seen: set[int] = set()  # the ids' ints: they hash in C, a UUID's hash is Python code
     first: list[PendingLine] = []
     later: list[PendingLine] = []
     for item in chunk:
-        event_id = item.log_event.event.id
+        event_id = item.log_event.event.id.int  # type: ignore[union-attr]
         (later if event_id in seen else first).append(item)
-        seen.add(event_id)  # type: ignore[arg-type]
+        seen.add(event_id)
     return first, later
 
 
