@@ -10,6 +10,7 @@ from typing import Final
 
 from eventstore import DEFAULT_URI
 from eventstore.cli import EXIT_ERROR, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
+from replay.log import DEFAULT_IMPORT_BATCH
 
 _FORMATS: Final = ("jsonl", "csv", "parquet")
 _PROGRESS_EVERY_S: Final = 1.0
@@ -47,7 +48,8 @@ def _register_import(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--quarantine", help="where bad lines go (default: LOG.rejected.jsonl)")
     parser.add_argument("--rejected-stream", metavar="STREAM",
                         help="also append each bad line to this stream as a Rejected event")
-    parser.add_argument("--batch", type=int, default=1000, help="lines per append batch (default 1000)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_IMPORT_BATCH,
+                        help=f"lines per transaction (default {DEFAULT_IMPORT_BATCH:,}; memory holds one batch)")
     parser.add_argument(
         "--order", choices=("file", "stream"), default="file",
         help="file: keep the log's order across streams (default; replayable as stored); "
@@ -159,11 +161,11 @@ class _Progress:
 
 def _run_import(args: argparse.Namespace) -> int:
     from eventstore import open_store
-    from eventstore.validation import MAX_BATCH
+    from eventstore.validation import MAX_MULTI_EVENTS
     from replay.log import LogError, import_log
 
-    if not 1 <= args.batch <= MAX_BATCH:  # a usage error, before anything is opened
-        print(f"unbroken import: --batch must be from 1 to {MAX_BATCH}, got {args.batch}", file=sys.stderr)
+    if not 1 <= args.batch <= MAX_MULTI_EVENTS:  # a usage error, before anything is opened
+        print(f"unbroken import: --batch must be from 1 to {MAX_MULTI_EVENTS}, got {args.batch}", file=sys.stderr)
         return EXIT_USAGE
     try:
         mapping = _mapping(args)

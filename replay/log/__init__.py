@@ -7,6 +7,7 @@ bad line goes, whole, to a quarantine file with its line number and reason
 """
 
 from ._export import export_log as export_log
+from ._import import DEFAULT_BATCH as DEFAULT_IMPORT_BATCH
 from ._import import import_log as import_log
 from ._io import LogReader as LogReader
 from ._io import read_log as read_log
@@ -17,6 +18,6 @@ from ._parse import ImportReport as ImportReport
 from ._reject import Rejection as Rejection
 
 __all__ = [
-    "ImportReport", "LogError", "LogMapping", "LogReader", "Rejection",
+    "DEFAULT_IMPORT_BATCH", "ImportReport", "LogError", "LogMapping", "LogReader", "Rejection",
     "export_log", "import_log", "load_mapping", "read_log",
 ]

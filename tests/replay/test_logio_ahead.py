@@ -128,3 +128,28 @@ def test_only_long_logs_get_a_worker_by_default(tmp_path: Path) -> None:
     small = write_log(tmp_path / "a.jsonl", 10)
     assert not _ahead.wanted(small, None)
     assert _ahead.wanted(small, True) and not _ahead.wanted(small, False)
+
+
+def test_a_long_run_of_one_stream_is_split_into_appends_the_store_takes(tmp_path: Path) -> None:
+    from eventstore.validation import MAX_BATCH
+
+    log = tmp_path / "one.jsonl"
+    log.write_bytes(b"".join(
+        ENCODE.encode({"stream": "only", "type": "Tick", "occurred_at": n, "data": {"n": n}}) + b"\n"
+        for n in range(MAX_BATCH + 1_500)
+    ))
+    with open_store("memory://") as store:
+        sizes: list[list[int]] = []
+        append_multi = store.append_multi
+
+        def spy(requests: list) -> list:
+            sizes.append([len(events) for _, events, _ in requests])
+            return append_multi(requests)
+
+        store.append_multi = spy  # type: ignore[method-assign]
+        report = import_log(log, store, batch=MAX_BATCH + 1_000)
+        assert report.imported == MAX_BATCH + 1_500 and report.rejected == 0
+        assert sizes == [[MAX_BATCH, 1_000], [500]]  # never refused for size, never split into single lines
+        events = list(store.read_stream("only"))
+    assert [e.revision for e in events] == list(range(MAX_BATCH + 1_500))
+    assert [msgspec.json.decode(e.data)["n"] for e in events] == list(range(MAX_BATCH + 1_500))
