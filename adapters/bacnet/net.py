@@ -19,11 +19,16 @@ from bacpypes3.app import Application
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.errors import AbortException as _AbortException
 from bacpypes3.errors import ExecutionError, RejectException
-from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
-from bacpypes3.local.binary import BinaryInputObject, BinaryValueObject
+from bacpypes3.local.analog import AnalogInputObject, AnalogOutputObject, AnalogValueObjectCmd
+from bacpypes3.local.binary import BinaryInputObject, BinaryOutputObject, BinaryValueObject
+from bacpypes3.local.cmd import Commandable
 from bacpypes3.local.cov import GenericCriteria
 from bacpypes3.local.device import DeviceObject
-from bacpypes3.local.multistate import MultiStateInputObject, MultiStateValueObject
+from bacpypes3.local.multistate import (
+    MultiStateInputObject,
+    MultiStateOutputObject,
+    MultiStateValueObject,
+)
 from bacpypes3.local.networkport import NetworkPortObject
 
 BACNET_ERRORS = (ErrorRejectAbortNack, ExecutionError, RejectException, _AbortException)
@@ -60,15 +65,43 @@ class MultiStateValue(MultiStateValueObject):
     _required = ("presentValue", "statusFlags", "eventState", "outOfService", "numberOfStates")
 
 
+class MultiStateOutput(MultiStateOutputObject):
+    """bacpypes3's multi-state output with plain change detection."""
+
+    _cov_criteria = GenericCriteria
+
+
+class CommandableBinaryValue(Commandable, BinaryValueObject):
+    """A binary value with a priority array (bacpypes3's ``BinaryValueObjectCmd`` is not local)."""
+
+    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
+
+
+class CommandableMultiStateValue(Commandable, MultiStateValue):
+    """A multi-state value with a priority array and plain change detection."""
+
+    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
+
+
+class CommandableAnalogValue(AnalogValueObjectCmd):
+    """bacpypes3's commandable analog value, relinquish default required."""
+
+    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
+
+
 CLASSES: dict[str, type] = {
     "analog-input": AnalogInputObject,
-    "analog-value": AnalogValueObject,
+    "analog-output": AnalogOutputObject,
+    "analog-value": CommandableAnalogValue,
     "binary-input": BinaryInputObject,
-    "binary-value": BinaryValueObject,
+    "binary-output": BinaryOutputObject,
+    "binary-value": CommandableBinaryValue,
     "multi-state-input": MultiStateInput,
-    "multi-state-value": MultiStateValue,
+    "multi-state-output": MultiStateOutput,
+    "multi-state-value": CommandableMultiStateValue,
 }
-"""bacpypes3 classes the event server materializes, by object type."""
+"""bacpypes3 classes the event server materializes, by object type (outputs and values
+are commandable: a priority array and a relinquish default)."""
 
 
 def free_port() -> int:

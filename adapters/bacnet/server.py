@@ -14,7 +14,10 @@ objects; this module serves them with bacpypes3 and follows the store live:
    SubscribeCOV (confirmed, unconfirmed, lifetime) and Who-Is/I-Am from
    bacpypes3; ReadRange (which bacpypes3 lacks) here, over each object's
    history as the ``log-buffer`` property, by position, sequence number or time;
-   SubscribeCOVProperty (which bacpypes3 lacks) in ``covproperty``.
+   SubscribeCOVProperty (which bacpypes3 lacks) in ``covproperty``;
+   WriteProperty of an output's or value's present value as a stored command
+   (``commands``: appended as ``BacnetWriteCommand``, folded into the object's
+   priority array, acknowledged once served); WritePropertyMultiple is refused.
 4. COV subscriptions (both kinds) are appended as ``BacnetCovSubscription`` events to the
    stream ``bacnet-server-<device id>`` and restored on start (with what is left
    of their lifetime), so they survive a restart.
@@ -41,7 +44,8 @@ from bacpypes3.app import Application
 from bacpypes3.basetypes import LogRecord, LogRecordLogDatum, ResultFlags, StatusFlags
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import SequenceOf
-from bacpypes3.errors import ExecutionError, PropertyError
+from bacpypes3.errors import ExecutionError, PropertyError, UnrecognizedService
+from bacpypes3.local.cmd import Commandable
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription as CovSubscription
@@ -61,8 +65,10 @@ from projections.payloads.bacnet import (
     BacnetObjectDefinition,
     BacnetObjectDelete,
     BacnetValueUpdate,
+    BacnetWriteCommand,
 )
 
+from .commands import apply_commands, checked_command, is_commandable
 from .covproperty import PropertyCovs
 from .net import BACNET_ERRORS, CLASSES, datetime_to_ns, make_app, ns_to_datetime, units_value
 from .wakeup import PromptFollow
@@ -74,6 +80,8 @@ MAX_RANGE_ITEMS = 50
 SNAPSHOT_EVERY = 30.0
 """Seconds between registry snapshots while running (and one at shutdown)."""
 SNAPSHOT_VERSION = 1
+COMMAND_FOLD_WAIT = 10.0
+"""Seconds a WriteProperty waits for its stored command to be folded before it is acknowledged."""
 
 
 class ServerError(UnbrokenError):
@@ -258,6 +266,22 @@ class EventServerApp(Application):
         await super().do_SubscribeCOVRequest(apdu)
         self.server.remember_subscription(apdu)
 
+    async def do_WritePropertyRequest(self, apdu: Any) -> None:  # noqa: N802
+        """A command to an output or value: checked, stored, folded, then acknowledged."""
+        served = self.get_object_id(apdu.objectIdentifier)
+        if served is None or self.server.registry_object(apdu.objectIdentifier) is None:
+            raise ExecutionError(errorClass="object", errorCode="unknownObject")
+        priority, value = checked_command(served, str(apdu.propertyIdentifier),
+                                          apdu.propertyArrayIndex, apdu.priority,
+                                          apdu.propertyValue)
+        await self.server.record_command(apdu.objectIdentifier, priority, value,
+                                         str(apdu.pduSource))
+        await self.response(SimpleAckPDU(context=apdu))
+
+    async def do_WritePropertyMultipleRequest(self, apdu: Any) -> None:  # noqa: N802
+        """Not offered: bacpypes3's would write objects behind the store's back."""
+        raise UnrecognizedService("WritePropertyMultiple: write one property at a time")
+
     async def do_SubscribeCOVPropertyRequest(self, apdu: Any) -> None:  # noqa: N802
         """SubscribeCOVProperty: create, renew or cancel; acknowledge; keep it as an event."""
         ref = apdu.monitoredPropertyIdentifier
@@ -285,6 +309,7 @@ class Stats:
         self.store_failures = 0
         self.subscriptions_restored = 0
         self.subscriptions_kept = 0
+        self.commands = 0
         self.malformed = 0
         self.objects = 0
         self.last_apply_lag_ns = 0
@@ -470,7 +495,8 @@ class EventServer:
     def _sync(self, event: RecordedEvent) -> None:
         """Bring the bacpypes3 object that ``event`` touched in line with the registry."""
         payload = decode_payload(event)
-        if isinstance(payload, BacnetValueUpdate | BacnetObjectDefinition | BacnetObjectDelete):
+        if isinstance(payload, BacnetValueUpdate | BacnetObjectDefinition | BacnetObjectDelete
+                      | BacnetWriteCommand):
             key = f"{payload.device_id}:{payload.object_type}:{payload.instance}"
             obj = self.state.objects.get(key)
             if obj is None:
@@ -517,13 +543,15 @@ class EventServer:
             kwargs["units"] = units_value(obj.units) or "noUnits"
             kwargs["covIncrement"] = obj.cov_increment if obj.cov_increment is not None else 0.0
         elif obj.object_type.startswith("binary"):
-            if obj.object_type == "binary-input":
+            if obj.object_type in ("binary-input", "binary-output"):
                 kwargs["polarity"] = "normal"
         else:
             states = obj.state_texts or []
             kwargs["numberOfStates"] = max(len(states), int(obj.present_value or 1), 1)
             if states:
                 kwargs["stateText"] = list(states)
+        if issubclass(cls, Commandable):
+            kwargs["relinquishDefault"] = kwargs["presentValue"]
         try:
             served = cls(**kwargs)
             self.app.add_object(served)
@@ -560,14 +588,34 @@ class EventServer:
         detection = self.app._cov_detections.get(served.objectIdentifier)
         if detection is not None and flags_changed:
             detection.statusFlags = StatusFlags(list(flags))
-        if obj.present_value is not None:
-            value = pv_for(obj.object_type, obj.present_value)
-            if last.get("presentValue", _UNSET) != value:
-                last["presentValue"] = value
-                served.presentValue = value  # bacpypes3's change detection notifies
-                return
+        if self._set_present_value(served, obj, last):
+            return  # bacpypes3's change detection notifies
         if detection is not None and flags_changed:
             detection.send_cov_notifications()  # a change of flags alone is a change of value
+
+    @staticmethod
+    def _set_present_value(served: Any, obj: Any, last: dict[str, Any]) -> bool:
+        """Set the present value (of a commandable object: the relinquish default and the
+        priority array it follows); True when the served present value changed."""
+        if obj.present_value is None and not obj.commands:
+            return False
+        recorded = pv_for(obj.object_type, obj.present_value if obj.present_value is not None
+                          else 0)
+        if not is_commandable(served):
+            if last.get("presentValue", _UNSET) == recorded:
+                return False
+            last["presentValue"] = served.presentValue = recorded
+            return True
+        commanded = (recorded, tuple(sorted(obj.commands.items())))
+        if last.get("commanded", _UNSET) == commanded:
+            return False
+        last["commanded"] = commanded
+        apply_commands(served, recorded, obj.commands)
+        effective = (pv_for(obj.object_type, obj.commands[min(obj.commands)]) if obj.commands
+                     else recorded)
+        changed = last.get("presentValue", _UNSET) != effective
+        last["presentValue"] = effective
+        return changed
 
     def _drop(self, oid: tuple[str, int], device_id: int) -> None:
         if self._owners.get(oid) != device_id or self.app is None:
@@ -583,6 +631,28 @@ class EventServer:
             for cov in list(detection.cov_subscriptions):
                 self.app.cancel_subscription(cov)
         self.app.delete_object(served)
+
+    # -- commands -------------------------------------------------------------------
+    async def record_command(self, obj_id: Any, priority: int, value: Any, writer: str) -> None:
+        """Append a client's command and wait until it is folded (so it reads back at once).
+
+        A store that refuses it is the BACnet error ``device / operational-problem``.
+        """
+        registry_obj = self.registry_object(obj_id)
+        command = BacnetWriteCommand(
+            device_id=registry_obj.device_id, object_type=registry_obj.object_type,
+            instance=registry_obj.instance, priority=priority, value=value, writer=writer,
+            at=time.time_ns())
+        try:
+            result = await self.store.append_async(self.stream, [NewEvent.of(
+                command, metadata={"source": f"bacnet-server-{self.device_id}"})])
+        except (StoreError, OSError) as e:
+            log.warning("could not store the command of %s: %s", writer, e)
+            raise ExecutionError(errorClass="device", errorCode="operationalProblem") from e
+        self.stats.commands += 1
+        if not await self.wait_for_position(result.last_position, COMMAND_FOLD_WAIT):
+            log.warning("command of %s stored at %d but not folded within %.0f s", writer,
+                        result.last_position, COMMAND_FOLD_WAIT)
 
     # -- COV subscriptions kept as events -----------------------------------------
     def remember_subscription(self, apdu: Any) -> None:

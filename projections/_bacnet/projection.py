@@ -14,6 +14,12 @@ What it folds:
   the object type (text for an analog, 7 for a binary) is counted in
   ``invalid`` and changes nothing.
 - ``BacnetObjectDelete`` frees the object and its history at once.
+- ``BacnetWriteCommand`` (a client's WriteProperty accepted by the event
+  server) fills or relinquishes one slot of an output or value object's
+  priority array (``commands``); the recorded present value stays what the
+  device reported and serves as the relinquish default. A command for an
+  unknown object, an input, a priority outside 1..16 or a value of the wrong
+  kind is counted in ``invalid`` and changes nothing.
 - ``Fault`` events are counted per source (the recorder writes one for
   every gap: device restart, network drop).
 
@@ -38,6 +44,7 @@ from projections.payloads.bacnet import (
     BacnetObjectDefinition,
     BacnetObjectDelete,
     BacnetValueUpdate,
+    BacnetWriteCommand,
 )
 
 from .config import BacnetRegistryConfig
@@ -46,6 +53,8 @@ from .state import OUT_OF_SERVICE, BacnetObject, BacnetRegistryState, Entry, Val
 ANALOG = frozenset(t for t in OBJECT_TYPES if t.startswith("analog"))
 BINARY = frozenset(t for t in OBJECT_TYPES if t.startswith("binary"))
 MULTISTATE = frozenset(t for t in OBJECT_TYPES if t.startswith("multi-state"))
+COMMANDABLE = frozenset(t for t in OBJECT_TYPES if not t.endswith("-input"))
+"""Object types with a priority array: outputs and values."""
 
 
 def flags_mask(flags: list[bool] | None) -> int | None:
@@ -118,6 +127,8 @@ class BacnetRegistryProjection:
             self._define(state, payload, ctx)
         elif isinstance(payload, BacnetObjectDelete):
             self._delete(state, key_of(payload.device_id, payload.object_type, payload.instance))
+        elif isinstance(payload, BacnetWriteCommand):
+            self._command(state, payload, ctx)
         elif isinstance(payload, Fault):
             state.faults[payload.source] = state.faults.get(payload.source, 0) + 1
         return state
@@ -175,6 +186,21 @@ class BacnetRegistryProjection:
             obj.present_value = value
             obj.value_at = at
         self._remember(state, obj, Entry(obj.next_seq, at, value, obj.status_flags))
+
+    def _command(self, state: BacnetRegistryState, c: BacnetWriteCommand, ctx: Context) -> None:
+        key = key_of(c.device_id, c.object_type, c.instance)
+        value = None if c.value is None else normalize(c.object_type, c.value)
+        if (key not in state.objects or c.object_type not in COMMANDABLE
+                or not 1 <= c.priority <= 16 or (c.value is not None and value is None)):
+            state.invalid += 1
+            return
+        obj = self._touch(state, key, c.device_id, c.object_type, c.instance, ctx)
+        commands = dict(obj.commands)
+        if value is None:
+            commands.pop(c.priority, None)
+        else:
+            commands[c.priority] = value
+        obj.commands = commands
 
     def _delete(self, state: BacnetRegistryState, key: str) -> None:
         obj = state.objects.pop(key, None)

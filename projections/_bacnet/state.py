@@ -38,6 +38,7 @@ class BacnetObject(msgspec.Struct, kw_only=True):
     updated_at: int = 0  # ctx.now of the last change
     next_seq: int = 1
     history: list[Entry] = []
+    commands: dict[int, Value] = {}  # priority (1..16) -> value written through the server
 
 
 class BacnetRegistryState(msgspec.Struct, kw_only=True):

@@ -1,4 +1,4 @@
-"""BACnet payloads: object definitions, value updates, deletions and server COV subscriptions.
+"""BACnet payloads: definitions, value updates, deletions; the server's COV subscriptions and commands.
 
 Every field added after the first release has a default, so events written by
 older versions still decode. Times are integer ns UTC. ``status_flags`` is the
@@ -95,5 +95,23 @@ class BacnetCovSubscription(Payload, tag="BacnetCovSubscription"):
     cov_increment: float | None = None
 
 
+class BacnetWriteCommand(Payload, tag="BacnetWriteCommand"):
+    """A WriteProperty of present-value that the event server accepted (a client's command).
+
+    It fills slot ``priority`` (1..16) of the object's priority array with
+    ``value``; ``value`` None relinquishes the slot. ``writer`` is the client's
+    address, ``at`` when the server received it (ns). Stored in the server's
+    stream ``bacnet-server-<device id>``.
+    """
+
+    device_id: int
+    object_type: str
+    instance: int
+    priority: int
+    value: float | int | bool | None
+    writer: str = ""
+    at: int = 0
+
+
 register_payloads(BacnetObjectDefinition, BacnetValueUpdate, BacnetObjectDelete,
-                  BacnetCovSubscription)
+                  BacnetCovSubscription, BacnetWriteCommand)

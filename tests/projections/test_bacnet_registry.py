@@ -136,3 +136,38 @@ def test_registered_by_name_with_cli_config():
     assert projection.domain == "bacnet" and projection.config()["history_limit"] == 8
     with pytest.raises(ConfigError):
         BacnetRegistryConfig(history_limit=0)
+
+
+def test_write_commands_fill_and_relinquish_priority_slots_and_bad_ones_change_nothing():
+    from projections.payloads.bacnet import BacnetWriteCommand
+
+    def command(instance, priority, value, object_type="analog-output"):
+        return BacnetWriteCommand(device_id=1, object_type=object_type, instance=instance,
+                                  priority=priority, value=value, writer="127.0.0.1:47900")
+
+    events = store_of([
+        (define(1, "analog-output"), T0, T0),
+        (update(1, 40.0, "analog-output"), T0, T0),
+        (define(2, "analog-input"), T0, T0),
+        (define(3, "multi-state-value"), T0, T0),
+        (command(1, 8, 75), T0, T0 + NS),
+        (command(1, 3, 10.0), T0, T0 + 2 * NS),
+        (command(1, 3, None), T0, T0 + 3 * NS),
+        (command(3, 16, 2, "multi-state-value"), T0, T0 + 4 * NS),
+        # Refused: an input, an unknown object, priority 0 and 17, a wrong kind of value.
+        (command(2, 8, 1.0, "analog-input"), T0, T0 + 5 * NS),
+        (command(9, 8, 1.0), T0, T0 + 5 * NS),
+        (command(1, 0, 1.0), T0, T0 + 5 * NS),
+        (command(1, 17, 1.0), T0, T0 + 5 * NS),
+        (command(3, 8, 0, "multi-state-value"), T0, T0 + 5 * NS),
+    ])
+    state = fold(events)
+    out = state.objects["1:analog-output:1"]
+    assert out.commands == {8: 75.0} and out.present_value == 40.0  # recorded value kept
+    assert state.objects["1:multi-state-value:3"].commands == {16: 2}
+    assert state.objects["1:analog-input:2"].commands == {}
+    assert state.invalid == 5
+    assert "1:analog-output:9" not in state.objects
+    # The commands survive a snapshot round trip (the server's snapshot is this state).
+    again = msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=type(state))
+    assert again.objects["1:analog-output:1"].commands == {8: 75.0}
