@@ -3,8 +3,8 @@
 Every figure is compared with a baseline measured in the same run, against the same
 nats-server (a real one on loopback with a temporary JetStream directory):
 
-  ingest   NatsIngest (faststream batch pull consumer -> Ingestor.append_multi in the
-           embedded store, WAL + synchronous=FULL -> ack each message) vs a bare loop of the
+  ingest   NatsIngest (one long-lived pull request on a durable consumer -> Ingestor.append_multi
+           in the embedded store, WAL + synchronous=FULL -> ack each message) vs a bare loop of the
            same client (nats-py pull_subscribe, fetch 500, ack each message, nothing stored).
            Goal: >= 10,000 events/s end to end (EF-001) and >= 50% of the bare rate.
   outbox   NatsOutbox (read the outbox stream from the store, publish each entry with its
