@@ -86,10 +86,12 @@ def priority_value(served: Any, value: Any) -> PriorityValue:
     return PriorityValue(value_type(value_type.cast(value)))
 
 
-def apply_commands(served: Any, relinquish_default: Any, commands: dict[int, Any]) -> None:
-    """Set the relinquish default and the whole priority array, then the present value once."""
+def apply_commands(served: Any, relinquish_default: Any, commands: dict[int, Any] | None) -> None:
+    """Set the relinquish default and (unless None) the whole priority array, then the
+    present value from them, once."""
     served.relinquishDefault = relinquish_default
-    served.priorityArray = PriorityArray(
-        [PriorityValue(null=()) if commands.get(slot) is None
-         else priority_value(served, commands[slot]) for slot in range(1, 17)], obj=served)
+    if commands is not None:
+        served.priorityArray = PriorityArray(
+            [PriorityValue(null=()) if commands.get(slot) is None
+             else priority_value(served, commands[slot]) for slot in range(1, 17)], obj=served)
     served.recalculating()

@@ -606,11 +606,12 @@ class EventServer:
                 return False
             last["presentValue"] = served.presentValue = recorded
             return True
-        commanded = (recorded, tuple(sorted(obj.commands.items())))
-        if last.get("commanded", _UNSET) == commanded:
+        commands = tuple(sorted(obj.commands.items()))
+        if last.get("relinquishDefault", _UNSET) == recorded and last.get("commands") == commands:
             return False
-        last["commanded"] = commanded
-        apply_commands(served, recorded, obj.commands)
+        array_changed = last.get("commands", ()) != commands  # a new array has all slots null
+        last["relinquishDefault"], last["commands"] = recorded, commands
+        apply_commands(served, recorded, obj.commands if array_changed else None)
         effective = (pv_for(obj.object_type, obj.commands[min(obj.commands)]) if obj.commands
                      else recorded)
         changed = last.get("presentValue", _UNSET) != effective
