@@ -9,9 +9,10 @@ options go to libpq). Three tables:
   UPDATE``) and ends by moving it forward.
 - ``streams``: one row per stream with its current revision.
 - ``events``: one row per event, keyed by ``position``; a unique index on
-  ``(stream_id, revision)`` and another on ``id``. As in the embedded store
-  each row holds the whole ``RecordedEvent`` as one msgpack ``record`` plus
-  a CRC-32 of it, checked on every read (``CorruptEvent``).
+  ``(stream_id, revision)`` and another on ``id`` (no foreign key to
+  ``streams``: one statement writes both, under the head lock). As in the
+  embedded store each row holds the whole ``RecordedEvent`` as one msgpack
+  ``record`` plus a CRC-32 of it, checked on every read (``CorruptEvent``).
 
 Positions are in commit order. A sequence or identity column is not: two
 writers take 9 and 10, 10 commits first, and a reader that sees 10 and
@@ -20,8 +21,20 @@ turns: a writer assigns positions only while it holds the lock, and the lock
 is released only after its commit is visible, so a reader that can see
 position N can already see every position below N. Appenders in one process
 share a transaction (group commit: the first waiting appender commits
-everything queued, each request inside a savepoint so one failure does not
-fail the others), which is what keeps throughput up despite the lock.
+everything queued; each request's outcome is decided on its own, so one
+refused request does not fail the others), which is what keeps throughput up
+despite the lock.
+
+Round trips. The locked path takes four: ``BEGIN`` with the head lock; one
+lookup of the transaction's ids and streams; one statement writing streams,
+events and head; ``COMMIT``. A store also remembers the state after its own
+last commit (head position and time, its streams' revisions) and encodes the
+next transaction's rows for that state: the server function
+``append_guessed()`` checks the guess and writes, in one statement and one
+round trip, or writes nothing when another writer has committed meanwhile,
+and the store takes the locked path. A lone writer (or one process's group
+commit) thus pays one round trip per transaction; writers in several
+processes mostly take the locked path.
 
 Durability: ``synchronous_commit = on`` on every connection; ``append``
 returns after its transaction's commit is flushed. Idempotency by event id is
@@ -81,7 +94,8 @@ from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
 
 DEFAULT_SCHEMA: Final = "unbroken"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2 added append_guessed(); a version-1 store is upgraded when opened for writing
+REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessed appends
 READ_PAGE: Final = 1000  # rows per query
 IDLE_CONNECTIONS: Final = 8  # pooled connections kept open between calls
 CONNECT_TIMEOUT_S: Final = 5
@@ -104,7 +118,7 @@ _TABLES: Final = (
         revision BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS events (
         position BIGINT PRIMARY KEY,
-        stream_id BIGINT NOT NULL REFERENCES streams,
+        stream_id BIGINT NOT NULL,  -- no foreign key: one statement writes both, under the head lock
         revision BIGINT NOT NULL,
         id UUID NOT NULL,
         type TEXT NOT NULL,
@@ -113,14 +127,77 @@ _TABLES: Final = (
         UNIQUE (stream_id, revision))""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (id)",
 )
-_INSERT_EVENTS: Final = """
-    INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-    SELECT p, %s, r, i, t, b, c
-    FROM unnest(%s::bigint[], %s::bigint[], %s::uuid[], %s::text[], %s::bytea[], %s::bigint[])
-        AS u(p, r, i, t, b, c)"""
-_STORED_IDS: Final = """
+# An append in one statement (one round trip, its own transaction), for a
+# writer that guessed the state it appends to: the head position and time, the
+# revision of every stream of the transaction (-1: no such stream) and that
+# none of its ids is stored; the rows were encoded for that state. The guess
+# is checked first without the lock (a sure miss costs no lock), then the head
+# is locked, skipping if another writer holds it (no waiting, no commit to
+# flush for a miss): if the head has not moved, no write has committed since
+# those checks, so they still hold. Returns whether it wrote; a writer whose
+# guess missed takes the locked path (``_BEGIN_AND_LOCK``).
+_APPEND_GUESSED_FUNCTION: Final = """
+    CREATE OR REPLACE FUNCTION append_guessed(
+        guess bigint, last bigint, now_ns bigint, channel text,
+        stream_names text[], stream_before bigint[], touched text[], touched_after bigint[],
+        all_ids uuid[], n text[], p bigint[], r bigint[], i uuid[], t text[], b bytea[], c bigint[])
+    RETURNS boolean LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $body$
+    DECLARE
+        head_position bigint;
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM head h WHERE h.position = guess AND h.recorded_at <= now_ns)
+           OR EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(all_ids))
+           OR EXISTS (SELECT 1 FROM unnest(stream_names, stream_before) AS g(name, revision)
+                      WHERE coalesce((SELECT s.revision FROM streams s WHERE s.name = g.name), -1)
+                            <> g.revision) THEN
+            RETURN false;
+        END IF;
+        SELECT h.position INTO head_position FROM head h FOR UPDATE SKIP LOCKED;
+        IF head_position IS DISTINCT FROM guess THEN
+            RETURN false;
+        END IF;
+        WITH s AS (
+            INSERT INTO streams (name, revision) SELECT * FROM unnest(touched, touched_after)
+            ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
+            RETURNING stream_id, name)
+        INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
+        SELECT u.p, s.stream_id, u.r, u.i, u.t, u.b, u.c
+        FROM unnest(n, p, r, i, t, b, c) AS u(n, p, r, i, t, b, c) JOIN s ON s.name = u.n;
+        UPDATE head SET position = last, recorded_at = now_ns;
+        PERFORM pg_notify(channel, last::text);
+        RETURN true;
+    END $body$"""
+_UPGRADES: Final = {  # version: the statements that bring it to the next
+    1: (_APPEND_GUESSED_FUNCTION, "ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey",
+        "UPDATE head SET version = 2"),
+}
+_APPEND_GUESSED: Final = (
+    "SELECT append_guessed(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b)")
+_BEGIN_AND_LOCK: Final = "BEGIN; SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
+# Stored ids among the transaction's events (id, stream, revision, position),
+# then its streams' revisions (NULL, name, revision, stream_id): one round trip.
+_LOOKUP: Final = """
     SELECT e.id, s.name, e.revision, e.position
-    FROM events e JOIN streams s USING (stream_id) WHERE e.id = ANY(%s)"""
+    FROM events e JOIN streams s USING (stream_id) WHERE e.id = ANY(%b::uuid[])
+    UNION ALL
+    SELECT NULL, name, revision, stream_id FROM streams WHERE name = ANY(%b::text[])"""
+# One statement writes a whole transaction: the streams' new revisions (a new
+# stream gets its id here), the events (joined to their stream by name), the
+# head, and the NOTIFY that wakes subscribers at the commit.
+_WRITE: Final = """
+    WITH s AS (
+        INSERT INTO streams (name, revision)
+        SELECT * FROM unnest(%b::text[], %b::bigint[])
+        ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
+        RETURNING stream_id, name),
+    e AS (
+        INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
+        SELECT u.p, s.stream_id, u.r, u.i, u.t, u.b, u.c
+        FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::uuid[], %b::text[], %b::bytea[],
+                    %b::bigint[]) AS u(n, p, r, i, t, b, c)
+        JOIN s ON s.name = u.n),
+    h AS (UPDATE head SET position = %b, recorded_at = %b RETURNING position)
+    SELECT pg_notify(%b, position::text) FROM h"""
 
 
 class PostgresStore(EventStore):
@@ -157,6 +234,8 @@ class PostgresStore(EventStore):
         self._pending: list[_Request | _Multi] = []
         self._leading = False
         self._writer: Any = None
+        self._head: tuple[int, int] | None = None  # (position, recorded_at) after this store's last commit
+        self._revisions: dict[str, int] = {}  # stream revisions as of this store's commits
         self._notified = 0
         self._woken = threading.Condition()
         self._listener: threading.Thread | None = None
@@ -173,11 +252,24 @@ class PostgresStore(EventStore):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    for statement in _TABLES:
+                    for statement in (*_TABLES, _APPEND_GUESSED_FUNCTION):
                         conn.execute(statement)
             version = conn.execute("SELECT version FROM head").fetchone()[0]
-            if version != SCHEMA_VERSION:
+            if version in _UPGRADES and create:
+                version = self._upgrade(conn)
+            if version != SCHEMA_VERSION and not (self._read_only and version in _UPGRADES):
                 raise StoreError(f"{self._shown}: store schema version {version}; this reads {SCHEMA_VERSION}")
+
+    def _upgrade(self, conn: Any) -> int:
+        """Bring an older store's schema to ``SCHEMA_VERSION`` (one writer at a time); the new version."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
+            version = conn.execute("SELECT version FROM head").fetchone()[0]
+            while version in _UPGRADES:
+                for statement in _UPGRADES[version]:
+                    conn.execute(statement)
+                version = conn.execute("SELECT version FROM head").fetchone()[0]
+        return version
 
     # -- connections ----------------------------------------------------------
     def _connect(self) -> Any:
@@ -259,7 +351,9 @@ class PostgresStore(EventStore):
             with _converted(self._shown):
                 outcomes = self._transaction(group)
         except BaseException as error:  # the whole transaction failed: every caller hears why
-            if self._writer is not None and (self._writer.closed or self._writer.broken):
+            self._forget()
+            if self._writer is not None and not _reusable(self._writer):
+                self._writer.close()
                 self._writer = None
             for request in group:
                 request.future.set_exception(error)
@@ -271,79 +365,89 @@ class PostgresStore(EventStore):
                 request.future.set_result(outcome)
 
     def _transaction(self, group: list) -> list:
+        """One round trip when this store's guess of the state holds (``_guessed``), else four."""
         if self._writer is None:
             self._writer = self._connect()
-        conn = self._writer
-        with conn.transaction():
-            position, last_time = conn.execute(
-                "SELECT position, recorded_at FROM head FOR UPDATE").fetchone()  # the append lock
-            now = max(self._clock(), last_time)
-            if isinstance(group[0], _Multi):
-                outcomes, position = self._write_multi(conn, group[0], position, now)
-            else:
-                outcomes, position = self._write_group(conn, group, position, now)
-            conn.execute(
-                "WITH h AS (UPDATE head SET position = %s, recorded_at = %s RETURNING position) "
-                "SELECT pg_notify(%s, position::text) FROM h", (position, now, self._channel))
+            self._forget()
+        multi = isinstance(group[0], _Multi)
+        requests = group[0].parts if multi else group
+        outcomes = self._guessed(self._writer, requests, multi)
+        if outcomes is None:
+            outcomes = self._locked(self._writer, requests, multi)
         return outcomes
 
-    def _write_group(self, conn: Any, group: list, position: int, now: int) -> tuple[list, int]:
-        """Each request in a savepoint of its own (unless it is alone): one failing fails alone."""
-        if len(group) == 1:
-            result, position = self._write(conn, group[0], position, now)
-            return [result], position
-        outcomes: list = []
-        for request in group:
-            try:
-                with conn.transaction():
-                    result, position = self._write(conn, request, position, now)
-                outcomes.append(result)
-            except StoreError as error:
-                outcomes.append(error)
-        return outcomes, position
+    def _guessed(self, conn: Any, requests: list[_Request], multi: bool) -> list | None:
+        """Append assuming no other writer has committed since this store's last commit.
 
-    def _write_multi(self, conn: Any, multi: _Multi, position: int, now: int) -> tuple[list, int]:
-        outcomes = []
-        for index, request in enumerate(multi.parts):
-            try:
-                result, position = self._write(conn, request, position, now)
-            except StoreError as error:
-                raise mark_request(error, index) from None
-            outcomes.append(result)
-        return [outcomes], position
+        The rows are encoded for the remembered head and stream revisions and
+        sent with that guess to ``append_guessed``, which writes them only if
+        the guess holds. None when it did not (nothing written), or when the
+        outcome depends on more than the guess (a refused request, a retry).
+        """
+        if self._head is None:
+            return None
+        position, last_time = self._head
+        names = list({request.stream: None for request in requests})
+        before = {name: self._revisions[name] for name in names if name in self._revisions}
+        batch = _Batch(position, max(self._clock(), last_time), {}, dict(before))
+        try:
+            outcomes = _decide(batch, requests, multi)
+        except StoreError:
+            return None
+        if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
+            return None
+        all_ids = [event.id for request in requests for event, _, _ in request.events]
+        written = conn.execute(_APPEND_GUESSED, (
+            position, batch.position, batch.now, self._channel, names, [before.get(n, -1) for n in names],
+            *batch.stream_columns(), all_ids, *batch.columns)).fetchone()[0]  # fmt: skip
+        if not written:
+            self._head = None
+            return None
+        self._remember(batch)
+        return outcomes
 
-    def _write(self, conn: Any, request: _Request, position: int, now: int) -> tuple[AppendResult, int]:
-        """Apply one request after ``position``; returns its result and the new last position."""
-        stream, encoded = request.stream, request.events
-        ids = [event.id for event, _, _ in encoded]
-        stored = {i: StoredId(s, r, p) for i, s, r, p in conn.execute(_STORED_IDS, (ids,))}
-        repeat = repeated_result(stream, ids, stored)
-        if repeat is not None:
-            return repeat, position
-        row = conn.execute("SELECT stream_id, revision FROM streams WHERE name = %s", (stream,)).fetchone()
-        check_expected(stream, request.expected, row[1] if row else None)
-        revision = row[1] + 1 if row else 0
-        if row is None:
-            stream_id = conn.execute(
-                "INSERT INTO streams (name, revision) VALUES (%s, %s) RETURNING stream_id",
-                (stream, revision + len(encoded) - 1)).fetchone()[0]
-        else:
-            stream_id = row[0]
-            conn.execute("UPDATE streams SET revision = %s WHERE stream_id = %s",
-                         (revision + len(encoded) - 1, stream_id))
-        columns: tuple[list, ...] = ([], [], [], [], [], [])
-        for offset, (event, data, metadata) in enumerate(encoded):
-            recorded_at = now if event.recorded_at is None else event.recorded_at
-            record = _RECORD_ENCODER.encode(RecordedEvent(
-                event.id, stream, revision + offset, position + 1 + offset, recorded_at,
-                recorded_at if event.occurred_at is None else event.occurred_at,
-                event.type, data, metadata))  # fmt: skip
-            for column, value in zip(columns, (position + 1 + offset, revision + offset, event.id,
-                                               event.type, record, zlib.crc32(record)), strict=True):
-                column.append(value)
-        conn.execute(_INSERT_EVENTS, (stream_id, *columns))
-        last = position + len(encoded)
-        return AppendResult(position + 1, last, revision + len(encoded)), last
+    def _locked(self, conn: Any, requests: list[_Request], multi: bool) -> list:
+        """Four round trips: BEGIN and lock the head; look up ids and streams; write; COMMIT.
+
+        The outcomes are decided in Python under the head lock from what the
+        lookup read, and one statement writes every stream, event and the
+        head. The lookup is a statement of its own, after the lock: its
+        snapshot then holds every commit made before ours.
+        """
+        ids = [event.id for request in requests for event, _, _ in request.events]
+        names = list({request.stream: None for request in requests})
+        try:
+            head = conn.execute(_BEGIN_AND_LOCK, prepare=False)
+            head.nextset()
+            position, last_time = head.fetchone()
+            stored, revisions = {}, {}
+            for event_id, name, revision, position_or_id in conn.execute(_LOOKUP, (ids, names)):
+                if event_id is None:
+                    revisions[name] = revision
+                else:
+                    stored[event_id] = StoredId(name, revision, position_or_id)
+            batch = _Batch(position, max(self._clock(), last_time), stored, revisions)
+            outcomes = _decide(batch, requests, multi)
+            if batch.rows:
+                conn.execute(_WRITE, (*batch.stream_columns(), *batch.columns,
+                                      batch.position, batch.now, self._channel))
+            conn.execute("COMMIT")
+        except BaseException:
+            _roll_back(conn)
+            raise
+        self._remember(batch)
+        return outcomes
+
+    def _remember(self, batch: _Batch) -> None:
+        """Keep the state after a commit: the next append guesses it (``_guessed``)."""
+        self._head = (batch.position, batch.now)
+        if len(self._revisions) > REMEMBERED_STREAMS:
+            self._revisions.clear()
+        self._revisions.update(batch.revisions)
+
+    def _forget(self) -> None:
+        self._head = None
+        self._revisions.clear()
 
     # -- reading --------------------------------------------------------------
     def read_stream(
@@ -492,6 +596,103 @@ class _Multi:
         self.parts = parts
         self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
 
+
+
+class _Batch:
+    """One transaction's writes, decided in Python under the head lock.
+
+    ``stored`` holds the already-stored ids among the transaction's events,
+    ``revisions`` the current revisions of its existing streams; both are
+    updated as requests are added, so a later request in the same transaction
+    sees an earlier one exactly as if it had been committed before it.
+    """
+
+    def __init__(self, position: int, now: int, stored: dict[uuid.UUID, StoredId],
+                 revisions: dict[str, int]) -> None:
+        self.position = position
+        self.now = now
+        self.stored = stored
+        self.revisions = revisions
+        self.touched: dict[str, int] = {}
+        self.rows = 0
+        self.columns: tuple[list, ...] = ([], [], [], [], [], [], [])  # name, position, revision, id, type, record, crc
+
+    def add_or_fail(self, request: _Request) -> AppendResult | StoreError:
+        """``request``'s result, its events added; or the error that refuses it (nothing added)."""
+        try:
+            return self.add(request)
+        except StoreError as error:
+            return error
+
+    def add_all(self, requests: list[_Request]) -> list[AppendResult]:
+        """Every request added, or the first refusal raised with its ``request_index``."""
+        results = []
+        for index, request in enumerate(requests):
+            try:
+                results.append(self.add(request))
+            except StoreError as error:
+                raise mark_request(error, index) from None
+        return results
+
+    def add(self, request: _Request) -> AppendResult:
+        """Add one request's events after the others; an exact retry returns the original result."""
+        stream, encoded = request.stream, request.events
+        ids = [event.id for event, _, _ in encoded]
+        repeat = repeated_result(stream, ids, {i: self.stored[i] for i in ids if i in self.stored})
+        if repeat is not None:
+            return repeat
+        current = self.revisions.get(stream)
+        check_expected(stream, request.expected, current)
+        first_revision = 0 if current is None else current + 1
+        first_position = self.position + 1
+        names, positions, revisions, event_ids, types, records, checksums = self.columns
+        for offset, (event, data, metadata) in enumerate(encoded):
+            revision, position = first_revision + offset, first_position + offset
+            recorded_at = self.now if event.recorded_at is None else event.recorded_at
+            record = _RECORD_ENCODER.encode(RecordedEvent(
+                event.id, stream, revision, position, recorded_at,
+                recorded_at if event.occurred_at is None else event.occurred_at,
+                event.type, data, metadata))  # fmt: skip
+            names.append(stream)
+            positions.append(position)
+            revisions.append(revision)
+            event_ids.append(event.id)
+            types.append(event.type)
+            records.append(record)
+            checksums.append(zlib.crc32(record))
+            self.stored[event.id] = StoredId(stream, revision, position)
+        self.position += len(encoded)
+        self.rows += len(encoded)
+        self.revisions[stream] = self.touched[stream] = first_revision + len(encoded) - 1
+        return AppendResult(first_position, self.position, first_revision + len(encoded))
+
+    def stream_columns(self) -> tuple[list[str], list[int]]:
+        """The streams written to and their revisions after the writes."""
+        return list(self.touched), list(self.touched.values())
+
+
+def _reusable(conn: Any) -> bool:
+    """Whether ``conn`` is open and outside any transaction."""
+    from psycopg.pq import TransactionStatus
+
+    return not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+
+
+def _decide(batch: _Batch, requests: list[_Request], multi: bool) -> list:
+    """Each request's outcome (one list of results for an ``append_multi``), its rows in ``batch``."""
+    if multi:
+        return [batch.add_all(requests)]
+    return [batch.add_or_fail(request) for request in requests]
+
+
+def _roll_back(conn: Any) -> None:
+    """End a failed append transaction; a connection that cannot is left broken (and dropped)."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("ROLLBACK")
 
 
 def _decode(rows: list) -> list[RecordedEvent]:

@@ -9,7 +9,7 @@ one. On ``StoreUnavailable`` (the server is down or restarting) the same batch
 is sent again, same ids, until it is acknowledged: idempotency makes that
 safe whether or not the first try was stored. Prints one line per
 acknowledged batch, ``ack STREAM FIRST LAST ID,ID,...``, and one line per
-outage seen, ``unavailable``; flushes each line at once.
+outage seen (opening the store included), ``unavailable``; flushes each line at once.
 """
 
 from __future__ import annotations
@@ -37,10 +37,21 @@ def send(store, stream: str, events: list[NewEvent], expected):
             time.sleep(0.02)  # back off before reconnecting
 
 
+def connect(uri: str):
+    """Open the store, waiting out an outage (the other writers may be fast enough that the
+    server is killed before this one has even connected)."""
+    while True:
+        try:
+            return open_store(uri)
+        except StoreUnavailable:
+            print("unavailable", flush=True)
+            time.sleep(0.02)
+
+
 def main() -> None:
     uri, writer, batches, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
-    store = open_store(uri)
+    store = connect(uri)
     revision = None
     number = 0
     while batches == 0 or number < batches:
