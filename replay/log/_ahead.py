@@ -2,15 +2,18 @@
 
 Reading a log costs about as much CPU as everything done with its events
 afterwards (appending them, or replaying them), and all of it holds the GIL.
-For a long log, ``parse_lines`` runs in a worker process instead (this module,
+For a long log, the reading runs in a worker process instead (this module,
 started as ``python -I -c ...``): it reads the file, decodes and converts every
 line exactly as in-process reading does, and writes the results to its stdout
-as frames, each one msgpack ``Chunk``: the good lines as ``PendingLine``s and
-the bad ones as ``Rejection``s, with the index of the good line each bad one
-came before. The caller decodes a frame in one call (on its own core, while
-the worker reads ahead on the other) and hands lines and rejections on in file
-order, so quarantine files, counts, strict mode and ``on_reject`` callbacks see
-exactly what they see without the worker.
+as frames, each one msgpack ``Chunk``. For an import (``good_lines``) a chunk
+holds the good lines as ``PendingLine``s; for a replay (``recorded_events``)
+the worker also numbers and dedupes them (``_parse.recorded``) and a chunk
+holds ``RecordedEvent``s, which the caller decodes as the store's read-ahead
+pages are decoded. Either way the bad lines come as ``Rejection``s, with the
+index of the item each came before. The caller decodes a frame in one call (on
+its own core, while the worker reads ahead on the other) and hands items and
+rejections on in file order, so quarantine files, counts, strict mode and
+``on_reject`` callbacks see exactly what they see without the worker.
 
 Frames: a kind byte and the payload length (``<cI``), then the payload:
 ``C`` a chunk, ``E`` an error the reading raised (JSON: class name and
@@ -33,8 +36,11 @@ from typing import IO, Final
 
 import msgspec
 
+from eventstore import RecordedEvent
+
 from ._mapping import LogError, LogMapping
-from ._parse import PendingLine, Tally, parse_lines
+from ._parse import PendingLine, Tally, parse_lines, recorded
+from ._read import unit_of
 from ._reject import Rejection
 
 HEADER: Final = struct.Struct("<cI")
@@ -47,11 +53,13 @@ _ROOT: Final = str(Path(__file__).resolve().parents[2])  # the directory holding
 
 
 class Chunk(msgspec.Struct, array_like=True):
-    """One frame's lines: the good ones, the bad ones, and where each bad one falls among the good."""
+    """One frame: good lines (import) or events (replay), the bad lines, and where each bad one falls."""
 
     lines: list[PendingLine]
+    events: list[RecordedEvent]
     rejections: list[Rejection]
-    before: list[int]  # rejections[i] came before lines[before[i]] (== len(lines): after the last)
+    before: list[int]  # rejections[i] came before item before[i] (== the items' count: after the last)
+    present: int  # lines skipped as repeats of an id in the same stream (replay)
 
 
 _ENCODE: Final = msgspec.msgpack.Encoder()
@@ -78,34 +86,44 @@ def good_lines(
 ) -> Iterator[PendingLine]:
     """``parse_lines`` of ``path``: in a worker process when ``wanted``, else in this one."""
     if wanted(path, read_ahead):
-        return parse_lines_ahead(path, mapping, format, tally)
+        return _ahead(path, mapping, format, tally, "lines")  # type: ignore[return-value]
     return parse_lines(path, mapping, format, tally)
 
 
-def parse_lines_ahead(path: Path, mapping: LogMapping, format: str, tally: Tally) -> Iterator[PendingLine]:
-    """``parse_lines``, with the reading done by a worker process; same lines, rejections and errors.
+def recorded_events(
+    path: Path, mapping: LogMapping, format: str, tally: Tally, read_ahead: bool | None = None
+) -> Iterator[RecordedEvent]:
+    """``_parse.recorded`` over the lines of ``path``: in a worker process when ``wanted``, else in this one."""
+    if wanted(path, read_ahead):
+        return _ahead(path, mapping, format, tally, "events")  # type: ignore[return-value]
+    return recorded(parse_lines(path, mapping, format, tally), tally, unit_of(format))
+
+
+def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str) -> Iterator[object]:
+    """The worker's items of ``kind`` (``lines`` or ``events``) with its rejections, in file order.
 
     Falls back to reading in this process when no worker can be started.
     """
-    worker = _start(path, mapping, format)
+    worker = _start(path, mapping, format, kind)
     if worker is None:
-        yield from parse_lines(path, mapping, format, tally)
+        lines = parse_lines(path, mapping, format, tally)
+        yield from lines if kind == "lines" else recorded(lines, tally, unit_of(format))
         return
     frames = worker.stdout
     assert frames is not None and worker.stderr is not None
     try:
         while len(head := frames.read(HEADER.size)) == HEADER.size:
-            kind, length = HEADER.unpack(head)
+            frame, length = HEADER.unpack(head)
             payload = frames.read(length)
             if len(payload) < length:
                 break  # cut off mid-frame: the worker died
-            if kind == END:
+            if frame == END:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.wait(EXIT_S)
                 return
-            if kind == ERROR:
+            if frame == ERROR:
                 raise _error(payload)
-            yield from _deliver(_DECODE.decode(payload), tally)
+            yield from _deliver(_DECODE.decode(payload), tally, kind)
         raise LogError(f"{str(path)!r}: the log reading process stopped before the end of the file ({_exit_of(worker)})")
     finally:
         if worker.poll() is None:
@@ -115,26 +133,36 @@ def parse_lines_ahead(path: Path, mapping: LogMapping, format: str, tally: Tally
         worker.stderr.close()
 
 
-def _deliver(chunk: Chunk, tally: Tally) -> Iterator[PendingLine]:
-    """A frame's lines and rejections in file order, each counted as ``parse_lines`` counts it."""
-    lines, rejections, before = chunk.lines, chunk.rejections, chunk.before
+def _deliver(chunk: Chunk, tally: Tally, kind: str) -> Iterator[object]:
+    """A frame's items and rejections in file order, each counted as in-process reading counts it."""
+    items: list = chunk.lines if kind == "lines" else chunk.events
+    count = _counted_lines if kind == "lines" else _counted_events
+    tally.present += chunk.present  # repeats of an id in the same stream: read, and skipped
+    tally.read += chunk.present
     done = 0
-    for rejection, at in zip(rejections, before, strict=True):
-        yield from _counted(lines[done:at], tally)
+    for rejection, at in zip(chunk.rejections, chunk.before, strict=True):
+        yield from count(items[done:at], tally)
         done = at
         tally.read += 1
         tally.reject(rejection)
-    yield from _counted(lines[done:] if done else lines, tally)
+    yield from count(items[done:] if done else items, tally)
 
 
-def _counted(lines: list[PendingLine], tally: Tally) -> Iterator[PendingLine]:
+def _counted_lines(lines: list[PendingLine], tally: Tally) -> Iterator[PendingLine]:
     for line in lines:
         tally.read += 1
         yield line
 
 
-def _start(path: Path, mapping: LogMapping, format: str) -> subprocess.Popen | None:
-    args = json.dumps({"path": str(path), "format": format, "mapping": msgspec.to_builtins(mapping)})
+def _counted_events(events: list[RecordedEvent], tally: Tally) -> Iterator[RecordedEvent]:
+    for event in events:
+        tally.read += 1
+        tally.imported = event.position
+        yield event
+
+
+def _start(path: Path, mapping: LogMapping, format: str, kind: str) -> subprocess.Popen | None:
+    args = json.dumps({"path": str(path), "format": format, "mapping": msgspec.to_builtins(mapping), "kind": kind})
     code = f"import sys; sys.path.insert(0, {_ROOT!r}); from replay.log._ahead import main; main()"
     try:
         worker = subprocess.Popen(
@@ -173,38 +201,47 @@ def _exit_of(worker: subprocess.Popen, lines: int = 5) -> str:
 
 # -- the worker's side ---------------------------------------------------------------------------
 class _Collector:
-    """Stands in for the caller's ``Tally``: keeps each rejection with its place among the good lines."""
+    """Stands in for the caller's ``Tally``: keeps each rejection with its place among the items."""
 
-    def __init__(self) -> None:
-        self.read = 0
-        self.lines: list[PendingLine] = []
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.read = self.imported = self.present = 0
+        self.items: list = []
         self.rejections: list[Rejection] = []
         self.before: list[int] = []
 
     def reject(self, rejection: Rejection) -> None:
         self.rejections.append(rejection)
-        self.before.append(len(self.lines))
+        self.before.append(len(self.items))
 
-    def frame(self) -> bytes:
-        payload = _ENCODE.encode(Chunk(self.lines, self.rejections, self.before))
-        self.lines, self.rejections, self.before = [], [], []
+    def frame(self, kind: str) -> bytes:
+        lines, events = (self.items, []) if kind == "lines" else ([], self.items)
+        payload = _ENCODE.encode(Chunk(lines, events, self.rejections, self.before, self.present))
+        self.items, self.rejections, self.before, self.present = [], [], [], 0
         return HEADER.pack(CHUNK, len(payload)) + payload
+
+    def pending(self) -> bool:
+        return bool(self.items or self.rejections or self.present)
 
 
 def serve(args: dict, out: IO[bytes]) -> None:
     """Read the log ``args`` names and write its frames to ``out``."""
-    collector = _Collector()
+    path, format, kind = Path(args["path"]), args["format"], args["kind"]
+    collector = _Collector(path)
     mapping = msgspec.convert(args["mapping"], LogMapping)
     try:
-        for line in parse_lines(Path(args["path"]), mapping, args["format"], collector):  # type: ignore[arg-type]
-            collector.lines.append(line)
-            if len(collector.lines) >= CHUNK_LINES:
-                out.write(collector.frame())
-        if collector.lines or collector.rejections:
-            out.write(collector.frame())
+        items = parse_lines(path, mapping, format, collector)  # type: ignore[arg-type]
+        if kind == "events":
+            items = recorded(items, collector, unit_of(format))  # type: ignore[arg-type,assignment]
+        for item in items:
+            collector.items.append(item)
+            if len(collector.items) >= CHUNK_LINES:
+                out.write(collector.frame(kind))
+        if collector.pending():
+            out.write(collector.frame(kind))
     except Exception as e:  # noqa: BLE001 - every error goes to the caller, which raises it
-        if collector.lines or collector.rejections:
-            out.write(collector.frame())  # what was read before the error is delivered first
+        if collector.pending():
+            out.write(collector.frame(kind))  # what was read before the error is delivered first
         detail = json.dumps({"kind": type(e).__name__, "message": str(e)}).encode()
         out.write(HEADER.pack(ERROR, len(detail)) + detail)
     out.write(HEADER.pack(END, 0))

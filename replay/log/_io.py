@@ -9,14 +9,12 @@ never held back by bad ones.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 
 from eventstore import RecordedEvent
 
-from ._ahead import good_lines
-from ._parse import EMPTY_METADATA, ImportReport, PendingLine, Tally, open_log
-from ._read import unit_of
+from ._ahead import recorded_events
+from ._parse import ImportReport, Tally, open_log
 from ._reject import Rejection
 
 
@@ -61,36 +59,8 @@ class LogReader(Iterator[RecordedEvent]):
 
     def _generate(self) -> Iterator[RecordedEvent]:
         tally = self._tally
-        seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
-        revisions: dict[str, int] = {}
         with tally.quarantine:
-            for item in good_lines(tally.source, self._mapping, self._format, tally, self._read_ahead):
-                event = item.log_event.event
-                stream = event.stream or ""
-                if not self._first_sighting(seen, event.id, stream, item):  # type: ignore[arg-type]
-                    continue
-                revision = revisions[stream] = revisions.get(stream, -1) + 1
-                recorded_at = event.recorded_at  # stamped by _parse
-                tally.imported += 1
-                yield RecordedEvent(
-                    event.id, stream, revision, tally.imported, recorded_at,  # type: ignore[arg-type]
-                    recorded_at if event.occurred_at is None else event.occurred_at,
-                    event.type, event.data, event.metadata or EMPTY_METADATA,  # type: ignore[arg-type]
-                )
-
-    def _first_sighting(self, seen: dict[int, str], event_id: uuid.UUID, stream: str, item: PendingLine) -> bool:
-        earlier = seen.get(event_id.int)
-        if earlier is None:
-            seen[event_id.int] = stream
-            return True
-        if earlier == stream:
-            self._tally.present += 1
-            return False
-        self._tally.reject(Rejection(
-            str(self._tally.source), item.where, unit_of(self._format),
-            f"id {event_id} is already used by an event in stream {earlier!r}", item.raw,
-        ))
-        return False
+            yield from recorded_events(tally.source, self._mapping, self._format, tally, self._read_ahead)
 
 
 def read_log(

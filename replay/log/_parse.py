@@ -14,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from eventstore import DuplicateIdConflict, InvalidEvent, InvalidPayload, Metadata
+from eventstore import DuplicateIdConflict, InvalidEvent, InvalidPayload, Metadata, RecordedEvent
 
 from ._mapping import LogError, LogMapping, load_mapping
 from ._read import detect_format, read_lines, unit_of
@@ -113,6 +113,40 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
                 yield PendingLine(log_event, line.where, line.raw)
                 continue
         tally.reject(Rejection(source, line.where, unit, reason or "unreadable", line.raw))
+
+
+def recorded(lines: Iterator[PendingLine], tally: Tally, unit: str) -> Iterator[RecordedEvent]:
+    """The events a store would hold after importing ``lines``, in file order (``read_log``'s events).
+
+    Positions are 1-based in file order and revisions 0-based per stream. A
+    repeated id in the same stream is skipped (``tally.present``), as the
+    store would dedupe it; in another stream it is rejected. Memory grows
+    with the number of distinct ids and streams, not with the events' size.
+    """
+    seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
+    revisions: dict[str, int] = {}
+    source = str(tally.source)
+    for item in lines:
+        event = item.log_event.event
+        stream = event.stream or ""
+        key = event.id.int  # type: ignore[union-attr]
+        earlier = seen.get(key)
+        if earlier is not None:
+            if earlier == stream:
+                tally.present += 1
+            else:
+                reason = f"id {event.id} is already used by an event in stream {earlier!r}"
+                tally.reject(Rejection(source, item.where, unit, reason, item.raw))
+            continue
+        seen[key] = stream
+        revision = revisions[stream] = revisions.get(stream, -1) + 1
+        recorded_at = event.recorded_at  # stamped by parse_lines
+        tally.imported += 1
+        yield RecordedEvent(
+            event.id, stream, revision, tally.imported, recorded_at,  # type: ignore[arg-type]
+            recorded_at if event.occurred_at is None else event.occurred_at,
+            event.type, event.data, event.metadata or EMPTY_METADATA,  # type: ignore[arg-type]
+        )
 
 
 def open_log(
