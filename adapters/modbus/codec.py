@@ -6,6 +6,7 @@ frames) and the simulator (encoding what it serves).
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
@@ -84,46 +85,72 @@ def _compile(block: Block) -> tuple[struct.Struct | None, list[tuple]]:
     return struct.Struct(fmt), [regs[i] for i in order]
 
 
-_COMPILED: dict[int, tuple[Block, struct.Struct | None, list[tuple]]] = {}
+def _checks(reg: Register) -> tuple:
+    """What decoding ``reg`` needs per value, worked out once: name, scale and offset (None
+    when the raw value stands), and the valid range with open ends as infinities."""
+    plain = reg.scale == 1.0 and reg.offset == 0.0
+    lo = -math.inf if reg.min is None else reg.min
+    hi = math.inf if reg.max is None else reg.max
+    return reg.name, None if plain else reg.scale, reg.offset, lo, hi, reg
+
+
+class _Compiled:
+    """How to decode one block: the whole-block struct (or None) and per-register parts."""
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        self.whole, self.regs = _compile(block)
+        self.checks = [_checks(reg) for _, _, _, _, reg in self.regs]
+        self.words = struct.Struct(f">{block.count}H") if self.whole is not None else None
+
+
+_COMPILED: dict[int, _Compiled] = {}
 _WORDS = {n: struct.Struct(f">{n}H") for n in (1, 2, 4)}
-_BLOCK_WORDS: dict[int, struct.Struct] = {}
 
 
 def decode_block(block: Block, items: list[int]) -> tuple[dict[str, Any], dict[str, str]]:
     """Named values of a block read as ``items`` (words or bits), and those out of range."""
-    cached = _COMPILED.get(id(block))
-    if cached is None or cached[0] is not block:
-        cached = _COMPILED[id(block)] = (block, *_compile(block))
-    _, whole, regs = cached
-    if whole is not None and len(items) == block.count:
-        packer = _BLOCK_WORDS.get(block.count)
-        if packer is None:
-            packer = _BLOCK_WORDS[block.count] = struct.Struct(f">{block.count}H")
-        raw = whole.unpack(packer.pack(*items))
-    else:
-        raw = None
+    compiled = _COMPILED.get(id(block))
+    if compiled is None or compiled.block is not block:
+        compiled = _COMPILED[id(block)] = _Compiled(block)
+    if compiled.whole is not None and len(items) == block.count:
+        return _decode_whole(compiled.whole.unpack(compiled.words.pack(*items)), compiled.checks)
     values: dict[str, Any] = {}
     invalid: dict[str, str] = {}
-    for i, (name, start, count, fast, reg) in enumerate(regs):
-        if raw is not None:
-            value = raw[i]
-        elif fast is not None:
+    for name, start, count, fast, reg in compiled.regs:
+        if fast is not None:
             value = fast.unpack(_WORDS[count].pack(*items[start:start + count]))[0]
+            if reg.scale != 1.0 or reg.offset != 0.0:
+                value = value * reg.scale + reg.offset
         else:
-            values[name] = value = decode_value(items[start:start + count], reg)
-            if isinstance(value, float):
-                values[name] = value = round(value, 9)
-            if not reg.in_range(value):
-                invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
-            continue
-        if reg.scale != 1.0 or reg.offset != 0.0:
-            value = value * reg.scale + reg.offset
+            value = decode_value(items[start:start + count], reg)
         if type(value) is float:
             value = round(value, 9)
         values[name] = value
-        if (reg.min is not None or reg.max is not None or type(value) is float) and not reg.in_range(value):
+        if not reg.in_range(value):
             invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
     return values, invalid
+
+
+def _decode_whole(raw: tuple, checks: list[tuple]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Named values and those out of range from one unpack of the block (the hot path: one
+    comparison chain per value, no method calls)."""
+    values: dict[str, Any] = {}
+    invalid: dict[str, str] = {}
+    for value, (name, scale, offset, lo, hi, reg) in zip(raw, checks, strict=True):
+        if scale is not None:
+            value = value * scale + offset
+        if type(value) is float:
+            value = round(value, 9)
+            if not lo <= value <= hi or value in _INFINITIES:  # NaN fails the comparisons
+                invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
+        elif not lo <= value <= hi:
+            invalid[name] = f"{value!r} outside {reg.min}..{reg.max}"
+        values[name] = value
+    return values, invalid
+
+
+_INFINITIES = (math.inf, -math.inf)
 
 
 # -- frames ----------------------------------------------------------------------

@@ -30,7 +30,11 @@ class Ingest:
                  max_batch: int = 1000) -> None:
         self.session = session or f"{time.time_ns():x}"
         self.recorder = Recorder(store, stream, flush_every=flush_every, max_batch=max_batch)
-        self.pollers = {d.name: DevicePoller(d, self.recorder, self.session, seed=seed) for d in devices}
+        # Each device's first round is due at its own fraction of its interval: n devices at
+        # the same interval poll evenly spread instead of all at once (bursts make rounds late).
+        self.pollers = {d.name: DevicePoller(d, self.recorder, self.session, seed=seed,
+                                             phase=i / len(devices) * d.interval)
+                        for i, d in enumerate(devices)}
         self.stopping = asyncio.Event()
         self.extra_status: list[Callable[[], str]] = []  # e.g. a live controller's doses
         self._tasks: list[asyncio.Task] = []

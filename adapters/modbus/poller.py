@@ -5,8 +5,9 @@ trouble never stalls another. The poller owns the connection: pymodbus's own
 reconnect is off (a failed first ``connect()`` never retries by itself), and
 after a failed connect the poller waits a capped exponential backoff with
 jitter drawn from a seeded ``random.Random``. No read waits past its bound
-(``timeout x (retries + 1)`` plus a small margin); a connection that closes
-mid-read ends the read at once. Raw ADUs are captured with pymodbus's
+(pymodbus waits ``timeout`` for each of ``retries + 1`` attempts); a connection
+that closes mid-read ends the read at once. Devices polled at the same interval
+start at evenly spread phases of it, so their rounds do not all fall due together. Raw ADUs are captured with pymodbus's
 ``trace_packet`` hook, so a fault keeps every byte that arrived, and a bad
 frame is classified (truncated, reset, garbage, bad length, bad CRC, wrong
 transaction or unit id) by ``codec.classify``. After a framing fault the
@@ -40,6 +41,7 @@ from .devices import Block, Device, Register
 from .recorder import Recorder
 
 _MARGIN_S = 0.05
+_READS = {1: "read_coils", 2: "read_discrete_inputs", 3: "read_holding_registers", 4: "read_input_registers"}
 # After these the byte stream cannot be trusted (a late or partial answer may still come):
 # the connection is dropped and made again. Only an exception response keeps it.
 _RESYNC = frozenset({"timeout", "truncated", "reset", "garbage", "bad_length", "bad_crc",
@@ -111,8 +113,10 @@ class _Exchange:
 class DevicePoller:
     """Polls one device until stopped; also carries out writes with read-back."""
 
-    def __init__(self, device: Device, recorder: Recorder, session: str, *, seed: int = 0) -> None:
+    def __init__(self, device: Device, recorder: Recorder, session: str, *, seed: int = 0,
+                 phase: float = 0.0) -> None:
         self.device = device
+        self.phase = phase  # seconds after the start that the first round is due
         self.recorder = recorder
         self.session = session
         self.stats = DeviceStats()
@@ -125,6 +129,7 @@ class DevicePoller:
         self._lost = False
         self._generation = 0
         self._lock = asyncio.Lock()
+        # The longest one request can take: pymodbus's timeout for each attempt, plus a margin.
         self.bound = device.timeout * (device.retries + 1) + _MARGIN_S
 
     # -- connection ---------------------------------------------------------------
@@ -193,7 +198,8 @@ class DevicePoller:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every block each interval until ``stop`` is set; reconnect with backoff."""
         loop = asyncio.get_running_loop()
-        due = loop.time()
+        due = loop.time() + self.phase
+        await _wait(stop, self.phase)
         while not stop.is_set():
             async with self._lock:  # a write holds it too: one exchange at a time per device
                 up = self.connected or await self.connect()
@@ -214,11 +220,9 @@ class DevicePoller:
 
     async def read(self, block: Block) -> bool:
         """Read one block; record a frame or a fault. False when the connection was dropped."""
-        fn = {1: "read_coils", 2: "read_discrete_inputs", 3: "read_holding_registers",
-              4: "read_input_registers"}[block.function]
-        client, unit = self._client, self.device.unit
+        call, unit = getattr(self._client, _READS[block.function]), self.device.unit
         response, latency, failure = await self._exchange(
-            lambda: getattr(client, fn)(block.address, count=block.count, device_id=unit), block.function)
+            lambda: call(block.address, count=block.count, device_id=unit), block.function)
         if failure is not None:
             return self._after_failure(failure, block.function, block.address, latency)
         if response.isError():
@@ -231,16 +235,16 @@ class DevicePoller:
         return True
 
     async def _exchange(self, make: Any, function: int) -> tuple[Any, int, tuple[str, str] | None]:
-        """Run one request with its bound; returns (response, latency ns, (kind, detail) or None).
+        """Run one request; returns (response, latency ns, (kind, detail) or None).
 
-        No extra task per request: ``asyncio.timeout`` bounds the wait, and a connection
-        lost mid-read fails pymodbus's pending response at once (see ``_on_connect``).
+        No timer or task of ours per request: pymodbus bounds each attempt with
+        ``asyncio.wait_for(timeout)`` (so a request ends within ``timeout x (retries + 1)``),
+        and a connection lost mid-read fails its pending response at once (``_on_connect``).
         """
         self._io.start()
         started = time.perf_counter_ns()
         try:
-            async with asyncio.timeout(self.bound):
-                response = await make()
+            response = await make()
         except Exception as e:  # ModbusIOException, ConnectionException, TimeoutError, _Lost
             response = None
             if not self._io.rx and not self._io.tx and not self._lost:
@@ -277,11 +281,13 @@ class DevicePoller:
         self.sequence += 1
         return self.sequence
 
+    def _frame_stored(self) -> None:
+        self.stats.exchanges += 1
+
     def _store(self, payload: Any, received: int, occurred: int | None = None) -> None:
         stats = self.stats
         if isinstance(payload, ModbusFrame):
-            def stored() -> None:
-                stats.exchanges += 1
+            stored = self._frame_stored
         elif isinstance(payload, ModbusFault):
             kind = payload.kind
 

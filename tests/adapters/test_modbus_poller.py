@@ -217,3 +217,16 @@ def test_device_port_with_nothing_listening_is_refused_not_hung():
     s = asyncio.run(record(devs, None, lambda s: len(s.events) >= 3, simulate=False))
     assert set(s.fault_kinds()) == {"refused"}
     assert all(f.latency_ns < 200_000_000 for f in s.of("ModbusFault"))
+
+
+def test_devices_at_one_interval_start_at_spread_phases():
+    """Four devices polled every 0.2 s are due at 0, 50, 100 and 150 ms of each interval (not all
+    at once), and each keeps its own schedule: frames of one device come an interval apart."""
+    devs = devices(*(device_toml(f"tank{i}", interval=0.2) for i in range(4)))
+    run = Ingest(devs, open_store("memory://"))
+    assert [p.phase for p in run.pollers.values()] == pytest.approx([0.0, 0.05, 0.1, 0.15])
+
+    s = asyncio.run(record(devs, None, lambda s: all(len([f for f in s.of("ModbusFrame", f"tank{i}")
+                                                         if f.function == 4]) >= 3 for i in range(4))))
+    first = [min(f.received_at for f in s.of("ModbusFrame", f"tank{i}")) for i in range(4)]
+    assert first[3] - first[0] >= 0.075e9  # 150 ms apart when due; all at once without phases
