@@ -25,18 +25,66 @@ from __future__ import annotations
 
 from typing import Any
 
-from bacpypes3.basetypes import PriorityValue
+from bacpypes3.basetypes import OptionalUnsigned, PriorityArray, PriorityValue
 from bacpypes3.errors import DecodingError, PropertyError, RejectException
-from bacpypes3.local.cmd import Commandable, PriorityArray
 from bacpypes3.primitivedata import Null
 
 MINIMUM_ON_OFF_PRIORITY = 6
 """Reserved by the standard for minimum on/off time; the event server runs none."""
 
 
+class Commanded:
+    """Mixin of a served output or value: its priority array is the registry's ``commands``.
+
+    ``priority-array``, ``relinquish-default`` and ``current-command-priority``
+    are read from what the server last set (``_commands``, ``_relinquish``);
+    bacpypes3 keeps no command state of its own, so nothing is changed behind
+    the store's back, and an object costs a reference, not 16 slot objects.
+    """
+
+    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
+    _commands: dict[int, Any] = {}
+    _relinquish: Any = None
+
+    @property
+    def priorityArray(self) -> Any:  # noqa: N802 - the BACnet property name
+        """The 16 slots: the value written at each priority, or null."""
+        return PriorityArray([PriorityValue(null=()) if self._commands.get(slot) is None
+                              else priority_value(self, self._commands[slot])
+                              for slot in range(1, 17)])
+
+    @priorityArray.setter
+    def priorityArray(self, value: Any) -> None:  # noqa: N802
+        """bacpypes3 may set it while building the object; the commands win."""
+
+    @property
+    def relinquishDefault(self) -> Any:  # noqa: N802
+        """The recorded present value: what the object is when nothing commands it."""
+        if self._relinquish is None:
+            return None
+        value_type = self.get_property_type("relinquishDefault")
+        return value_type(value_type.cast(self._relinquish))
+
+    @relinquishDefault.setter
+    def relinquishDefault(self, value: Any) -> None:  # noqa: N802
+        """bacpypes3 may set it while building the object; the recording wins."""
+
+    @property
+    def currentCommandPriority(self) -> OptionalUnsigned:  # noqa: N802
+        """The priority in control, or null when the relinquish default is."""
+        if not self._commands:
+            return OptionalUnsigned(null=())
+        return OptionalUnsigned(unsigned=min(self._commands))
+
+
 def is_commandable(served: Any) -> bool:
     """Whether a served object has a priority array (outputs and values)."""
-    return isinstance(served, Commandable)
+    return isinstance(served, Commanded)
+
+
+def effective_value(commands: dict[int, Any], relinquish_default: Any) -> Any:
+    """The value at the highest priority (lowest number) written, else the relinquish default."""
+    return commands[min(commands)] if commands else relinquish_default
 
 
 def checked_command(served: Any, prop: str, array_index: int | None, priority: int | None,
@@ -83,15 +131,6 @@ def plain_value(served: Any, encoded: Any) -> float | int | bool | None:
 def priority_value(served: Any, value: Any) -> PriorityValue:
     """A registry value as a priority-array slot of the served object's type."""
     value_type = served.get_property_type("presentValue")
+    if str(served.objectIdentifier[0]).startswith("binary"):
+        value = "active" if value else "inactive"
     return PriorityValue(value_type(value_type.cast(value)))
-
-
-def apply_commands(served: Any, relinquish_default: Any, commands: dict[int, Any] | None) -> None:
-    """Set the relinquish default and (unless None) the whole priority array, then the
-    present value from them, once."""
-    served.relinquishDefault = relinquish_default
-    if commands is not None:
-        served.priorityArray = PriorityArray(
-            [PriorityValue(null=()) if commands.get(slot) is None
-             else priority_value(served, commands[slot]) for slot in range(1, 17)], obj=served)
-    served.recalculating()

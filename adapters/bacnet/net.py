@@ -19,17 +19,16 @@ from bacpypes3.app import Application
 from bacpypes3.basetypes import EngineeringUnits
 from bacpypes3.errors import AbortException as _AbortException
 from bacpypes3.errors import ExecutionError, RejectException
-from bacpypes3.local.analog import AnalogInputObject, AnalogOutputObject, AnalogValueObjectCmd
-from bacpypes3.local.binary import BinaryInputObject, BinaryOutputObject, BinaryValueObject
-from bacpypes3.local.cmd import Commandable
-from bacpypes3.local.cov import GenericCriteria
+from bacpypes3.local.analog import AnalogInputObject, AnalogValueObject
+from bacpypes3.local.binary import BinaryInputObject, BinaryValueObject
+from bacpypes3.local.cov import COVIncrementCriteria, GenericCriteria
 from bacpypes3.local.device import DeviceObject
-from bacpypes3.local.multistate import (
-    MultiStateInputObject,
-    MultiStateOutputObject,
-    MultiStateValueObject,
-)
+from bacpypes3.local.multistate import MultiStateInputObject, MultiStateValueObject
 from bacpypes3.local.networkport import NetworkPortObject
+from bacpypes3.local.object import Object
+from bacpypes3.object import AnalogOutputObject as AnalogOutputType
+from bacpypes3.object import BinaryOutputObject as BinaryOutputType
+from bacpypes3.object import MultiStateOutputObject as MultiStateOutputType
 
 BACNET_ERRORS = (ErrorRejectAbortNack, ExecutionError, RejectException, _AbortException)
 """What a bacpypes3 request can raise besides ``Exception`` (they derive from BaseException)."""
@@ -65,43 +64,42 @@ class MultiStateValue(MultiStateValueObject):
     _required = ("presentValue", "statusFlags", "eventState", "outOfService", "numberOfStates")
 
 
-class MultiStateOutput(MultiStateOutputObject):
-    """bacpypes3's multi-state output with plain change detection."""
+class AnalogOutput(Object, AnalogOutputType):
+    """An analog output without bacpypes3's in-memory command logic (the server's is the store)."""
+
+    _cov_criteria = COVIncrementCriteria
+    _required = ("presentValue", "statusFlags", "covIncrement")
+
+
+class BinaryOutput(Object, BinaryOutputType):
+    """A binary output without bacpypes3's in-memory command logic."""
 
     _cov_criteria = GenericCriteria
+    _required = ("presentValue", "statusFlags", "eventState", "outOfService", "polarity")
 
 
-class CommandableBinaryValue(Commandable, BinaryValueObject):
-    """A binary value with a priority array (bacpypes3's ``BinaryValueObjectCmd`` is not local)."""
+class MultiStateOutput(Object, MultiStateOutputType):
+    """A multi-state output without bacpypes3's in-memory command logic; plain change detection."""
 
-    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
-
-
-class CommandableMultiStateValue(Commandable, MultiStateValue):
-    """A multi-state value with a priority array and plain change detection."""
-
-    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
-
-
-class CommandableAnalogValue(AnalogValueObjectCmd):
-    """bacpypes3's commandable analog value, relinquish default required."""
-
-    _required = ("priorityArray", "relinquishDefault", "currentCommandPriority")
+    _cov_criteria = GenericCriteria
+    _required = ("presentValue", "statusFlags", "eventState", "outOfService", "numberOfStates")
 
 
 CLASSES: dict[str, type] = {
     "analog-input": AnalogInputObject,
-    "analog-output": AnalogOutputObject,
-    "analog-value": CommandableAnalogValue,
+    "analog-output": AnalogOutput,
+    "analog-value": AnalogValueObject,
     "binary-input": BinaryInputObject,
-    "binary-output": BinaryOutputObject,
-    "binary-value": CommandableBinaryValue,
+    "binary-output": BinaryOutput,
+    "binary-value": BinaryValueObject,
     "multi-state-input": MultiStateInput,
     "multi-state-output": MultiStateOutput,
-    "multi-state-value": CommandableMultiStateValue,
+    "multi-state-value": MultiStateValue,
 }
-"""bacpypes3 classes the event server materializes, by object type (outputs and values
-are commandable: a priority array and a relinquish default)."""
+"""bacpypes3 classes the event server materializes, by object type (it adds the priority
+array of outputs and values: ``commands.Commanded``)."""
+INPUTS = frozenset(t for t in CLASSES if t.endswith("-input"))
+"""Object types whose value only the device sets (no priority array, no writes)."""
 
 
 def free_port() -> int:

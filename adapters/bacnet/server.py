@@ -45,7 +45,6 @@ from bacpypes3.basetypes import LogRecord, LogRecordLogDatum, ResultFlags, Statu
 from bacpypes3.constructeddata import Any as AnyValue
 from bacpypes3.constructeddata import SequenceOf
 from bacpypes3.errors import ExecutionError, PropertyError, UnrecognizedService
-from bacpypes3.local.cmd import Commandable
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
 from bacpypes3.service.cov import Subscription as CovSubscription
@@ -68,9 +67,17 @@ from projections.payloads.bacnet import (
     BacnetWriteCommand,
 )
 
-from .commands import apply_commands, checked_command, is_commandable
+from .commands import Commanded, checked_command, effective_value, is_commandable
 from .covproperty import PropertyCovs
-from .net import BACNET_ERRORS, CLASSES, datetime_to_ns, make_app, ns_to_datetime, units_value
+from .net import (
+    BACNET_ERRORS,
+    CLASSES,
+    INPUTS,
+    datetime_to_ns,
+    make_app,
+    ns_to_datetime,
+    units_value,
+)
 from .wakeup import PromptFollow
 
 log = logging.getLogger("unbroken.bacnet.server")
@@ -208,9 +215,11 @@ class _RecordedFlags:
         """bacpypes3 sets it while building the object; the recorded flags win."""
 
 
-SERVED = {t: type(f"Served{cls.__name__}", (_RecordedFlags, cls), {})
+SERVED = {t: type(f"Served{cls.__name__}",
+                  (_RecordedFlags, cls) if t in INPUTS else (_RecordedFlags, Commanded, cls), {})
           for t, cls in CLASSES.items()}
-"""The classes served: bacpypes3's, with the recorded status flags."""
+"""The classes served: bacpypes3's, with the recorded status flags, and for outputs and
+values the priority array of the commands written through the server."""
 
 
 class EventServerApp(Application):
@@ -550,8 +559,6 @@ class EventServer:
             kwargs["numberOfStates"] = max(len(states), int(obj.present_value or 1), 1)
             if states:
                 kwargs["stateText"] = list(states)
-        if issubclass(cls, Commandable):
-            kwargs["relinquishDefault"] = kwargs["presentValue"]
         try:
             served = cls(**kwargs)
             self.app.add_object(served)
@@ -595,28 +602,21 @@ class EventServer:
 
     @staticmethod
     def _set_present_value(served: Any, obj: Any, last: dict[str, Any]) -> bool:
-        """Set the present value (of a commandable object: the relinquish default and the
-        priority array it follows); True when the served present value changed."""
+        """Set the present value (of an output or value: the command at the highest priority,
+        else the recorded value as relinquish default); True when it changed."""
         if obj.present_value is None and not obj.commands:
             return False
-        recorded = pv_for(obj.object_type, obj.present_value if obj.present_value is not None
-                          else 0)
-        if not is_commandable(served):
-            if last.get("presentValue", _UNSET) == recorded:
-                return False
-            last["presentValue"] = served.presentValue = recorded
-            return True
-        commands = tuple(sorted(obj.commands.items()))
-        if last.get("relinquishDefault", _UNSET) == recorded and last.get("commands") == commands:
+        recorded = obj.present_value if obj.present_value is not None else 0
+        value = recorded
+        if is_commandable(served):
+            served._relinquish = pv_for(obj.object_type, recorded)
+            served._commands = obj.commands  # the registry replaces it on change, never edits it
+            value = effective_value(obj.commands, recorded)
+        value = pv_for(obj.object_type, value)
+        if last.get("presentValue", _UNSET) == value:
             return False
-        array_changed = last.get("commands", ()) != commands  # a new array has all slots null
-        last["relinquishDefault"], last["commands"] = recorded, commands
-        apply_commands(served, recorded, obj.commands if array_changed else None)
-        effective = (pv_for(obj.object_type, obj.commands[min(obj.commands)]) if obj.commands
-                     else recorded)
-        changed = last.get("presentValue", _UNSET) != effective
-        last["presentValue"] = effective
-        return changed
+        last["presentValue"] = served.presentValue = value
+        return True
 
     def _drop(self, oid: tuple[str, int], device_id: int) -> None:
         if self._owners.get(oid) != device_id or self.app is None:
