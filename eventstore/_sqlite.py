@@ -40,11 +40,13 @@ PAGE_SIZE: Final = 4096
 # each insert lands on its own page of the id index; with the index's hot pages cached, an append
 # stops re-reading them from the OS (1.3x on a 200k-event import, bench_import). Filled only as used.
 WRITER_CACHE_KB: Final = 64 * 1024
-# WAL pages before the writer folds the WAL back into the file (SQLite's default is 1,000). An import
-# into a large store dirties ~1,000 random index pages per transaction, so at the default every commit
-# was followed by a checkpoint writing them all again; with more room, a page dirtied by several
-# commits is written back once (1.2x on a 300k-line import). The WAL file is cut back to this size.
-WAL_AUTOCHECKPOINT_PAGES: Final = 16_000
+# WAL pages before the writer folds the WAL back into the file: SQLite's default. 16,000 made
+# 1,000-line imports 1.2x faster (a page dirtied by several commits was written back once), but small
+# commits 1.3-1.6x slower while the WAL file grew (raw sqlite3, batches of 1 and 10: the file's growth
+# costs each fsync); imports now commit 50,000 lines at a time, each transaction over the limit
+# either way (1M lines, raw: 9.5 CPU-s at 1,000 pages, 9.6 at 16,000).
+WAL_AUTOCHECKPOINT_PAGES: Final = 1_000
+WAL_KEEP_BYTES: Final = 64 << 20  # the WAL file is cut back to this size after a big transaction
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS streams (
@@ -92,7 +94,7 @@ def connect(
         if writer:
             conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KB}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_KEEP_BYTES}")
         else:
             conn.execute("PRAGMA query_only = 1")
         return conn
