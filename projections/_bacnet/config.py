@@ -15,8 +15,9 @@ class BacnetRegistryConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
       recently is evicted whole (counted in ``state.evicted``).
     - ``history_budget`` (262144): history entries kept over all objects; past it the
       oldest entry of the object updated least recently is dropped first, so busy
-      objects keep their history. About 110 bytes an entry, so the default fits a
-      32 MB budget (measured by tests/bench/bench_bacnet.py).
+      objects keep their history. About 150 bytes an entry resident, so the default
+      is about 40 MB, inside BN-004's 64 MB history budget (measured by
+      ``tests/bench/bench_bacnet.py --full-history-only``).
     """
 
     history_limit: int = 64

@@ -13,6 +13,9 @@ Run: .venv/bin/python tests/bench/bench_bacnet.py [--quick]
 3. Store-to-COV-notification latency: a client subscribed to 20 objects; another
    process appends; time from append return to notification.
 4. Memory with 1,000 and 2,000 objects (history 64 per object).
+5. BN-004 with full histories: 2,000 objects, each with 64 values stored before the
+   server starts; the server folds them all on start; its resident memory after.
+   ``--full-history-only`` runs just this phase.
 """
 
 from __future__ import annotations
@@ -201,7 +204,39 @@ async def memory(count: int) -> dict:
     return await server_run(count, 100, 10, 10)
 
 
-async def main(quick: bool) -> None:
+async def full_history_memory(count: int, history: int = 64) -> dict:
+    """Resident memory of the server with ``count`` objects, each with ``history`` values."""
+    from adapters.bacnet.workload import DEVICE, definition, value_for
+    from eventstore import NewEvent, open_store
+    from projections.payloads.bacnet import BacnetValueUpdate
+
+    tmp = Path(tempfile.mkdtemp())
+    uri = f"embedded://{tmp}/events.db"
+    rng = random.Random(4)
+    objects = objects_of(count)
+    with open_store(uri) as store:
+        store.append("bacnet", [NewEvent.of(definition(t, i)) for t, i in objects])
+        for _ in range(history):
+            store.append("bacnet", [NewEvent.of(BacnetValueUpdate(
+                device_id=DEVICE, object_type=t, instance=i, value=value_for(t, rng)))
+                for t, i in objects])
+    stop = tmp / "stop"
+    started = time.monotonic()
+    server = start_server(uri, f"127.0.0.1:{free_port()}", 5, stop)  # ready = folded
+    ready_s = time.monotonic() - started
+    result = json.loads(server.stdout.read().strip().splitlines()[-1])
+    server.wait()
+    result["ready_s"] = ready_s
+    return result
+
+
+async def main(quick: bool, full_history_only: bool = False) -> None:
+    if full_history_only:
+        f = await full_history_memory(2000)
+        print(f"2000 objects, full history (64 each) folded on start: rss {f['rss_mb']:.1f} MB "
+              f"(peak {f['rss_peak_mb']:.1f}), history entries {f['history_entries']}, "
+              f"ready after {f['ready_s']:.1f} s")
+        return
     seconds = 8 if quick else 30
     print(f"bench_bacnet {'--quick ' if quick else ''}{time.strftime('%Y-%m-%d %H:%M')}")
     base = await baseline(1000, seconds, 50)
@@ -221,10 +256,13 @@ async def main(quick: bool) -> None:
     m = await memory(2000)
     print(f"2000 objects, history 64: rss {m['rss_mb']:.1f} MB (peak {m['rss_peak_mb']:.1f}), "
           f"history entries {m['history_entries']}")
+    await main(quick, full_history_only=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--full-history-only", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.full_history_only))
 
