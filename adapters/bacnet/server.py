@@ -291,6 +291,12 @@ class EventServerApp(Application):
         """Not offered: bacpypes3's would write objects behind the store's back."""
         raise UnrecognizedService("WritePropertyMultiple: write one property at a time")
 
+    def get_services_supported(self) -> Any:
+        """bacpypes3's list (from the ``do_`` methods) without WritePropertyMultiple."""
+        supported = super().get_services_supported()
+        supported[supported.writePropertyMultiple] = 0
+        return supported
+
     async def do_SubscribeCOVPropertyRequest(self, apdu: Any) -> None:  # noqa: N802
         """SubscribeCOVProperty: create, renew or cancel; acknowledge; keep it as an event."""
         ref = apdu.monitoredPropertyIdentifier

@@ -192,6 +192,10 @@ def test_refused_writes_get_the_proper_bacnet_errors_and_store_nothing(uri):
             with pytest.raises(BACNET_ERRORS) as err:
                 await app.request(request)
             assert str(err.value.apduAbortRejectReason) == "unrecognized-service"
+            services = await read(app, address, "device,599", "protocol-services-supported")
+            assert [services[getattr(services, name)] for name in (
+                "writePropertyMultiple", "writeProperty", "subscribeCOVProperty", "readRange",
+                "subscribeCOV")] == [0, 1, 1, 1, 1]
             assert commands_stored(uri) == []
             assert await read(app, address, "analog-output,10", "present-value") == 40.0
             assert await read(app, address, "analog-input,14", "present-value") == 21.0
