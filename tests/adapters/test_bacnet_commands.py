@@ -203,3 +203,41 @@ def test_refused_writes_get_the_proper_bacnet_errors_and_store_nothing(uri):
             app.close()
             await server.stop()
     run(main())
+
+
+def test_a_write_the_store_cannot_take_is_not_acknowledged(uri, tmp_path):
+    """Another process holds the database's write lock: the write fails, nothing is kept."""
+    import subprocess
+    import sys
+
+    db = uri.removeprefix("embedded://")
+    code = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()")
+
+    async def main():
+        address = f"127.0.0.1:{free_port()}"
+        server = EventServer(uri, address=address, device_id=599,
+                             store_factory=lambda u: open_store(u, busy_timeout_ms=300))
+        await server.start()
+        app = client()
+        a, ao = Address(address), ObjectIdentifier("analog-output,10")
+        holder = subprocess.Popen([sys.executable, "-c", code, db], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            with pytest.raises(BACNET_ERRORS) as err:
+                await app.write_property(a, ao, "present-value", 75.0, priority=8)
+            assert (str(err.value.errorClass), str(err.value.errorCode)) == (
+                "device", "operational-problem")
+            holder.communicate("")
+            assert await read(app, address, "analog-output,10", "present-value") == 40.0
+            await app.write_property(a, ao, "present-value", 75.0, priority=8)  # lock gone
+            assert await read(app, address, "analog-output,10", "present-value") == 75.0
+            assert [c.value for c in commands_stored(uri)] == [75.0]
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+            holder.communicate()
+            app.close()
+            await server.stop()
+    run(main())
