@@ -241,3 +241,26 @@ def test_a_write_the_store_cannot_take_is_not_acknowledged(uri, tmp_path):
             app.close()
             await server.stop()
     run(main())
+
+
+def test_a_subscription_to_one_priority_slot_hears_the_commands_written_there(uri):
+    from .bacnet_support import next_values, subscribe_property
+
+    async def main():
+        server, address = await serving(uri)
+        app = client()
+        a, ao = Address(address), ObjectIdentifier("analog-output,10")
+        try:
+            slot = await subscribe_property(app, address, "analog-output,10", "priority-array",
+                                            41, index=8)
+            assert (await next_values(slot))["priority-array"].null is not None  # empty slot
+            await app.write_property(a, ao, "present-value", 75.0, priority=9)  # another slot
+            await app.write_property(a, ao, "present-value", 60.0, priority=8)
+            assert (await next_values(slot))["priority-array"].real == 60.0
+            await app.write_property(a, ao, "present-value", Null(()), priority=8)
+            assert (await next_values(slot))["priority-array"].null is not None
+            assert await read(app, address, "analog-output,10", "present-value") == 75.0
+        finally:
+            app.close()
+            await server.stop()
+    run(main())
