@@ -268,7 +268,8 @@ async def _serve(args: argparse.Namespace, config: Any) -> int:
         s = server.stats
         return (f"objects {s.objects}, position {server.position}, events {s.events}, "
                 f"requests {sum(s.requests.values())}, lag {s.last_apply_lag_ns / 1e6:.1f} ms, "
-                f"store failures {s.store_failures}")
+                f"store failures {s.store_failures}, commands {s.commands}, "
+                f"property subscriptions {len(server.property_covs)}")
 
     try:
         await _until_stopped(args.duration, args.status_every, status)
@@ -288,6 +289,11 @@ def _metrics(port: int, server: Any) -> Any:
     requests = Gauge("unbroken_bacnet_server_requests", "Requests served since start", ["service"])
     failures = Gauge("unbroken_bacnet_server_store_failures", "Store failures since start")
     lag = Gauge("unbroken_bacnet_server_apply_lag_seconds", "Append-to-served lag of the last event")
+    commands = Gauge("unbroken_bacnet_server_commands", "WriteProperty commands stored since start")
+    property_subs = Gauge("unbroken_bacnet_server_cov_property_subscriptions",
+                          "Live SubscribeCOVProperty subscriptions")
+    unacknowledged = Gauge("unbroken_bacnet_server_cov_notifications_unacknowledged",
+                           "Confirmed SubscribeCOVProperty notifications not acknowledged")
 
     def update() -> None:
         s = server.stats
@@ -296,6 +302,9 @@ def _metrics(port: int, server: Any) -> Any:
         events.set(s.events)
         failures.set(s.store_failures)
         lag.set(s.last_apply_lag_ns / 1e9)
+        commands.set(s.commands)
+        property_subs.set(len(server.property_covs))
+        unacknowledged.set(server.property_covs.failed_notifications)
         for name, count in s.requests.items():
             requests.labels(service=name).set(count)
 
