@@ -169,3 +169,21 @@ def test_without_a_worker_process_the_log_is_read_in_this_one(tmp_path: Path, mo
     monkeypatch.setattr(_ahead, "_start", lambda *args: None)  # as when no process can be started
     fallback, fallback_report = replayed(log, True, tmp_path / "q2.jsonl")
     assert fallback == here and fallback_report.rejected == here_report.rejected > 0  # type: ignore[attr-defined]
+
+
+def test_the_cyclic_collector_is_paused_during_an_import_and_restored_after(tmp_path: Path) -> None:
+    import gc
+
+    log = write_log(tmp_path / "a.jsonl", 300)
+    during: list[bool] = []
+    assert gc.isenabled()
+    with open_store("memory://") as store:
+        import_log(log, store, batch=100, progress=lambda _: during.append(gc.isenabled()))
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            import_log(log, store, batch=100)
+            assert not gc.isenabled()  # a caller that had it off keeps it off
+        finally:
+            gc.enable()
+    assert during and not any(during)
