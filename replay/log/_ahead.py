@@ -24,6 +24,7 @@ exits quietly when the caller goes away (broken pipe).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -249,7 +250,13 @@ def serve(args: dict, out: IO[bytes]) -> None:
 
 
 def main() -> None:
-    """Entry point of the worker process: the arguments are one JSON object in ``argv[1]``."""
+    """Entry point of the worker process: the arguments are one JSON object in ``argv[1]``.
+
+    The cyclic garbage collector is off in this process: what it keeps (a
+    frame's items, the ids seen) holds no reference cycles, and the collector
+    cost 15-30% of its CPU re-scanning them.
+    """
+    gc.disable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         serve(json.loads(sys.argv[1]), sys.stdout.buffer)
