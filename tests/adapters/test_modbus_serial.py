@@ -17,7 +17,7 @@ import pytest
 from adapters.modbus import DeviceFileError, parse_devices, parse_plan
 from adapters.modbus.codec import crc16
 
-from .modbus_support import TANK_REGISTERS, record
+from .modbus_support import TANK_REGISTERS, record, until
 
 SEED = 11
 
@@ -70,6 +70,26 @@ def test_serial_rtu_frames_decode_and_each_injected_fault_is_recorded(tmp_path):
     assert readings and all(0 < f.decoded["ec"] < 10 and f.decoded["level"] > 0 for f in readings)
     last_fault = max(e.position for e in s.events if e.type == "ModbusFault")
     assert sum(1 for e in s.events if e.type == "ModbusFrame" and e.position > last_fault) >= 3
+
+
+def test_writes_on_a_serial_line_are_read_back_and_a_sticking_relay_is_caught(tmp_path):
+    devs = parse_devices(_serial_toml(tmp_path / "tank1.tty"))
+    plan = parse_plan({"seed": SEED, "stick": ["ph_pump"]})
+    results = {}
+
+    async def act(run):
+        poller = run.pollers["tank1"]
+        await until(lambda: poller.connected)
+        results["nutrient"] = await poller.write("nutrient_pump", True, effect_key="dose:s", duration_ms=50)
+        results["ph"] = await poller.write("ph_pump", True)
+
+    s = asyncio.run(record(devs, plan, lambda s: len(s.of("ModbusReadBack")) >= 2, action=act))
+    assert results == {"nutrient": True, "ph": None}
+    assert [a.ok for a in s.of("ModbusWriteResult")] == [True, True]
+    assert [(b.value, b.matches) for b in s.of("ModbusReadBack")] == [(True, True), (False, False)]
+    assert s.fault_kinds() == ["readback"]
+    ack = s.of("ModbusWriteResult")[0]
+    assert ack.request[:2] == bytes([1, 5]) and _crc_ok(ack.request) and _crc_ok(ack.raw)
 
 
 def test_a_serial_port_that_is_not_there_is_refused_with_backoff(tmp_path):
