@@ -59,7 +59,7 @@ def seconds(text: str) -> float:
 def register_ingest(ingest: argparse._SubParsersAction) -> None:
     """Add ``modbus`` under ``unbroken ingest``."""
     p = ingest.add_parser(
-        "modbus", help="poll Modbus TCP devices and record every exchange and fault",
+        "modbus", help="poll Modbus devices (TCP or serial RTU) and record every exchange and fault",
         description="Poll every device of a device file (TOML) and append each exchange and each "
         "failure to the store, in batches, until stopped. Prints a one-line status at an interval.",
         epilog=INGEST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -85,7 +85,7 @@ def register_simulate(simulate: argparse._SubParsersAction) -> None:
     p = simulate.add_parser(
         "modbus", help="serve the devices of a device file from a seeded model",
         description="Serve each device of a device file on its port with a real Modbus TCP "
-        "server: EC and pH drift, the level falls while pumps run, relays can stick, and a "
+        "server (a serial RTU device on a pseudo-terminal, linked at its serial path): EC and pH drift, the level falls while pumps run, relays can stick, and a "
         "misbehaviour plan makes it refuse, go silent, reset, truncate or garble answers.",
         epilog=SIMULATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
