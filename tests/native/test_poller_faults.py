@@ -78,7 +78,9 @@ def test_poller_faults_match_what_the_library_injected(four_nodes, session):
     assert injected["reset", "recv"] >= 3
     assert len(resets) == injected["reset", "recv"] and {p.kind for p in resets} == {"reset"}
     assert all(len(p.raw) == 6 for p in resets)
-    assert frames[reset] in (2 * len(resets), 2 * len(resets) + 2)
+    # the run may stop anywhere in a connection's three rounds (a late round under load skips a
+    # tick and moves where): 0, 1 or 2 whole answers after the last reset
+    assert 2 * len(resets) <= frames[reset] <= 2 * len(resets) + 2, (frames[reset], len(resets))
     # sliced to 3 bytes: every answer arrives whole, in pieces; no fault at all
     assert injected["slice", "recv"] >= 6 * frames[sliced] > 0
     assert not _faults(payloads, sliced)
