@@ -25,16 +25,17 @@ everything queued; each request's outcome is decided on its own, so one
 refused request does not fail the others), which is what keeps throughput up
 despite the lock.
 
-Round trips. The locked path takes four: ``BEGIN`` with the head lock; one
-lookup of the transaction's ids and streams; one statement writing streams,
-events and head; ``COMMIT``. A store also remembers the state after its own
+Round trips. The locked path takes two, pipelined: ``BEGIN``, the head lock
+and one lookup of the transaction's ids and streams; then one statement
+writing streams, events and head, and ``COMMIT``. A store also remembers the state after its own
 last commit (head position and time, its streams' revisions) and encodes the
 next transaction's rows for that state: the server function
 ``append_guessed()`` checks the guess and writes, in one statement and one
 round trip, or writes nothing when another writer has committed meanwhile,
 and the store takes the locked path. A lone writer (or one process's group
-commit) thus pays one round trip per transaction; writers in several
-processes mostly take the locked path.
+commit) thus pays one round trip per transaction. Writers in several
+processes mostly take the locked path: after a guess has missed, a store's
+next ``LOCKED_AFTER_A_MISS`` transactions go straight to it.
 
 Durability: ``synchronous_commit = on`` on every connection; ``append``
 returns after its transaction's commit is flushed. Idempotency by event id is
@@ -96,6 +97,7 @@ from .validation import prepare_batch, prepare_multi
 DEFAULT_SCHEMA: Final = "unbroken"
 SCHEMA_VERSION: Final = 2  # 2 added append_guessed(); a version-1 store is upgraded when opened for writing
 REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessed appends
+LOCKED_AFTER_A_MISS: Final = 16  # transactions that do not guess after a guess missed
 READ_PAGE: Final = 1000  # rows per query
 IDLE_CONNECTIONS: Final = 8  # pooled connections kept open between calls
 CONNECT_TIMEOUT_S: Final = 5
@@ -129,27 +131,27 @@ _TABLES: Final = (
 )
 # An append in one statement (one round trip, its own transaction), for a
 # writer that guessed the state it appends to: the head position and time, the
-# revision of every stream of the transaction (-1: no such stream) and that
-# none of its ids is stored; the rows were encoded for that state. The guess
+# revision of every stream of the transaction (the one before its first row
+# there; -1: no such stream) and that none of its ids (``all_ids``, when not
+# just those of the rows) is stored; the rows were encoded for that state. The guess
 # is checked first without the lock (a sure miss costs no lock), then the head
 # is locked, skipping if another writer holds it (no waiting, no commit to
 # flush for a miss): if the head has not moved, no write has committed since
 # those checks, so they still hold. Returns whether it wrote; a writer whose
-# guess missed takes the locked path (``_BEGIN_AND_LOCK``).
+# guess missed takes the locked path (``_LOCK_HEAD``).
 _APPEND_GUESSED_FUNCTION: Final = """
     CREATE OR REPLACE FUNCTION append_guessed(
-        guess bigint, last bigint, now_ns bigint, channel text,
-        stream_names text[], stream_before bigint[], touched text[], touched_after bigint[],
-        all_ids uuid[], n text[], p bigint[], r bigint[], i uuid[], t text[], b bytea[], c bigint[])
-    RETURNS boolean LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $body$
+        guess bigint, last bigint, now_ns bigint, channel text, all_ids uuid[],
+        n text[], p bigint[], r bigint[], i uuid[], t text[], b bytea[], c bigint[])
+    RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $body$
     DECLARE
         head_position bigint;
     BEGIN
         IF NOT EXISTS (SELECT 1 FROM head h WHERE h.position = guess AND h.recorded_at <= now_ns)
-           OR EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(all_ids))
-           OR EXISTS (SELECT 1 FROM unnest(stream_names, stream_before) AS g(name, revision)
-                      WHERE coalesce((SELECT s.revision FROM streams s WHERE s.name = g.name), -1)
-                            <> g.revision) THEN
+           OR EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(coalesce(all_ids, i)))
+           OR EXISTS (SELECT 1 FROM unnest(n, r) AS u(name, revision) GROUP BY u.name
+                      HAVING coalesce((SELECT s.revision FROM streams s WHERE s.name = u.name), -1)
+                             <> min(u.revision) - 1) THEN
             RETURN false;
         END IF;
         SELECT h.position INTO head_position FROM head h FOR UPDATE SKIP LOCKED;
@@ -157,7 +159,8 @@ _APPEND_GUESSED_FUNCTION: Final = """
             RETURN false;
         END IF;
         WITH s AS (
-            INSERT INTO streams (name, revision) SELECT * FROM unnest(touched, touched_after)
+            INSERT INTO streams (name, revision)
+            SELECT u.name, max(u.revision) FROM unnest(n, r) AS u(name, revision) GROUP BY u.name
             ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
             RETURNING stream_id, name)
         INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
@@ -171,9 +174,8 @@ _UPGRADES: Final = {  # version: the statements that bring it to the next
     1: (_APPEND_GUESSED_FUNCTION, "ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey",
         "UPDATE head SET version = 2"),
 }
-_APPEND_GUESSED: Final = (
-    "SELECT append_guessed(%b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b)")
-_BEGIN_AND_LOCK: Final = "BEGIN; SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
+_APPEND_GUESSED: Final = "SELECT append_guessed(%b, %b, %b, %b, %b::uuid[], %b, %b, %b, %b, %b, %b, %b)"
+_LOCK_HEAD: Final = "SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
 # Stored ids among the transaction's events (id, stream, revision, position),
 # then its streams' revisions (NULL, name, revision, stream_id): one round trip.
 _LOOKUP: Final = """
@@ -236,6 +238,7 @@ class PostgresStore(EventStore):
         self._writer: Any = None
         self._head: tuple[int, int] | None = None  # (position, recorded_at) after this store's last commit
         self._revisions: dict[str, int] = {}  # stream revisions as of this store's commits
+        self._unguessed = 0  # transactions still to take the locked path after a miss
         self._notified = 0
         self._woken = threading.Condition()
         self._listener: threading.Thread | None = None
@@ -272,10 +275,21 @@ class PostgresStore(EventStore):
         return version
 
     # -- connections ----------------------------------------------------------
-    def _connect(self) -> Any:
+    def _connect(self, writer: bool = False) -> Any:
+        """A new autocommit connection to the store's schema, commits flushed.
+
+        The writer's statements (and ``append_guessed``) run with sequential
+        scans off: they look rows up by id and name, and a prepared
+        statement's cached plan, made while the tables were small, would
+        otherwise scan the whole events table on every append for ever. And
+        with JIT off: the penalty that turns scans off makes every plan look
+        costly enough to compile (~100 ms a statement).
+        """
         import psycopg
 
         options = f"-c search_path={self.schema} -c synchronous_commit=on"
+        if writer:
+            options += " -c enable_seqscan=off -c jit=off"
         return psycopg.connect(self._conninfo, autocommit=True, options=options)
 
     @contextlib.contextmanager
@@ -365,9 +379,9 @@ class PostgresStore(EventStore):
                 request.future.set_result(outcome)
 
     def _transaction(self, group: list) -> list:
-        """One round trip when this store's guess of the state holds (``_guessed``), else four."""
+        """One round trip when this store's guess of the state holds (``_guessed``), else two more."""
         if self._writer is None:
-            self._writer = self._connect()
+            self._writer = self._connect(writer=True)
             self._forget()
         multi = isinstance(group[0], _Multi)
         requests = group[0].parts if multi else group
@@ -384,12 +398,15 @@ class PostgresStore(EventStore):
         the guess holds. None when it did not (nothing written), or when the
         outcome depends on more than the guess (a refused request, a retry).
         """
+        if self._unguessed:
+            self._unguessed -= 1
+            return None
         if self._head is None:
             return None
         position, last_time = self._head
-        names = list({request.stream: None for request in requests})
-        before = {name: self._revisions[name] for name in names if name in self._revisions}
-        batch = _Batch(position, max(self._clock(), last_time), {}, dict(before))
+        streams = {request.stream for request in requests}
+        revisions = {name: self._revisions[name] for name in streams if name in self._revisions}
+        batch = _Batch(position, max(self._clock(), last_time), {}, revisions)
         try:
             outcomes = _decide(batch, requests, multi)
         except StoreError:
@@ -397,31 +414,34 @@ class PostgresStore(EventStore):
         if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
             return None
         all_ids = [event.id for request in requests for event, _, _ in request.events]
-        written = conn.execute(_APPEND_GUESSED, (
-            position, batch.position, batch.now, self._channel, names, [before.get(n, -1) for n in names],
-            *batch.stream_columns(), all_ids, *batch.columns)).fetchone()[0]  # fmt: skip
+        if len(all_ids) == batch.rows:  # no retry within the group: the rows' ids are all the ids
+            all_ids = None
+        written = conn.execute(_APPEND_GUESSED, (position, batch.position, batch.now, self._channel,
+                                                 all_ids, *batch.columns)).fetchone()[0]
         if not written:
-            self._head = None
+            self._unguessed = LOCKED_AFTER_A_MISS
             return None
         self._remember(batch)
         return outcomes
 
     def _locked(self, conn: Any, requests: list[_Request], multi: bool) -> list:
-        """Four round trips: BEGIN and lock the head; look up ids and streams; write; COMMIT.
+        """Two round trips, pipelined: (BEGIN, lock the head, look up ids and streams); (write, COMMIT).
 
         The outcomes are decided in Python under the head lock from what the
         lookup read, and one statement writes every stream, event and the
         head. The lookup is a statement of its own, after the lock: its
-        snapshot then holds every commit made before ours.
+        snapshot then holds every commit made before ours. The lock is held
+        for one round trip of this client and the commit: the fewer, the
+        better other processes' appends flow.
         """
         ids = [event.id for request in requests for event, _, _ in request.events]
         names = list({request.stream: None for request in requests})
-        try:
-            head = conn.execute(_BEGIN_AND_LOCK, prepare=False)
-            head.nextset()
+        with conn.pipeline(), conn.transaction():
+            head = conn.execute(_LOCK_HEAD)
+            found = conn.execute(_LOOKUP, (ids, names))
             position, last_time = head.fetchone()
             stored, revisions = {}, {}
-            for event_id, name, revision, position_or_id in conn.execute(_LOOKUP, (ids, names)):
+            for event_id, name, revision, position_or_id in found.fetchall():
                 if event_id is None:
                     revisions[name] = revision
                 else:
@@ -431,10 +451,6 @@ class PostgresStore(EventStore):
             if batch.rows:
                 conn.execute(_WRITE, (*batch.stream_columns(), *batch.columns,
                                       batch.position, batch.now, self._channel))
-            conn.execute("COMMIT")
-        except BaseException:
-            _roll_back(conn)
-            raise
         self._remember(batch)
         return outcomes
 
@@ -683,16 +699,6 @@ def _decide(batch: _Batch, requests: list[_Request], multi: bool) -> list:
     if multi:
         return [batch.add_all(requests)]
     return [batch.add_or_fail(request) for request in requests]
-
-
-def _roll_back(conn: Any) -> None:
-    """End a failed append transaction; a connection that cannot is left broken (and dropped)."""
-    import psycopg
-
-    if conn.closed or conn.broken:
-        return
-    with contextlib.suppress(psycopg.Error):
-        conn.execute("ROLLBACK")
 
 
 def _decode(rows: list) -> list[RecordedEvent]:

@@ -9,16 +9,24 @@ passes, best of N:
            + CRC-32) INSERTed with executemany into a table with the same
            indexes, synchronous_commit on. The bare loop takes no append lock,
            checks no ids or expected versions and assigns positions from the
-           client, so it is an upper bound. Goal: >= 0.7x raw.
-  concurrent  16 appender processes (single events) vs 1 process: group commit.
+           client, so it is an upper bound. Goal: >= 0.7x raw. And vs
+           pyeventsourcing's PostgresApplicationRecorder.insert_events (the same
+           payload as each event's state, 10 aggregates like our 10 streams), in
+           both its modes: default (pipeline, LOCK TABLE, executemany) and
+           enable_db_functions (one server function call); the ratio is against
+           the faster. Goal: >= 1.0x.
+  concurrent  16 appender processes (single events) vs 1 process, and vs 16
+           processes appending through pyeventsourcing's recorder (its faster mode).
   read     read_all of every event vs a bare SELECT of the record column + msgpack
-           decode of each record. Goal: >= 0.7x raw.
+           decode of each record (goal >= 0.7x), and vs pyeventsourcing's
+           select_notifications in pages of 1,000 (goal >= 1.5x).
   latency  another process appends single events; a subscriber here measures the
            time from just before append() to delivery (CLOCK_MONOTONIC is
            system-wide). Goal: p99 < 10 ms.
 
-Not measured: pyeventsourcing's PostgreSQL recorder (issue 17 asks for it; it is
-not a dependency of this project and one new dependency, psycopg, was allowed).
+pyeventsourcing is not a dependency of the project; install it for this benchmark
+only: .venv/bin/pip install "eventsourcing[postgres]==9.5.6" (without it those
+columns say so).
 
 Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick]
 """
@@ -32,7 +40,9 @@ import os
 import statistics
 import sys
 import time
+import uuid
 import zlib
+from urllib.parse import urlsplit
 
 import msgspec
 import psycopg
@@ -103,6 +113,124 @@ def raw_appends(batch: int, total: int) -> float:
     return rate
 
 
+def es_recorder(schema: str, functions: bool, create: bool = True):
+    """pyeventsourcing's PostgreSQL application recorder in a new schema: (datastore, recorder)."""
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+    parts = urlsplit(SERVER)
+    if create:
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    datastore = PostgresDatastore(parts.path.lstrip("/"), parts.hostname or "127.0.0.1", parts.port or 5432,
+                                  parts.username or "", parts.password or "", schema=schema,
+                                  enable_db_functions=functions)
+    recorder = PostgresApplicationRecorder(datastore)
+    if create:
+        recorder.create_table()
+    else:  # the tables exist: only learn the composite type (concurrent CREATEs would collide)
+        datastore.register_type_adapters()
+    return datastore, recorder
+
+
+def es_installed() -> bool:
+    try:
+        import eventsourcing.postgres  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def es_appends(batch: int, total: int, functions: bool) -> float:
+    """Events per second through pyeventsourcing's recorder.insert_events, 10 aggregates."""
+    from eventsourcing.persistence import StoredEvent
+
+    schema = new_schema_name()
+    datastore, recorder = es_recorder(schema, functions)
+    try:
+        aggregates, versions = [uuid.uuid4() for _ in range(10)], [1] * 10
+        recorder.insert_events([StoredEvent(uuid.uuid4(), 1, "PaymentReceived", DATA)])  # warm, like the store
+        count = max(1, total // batch)
+        started = time.perf_counter()
+        for i in range(count):
+            k = i % 10
+            recorder.insert_events([StoredEvent(aggregates[k], versions[k] + j, "PaymentReceived", DATA)
+                                    for j in range(batch)])
+            versions[k] += batch
+        return count * batch / (time.perf_counter() - started)
+    finally:
+        datastore.close()
+        drop(schema)
+
+
+def _es_one_appender(schema: str, functions: bool, count: int, ready, go) -> None:
+    from eventsourcing.persistence import StoredEvent
+
+    datastore, recorder = es_recorder(schema, functions, create=False)
+    aggregate = uuid.uuid4()
+    ready.put(1)
+    go.wait()
+    for version in range(1, count + 1):
+        recorder.insert_events([StoredEvent(aggregate, version, "PaymentReceived", DATA)])
+    datastore.close()
+
+
+def es_concurrent_appends(processes: int, per_process: int, functions: bool) -> float:
+    """Events per second from ``processes`` processes appending through pyeventsourcing at once."""
+    schema = new_schema_name()
+    datastore, _ = es_recorder(schema, functions)
+    datastore.close()
+    try:
+        return _race(_es_one_appender, (schema, functions, per_process), processes) * per_process
+    finally:
+        drop(schema)
+
+
+def es_reads(total: int) -> float:
+    """Events per second through pyeventsourcing's select_notifications, pages of 1,000."""
+    from eventsourcing.persistence import StoredEvent
+
+    schema = new_schema_name()
+    datastore, recorder = es_recorder(schema, True)
+    try:
+        for i in range(0, total, 1000):
+            aggregate = uuid.uuid4()
+            recorder.insert_events([StoredEvent(aggregate, v, "PaymentReceived", DATA)
+                                    for v in range(min(1000, total - i))])
+        best = 0.0
+        for _ in range(3):
+            started, n, start = time.perf_counter(), 0, 1
+            while True:
+                page = recorder.select_notifications(start, 1000)
+                n += len(page)
+                if len(page) < 1000:
+                    break
+                start = page[-1].id + 1
+            best = max(best, n / (time.perf_counter() - started))
+        return best
+    finally:
+        datastore.close()
+        drop(schema)
+
+
+def _race(target, args: tuple, processes: int) -> float:
+    """Start ``processes`` spawned processes running ``target(*args, ready, go)``; once all
+    are ready, let them go; the processes finished per second (events/s = that x events each)."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Queue(), ctx.Event()
+    workers = [ctx.Process(target=target, args=(*args, ready, go)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=60)
+    started = time.perf_counter()
+    go.set()
+    for worker in workers:
+        worker.join(300)
+    elapsed = time.perf_counter() - started
+    assert all(worker.exitcode == 0 for worker in workers), "an appender process failed"
+    return processes / elapsed
+
+
 def _one_appender(uri: str, count: int, ready, go) -> None:
     with open_store(uri) as store:
         ready.put(1)
@@ -116,20 +244,10 @@ def concurrent_appends(processes: int, per_process: int) -> float:
     schema = new_schema_name()
     uri = store_uri(schema)
     open_store(uri).close()
-    ctx = multiprocessing.get_context("spawn")
-    ready, go = ctx.Queue(), ctx.Event()
-    workers = [ctx.Process(target=_one_appender, args=(uri, per_process, ready, go)) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        ready.get(timeout=60)
-    started = time.perf_counter()
-    go.set()
-    for worker in workers:
-        worker.join(300)
-    elapsed = time.perf_counter() - started
-    drop(schema)
-    return processes * per_process / elapsed
+    try:
+        return _race(_one_appender, (uri, per_process), processes) * per_process
+    finally:
+        drop(schema)
 
 
 def reads(total: int) -> tuple[float, float]:
@@ -191,33 +309,51 @@ def latency(count: int) -> list[float]:
         drop(schema)
 
 
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
     args = parser.parse_args(argv)
     total = 2000 if args.quick else 10_000
     rounds = 2 if args.quick else 3
+    es = es_installed()
     print(f"# bench_postgres {dt.date.today()} server={SERVER} python={sys.version.split()[0]} "
-          f"psycopg={psycopg.__version__}")
-    print("append: events/s, best of", rounds, "alternating passes")
+          f"psycopg={psycopg.__version__} load={os.getloadavg()[0]:.2f}")
+    if not es:
+        print("# pyeventsourcing not installed: pip install 'eventsourcing[postgres]==9.5.6' to compare")
+    print("append: events/s, best of", rounds, "alternating passes; es = pyeventsourcing (default / db functions)")
     for size in (1, 10, 100, 1000):
-        n = min(total, 400 * size) if size == 1 else total
+        n = min(total, 600 * size) if size == 1 else total
         n = max(n, size)
-        best_store = best_raw = 0.0
+        best = dict.fromkeys(("store", "raw", "es", "es_fn"), 0.0)
         for _ in range(rounds):
-            best_store = max(best_store, store_appends(size, n))
-            best_raw = max(best_raw, raw_appends(size, n))
-        print(f"  batch {size:>4}: store {best_store:>9.0f}  raw {best_raw:>9.0f}  ratio {best_store / best_raw:.2f}")
+            best["store"] = max(best["store"], store_appends(size, n))
+            best["raw"] = max(best["raw"], raw_appends(size, n))
+            if es:
+                best["es"] = max(best["es"], es_appends(size, n, False))
+                best["es_fn"] = max(best["es_fn"], es_appends(size, n, True))
+        es_best = max(best["es"], best["es_fn"])
+        print(f"  batch {size:>4}: store {best['store']:>8.0f}  raw {best['raw']:>8.0f}  "
+              f"es {best['es']:>8.0f} / {best['es_fn']:>8.0f}  "
+              f"store/raw {ratio(best['store'], best['raw'])}  store/es {ratio(best['store'], es_best)}")
     per = 100 if args.quick else 300
     one = concurrent_appends(1, per * 4)
     many = concurrent_appends(16, per)
-    print(f"concurrent single-event appends: 1 process {one:.0f}/s, 16 processes {many:.0f}/s, "
-          f"ratio {many / one:.2f}")
-    store_rate, raw_rate = reads(20_000 if args.quick else 100_000)
-    print(f"read_all: store {store_rate:.0f}/s  raw {raw_rate:.0f}/s  ratio {store_rate / raw_rate:.2f}")
+    es_many = es_concurrent_appends(16, per, True) if es else 0.0
+    print(f"concurrent single-event appends: 1 process {one:.0f}/s, 16 processes {many:.0f}/s "
+          f"(ratio {ratio(many, one)}); es 16 processes {es_many:.0f}/s, store/es {ratio(many, es_many)}")
+    size = 20_000 if args.quick else 100_000
+    store_rate, raw_rate = reads(size)
+    es_rate = es_reads(size) if es else 0.0
+    print(f"read_all: store {store_rate:.0f}/s  raw {raw_rate:.0f}/s  es {es_rate:.0f}/s  "
+          f"store/raw {ratio(store_rate, raw_rate)}  store/es {ratio(store_rate, es_rate)}")
     delays = sorted(latency(100 if args.quick else 500))
     p50, p99 = statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
     print(f"append-to-subscriber across processes: p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {delays[-1]:.2f} ms")
+    print(f"# load at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
 

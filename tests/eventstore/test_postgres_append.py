@@ -33,9 +33,12 @@ pytestmark = pytest.mark.service
 
 
 @pytest.fixture
-def uri() -> Iterator[str]:
+def uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh schema; stores guess on every transaction, even right after a guess missed."""
+    from eventstore import postgres
     from eventstore.postgres import new_schema_name
 
+    monkeypatch.setattr(postgres, "LOCKED_AFTER_A_MISS", 0)
     server = postgres_server()
     schema = new_schema_name()
     yield f"{server}{'&' if '?' in server else '?'}schema={schema}"
@@ -126,3 +129,21 @@ def test_an_append_after_the_stores_own_commit_is_one_call_of_append_guessed(uri
         with pytest.raises(StoreError, match="append_guessed"):  # proof that the next append calls it
             store.append("s", events(1))
         assert store.append("s", events(1)).first_position == 2  # after a failure: the locked path
+
+
+def test_after_a_miss_a_store_takes_the_locked_path_for_a_few_transactions(
+        uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventstore import postgres
+
+    monkeypatch.setattr(postgres, "LOCKED_AFTER_A_MISS", 3)
+    with open_store(uri) as a, open_store(uri) as b:
+        a.append("s", events(1))
+        b.append("s", events(1))
+        a.append("s", events(1))  # guess misses (b moved the head)
+        server, schema = uri.rsplit("schema=", 1)
+        with psycopg.connect(server.rstrip("?&"), autocommit=True) as conn:
+            conn.execute(f'DROP FUNCTION "{schema}".append_guessed')
+        for _ in range(3):  # the locked path, which needs no function
+            a.append("s", events(1))
+        with pytest.raises(StoreError, match="append_guessed"):  # then it guesses again
+            a.append("s", events(1))
