@@ -27,12 +27,12 @@ despite the lock.
 
 Round trips. The locked path takes two, pipelined: ``BEGIN``, the head lock
 and one lookup of the transaction's ids and streams; then one statement
-writing streams, events and head, and ``COMMIT``. A store also remembers the state after its own
-last commit (head position and time, its streams' revisions) and encodes the
-next transaction's rows for that state: the server function
-``append_guessed()`` checks the guess and writes, in one statement and one
-round trip, or writes nothing when another writer has committed meanwhile,
-and the store takes the locked path. A lone writer (or one process's group
+writing streams, events and head, and ``COMMIT``. A store also remembers the
+state after its own last commit (head position and time, its streams'
+revisions) and encodes the next transaction's rows for that state: one
+statement (``_APPEND_GUESSED``, its own transaction) checks the guess and
+writes, or writes nothing when another writer has committed meanwhile, and
+the store takes the locked path. A lone writer (or one process's group
 commit) thus pays one round trip per transaction. Writers in several
 processes mostly take the locked path: after a guess has missed, a store's
 next ``LOCKED_AFTER_A_MISS`` transactions go straight to it.
@@ -95,7 +95,7 @@ from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
 
 DEFAULT_SCHEMA: Final = "unbroken"
-SCHEMA_VERSION: Final = 2  # 2 added append_guessed(); a version-1 store is upgraded when opened for writing
+SCHEMA_VERSION: Final = 2  # 2 dropped the foreign key events -> streams; a version-1 store is upgraded when opened for writing
 REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessed appends
 LOCKED_AFTER_A_MISS: Final = 16  # transactions that do not guess after a guess missed
 READ_PAGE: Final = 1000  # rows per query
@@ -133,48 +133,45 @@ _TABLES: Final = (
 # writer that guessed the state it appends to: the head position and time, the
 # revision of every stream of the transaction (the one before its first row
 # there; -1: no such stream) and that none of its ids (``all_ids``, when not
-# just those of the rows) is stored; the rows were encoded for that state. The guess
-# is checked first without the lock (a sure miss costs no lock), then the head
-# is locked, skipping if another writer holds it (no waiting, no commit to
-# flush for a miss): if the head has not moved, no write has committed since
-# those checks, so they still hold. Returns whether it wrote; a writer whose
-# guess missed takes the locked path (``_LOCK_HEAD``).
-_APPEND_GUESSED_FUNCTION: Final = """
-    CREATE OR REPLACE FUNCTION append_guessed(
-        guess bigint, last bigint, now_ns bigint, channel text, all_ids uuid[],
-        n text[], p bigint[], r bigint[], i uuid[], t text[], b bytea[], c bigint[])
-    RETURNS boolean LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $body$
-    DECLARE
-        head_position bigint;
-    BEGIN
-        IF NOT EXISTS (SELECT 1 FROM head h WHERE h.position = guess AND h.recorded_at <= now_ns)
-           OR EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(coalesce(all_ids, i)))
-           OR EXISTS (SELECT 1 FROM unnest(n, r) AS u(name, revision) GROUP BY u.name
-                      HAVING coalesce((SELECT s.revision FROM streams s WHERE s.name = u.name), -1)
-                             <> min(u.revision) - 1) THEN
-            RETURN false;
-        END IF;
-        SELECT h.position INTO head_position FROM head h FOR UPDATE SKIP LOCKED;
-        IF head_position IS DISTINCT FROM guess THEN
-            RETURN false;
-        END IF;
-        WITH s AS (
-            INSERT INTO streams (name, revision)
-            SELECT u.name, max(u.revision) FROM unnest(n, r) AS u(name, revision) GROUP BY u.name
-            ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
-            RETURNING stream_id, name)
+# just those of the rows) is stored; the rows were encoded for that state.
+# ``ok`` checks the guess in the statement's snapshot; ``locked`` then locks
+# the head, skipping it if another writer holds it (no waiting, and a miss
+# leaves no commit to flush). If a writer committed after the snapshot, the
+# head has moved and ``locked`` (which re-reads a row updated since, and
+# rechecks it) is empty; so when it is not, the snapshot's checks still hold.
+# Every write is conditional on ``locked``: on a miss nothing is written and
+# the result is 0; else 1, and the NOTIFY wakes subscribers at the commit.
+_APPEND_GUESSED: Final = """
+    WITH ok AS (
+        SELECT 1 FROM head h
+        WHERE h.position = %(guess)b AND h.recorded_at <= %(now)b
+          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(coalesce(%(all_ids)b::uuid[], %(i)b)))
+          AND NOT EXISTS (
+              SELECT 1 FROM unnest(%(n)b::text[], %(r)b::bigint[]) AS u(name, revision) GROUP BY u.name
+              HAVING coalesce((SELECT s.revision FROM streams s WHERE s.name = u.name), -1)
+                     <> min(u.revision) - 1)),
+    locked AS (
+        SELECT 1 FROM head h WHERE h.position = %(guess)b AND EXISTS (SELECT 1 FROM ok)
+        FOR UPDATE SKIP LOCKED),
+    s AS (
+        INSERT INTO streams (name, revision)
+        SELECT u.name, max(u.revision) FROM unnest(%(n)b::text[], %(r)b::bigint[]) AS u(name, revision)
+        WHERE EXISTS (SELECT 1 FROM locked) GROUP BY u.name
+        ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
+        RETURNING stream_id, name),
+    e AS (
         INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
         SELECT u.p, s.stream_id, u.r, u.i, u.t, u.b, u.c
-        FROM unnest(n, p, r, i, t, b, c) AS u(n, p, r, i, t, b, c) JOIN s ON s.name = u.n;
-        UPDATE head SET position = last, recorded_at = now_ns;
-        PERFORM pg_notify(channel, last::text);
-        RETURN true;
-    END $body$"""
+        FROM unnest(%(n)b::text[], %(p)b::bigint[], %(r)b::bigint[], %(i)b::uuid[], %(t)b::text[],
+                    %(b)b::bytea[], %(c)b::bigint[]) AS u(n, p, r, i, t, b, c)
+        JOIN s ON s.name = u.n),
+    h AS (
+        UPDATE head SET position = %(last)b, recorded_at = %(now)b
+        WHERE EXISTS (SELECT 1 FROM locked) RETURNING position)
+    SELECT count(pg_notify(%(channel)b, position::text)) FROM h"""
 _UPGRADES: Final = {  # version: the statements that bring it to the next
-    1: (_APPEND_GUESSED_FUNCTION, "ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey",
-        "UPDATE head SET version = 2"),
+    1: ("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey", "UPDATE head SET version = 2"),
 }
-_APPEND_GUESSED: Final = "SELECT append_guessed(%b, %b, %b, %b, %b::uuid[], %b, %b, %b, %b, %b, %b, %b)"
 _LOCK_HEAD: Final = "SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
 # Stored ids among the transaction's events (id, stream, revision, position),
 # then its streams' revisions (NULL, name, revision, stream_id): one round trip.
@@ -255,7 +252,7 @@ class PostgresStore(EventStore):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    for statement in (*_TABLES, _APPEND_GUESSED_FUNCTION):
+                    for statement in _TABLES:
                         conn.execute(statement)
             version = conn.execute("SELECT version FROM head").fetchone()[0]
             if version in _UPGRADES and create:
@@ -278,7 +275,7 @@ class PostgresStore(EventStore):
     def _connect(self, writer: bool = False) -> Any:
         """A new autocommit connection to the store's schema, commits flushed.
 
-        The writer's statements (and ``append_guessed``) run with sequential
+        The writer's statements run with sequential
         scans off: they look rows up by id and name, and a prepared
         statement's cached plan, made while the tables were small, would
         otherwise scan the whole events table on every append for ever. And
@@ -394,7 +391,7 @@ class PostgresStore(EventStore):
         """Append assuming no other writer has committed since this store's last commit.
 
         The rows are encoded for the remembered head and stream revisions and
-        sent with that guess to ``append_guessed``, which writes them only if
+        sent with that guess in ``_APPEND_GUESSED``, which writes them only if
         the guess holds. None when it did not (nothing written), or when the
         outcome depends on more than the guess (a refused request, a retry).
         """
@@ -416,8 +413,11 @@ class PostgresStore(EventStore):
         all_ids = [event.id for request in requests for event, _, _ in request.events]
         if len(all_ids) == batch.rows:  # no retry within the group: the rows' ids are all the ids
             all_ids = None
-        written = conn.execute(_APPEND_GUESSED, (position, batch.position, batch.now, self._channel,
-                                                 all_ids, *batch.columns)).fetchone()[0]
+        names, positions, revisions, event_ids, types, records, checksums = batch.columns
+        written = conn.execute(_APPEND_GUESSED, {
+            "guess": position, "last": batch.position, "now": batch.now, "channel": self._channel,
+            "all_ids": all_ids, "n": names, "p": positions, "r": revisions, "i": event_ids, "t": types,
+            "b": records, "c": checksums}).fetchone()[0]
         if not written:
             self._unguessed = LOCKED_AFTER_A_MISS
             return None

@@ -3,13 +3,14 @@
 A store guesses the state it appends to from its own last commit; another
 writer's commit makes the guess wrong, and the append must then take the locked
 path and behave exactly as if it had never guessed: expected versions,
-idempotent retries, positions. Also: a store of schema version 1 (before the
-guessed path) is upgraded when opened for writing and still readable when
-opened read-only.
+idempotent retries, positions. Also: a store of schema version 1 (a foreign key
+from events to streams) is upgraded when opened for writing and still readable
+when opened read-only.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -20,7 +21,6 @@ from eventstore import (
     NO_STREAM,
     DuplicateIdConflict,
     NewEvent,
-    StoreError,
     WrongExpectedVersion,
     open_store,
 )
@@ -88,22 +88,26 @@ def test_writers_taking_turns_keep_positions_gapless_and_in_order(uri: str) -> N
         assert a.last_position() == b.last_position() == len(log)
 
 
+def _server_and_schema(uri: str) -> tuple[str, str]:
+    server, schema = uri.rsplit("schema=", 1)
+    return server.rstrip("?&"), schema
+
+
 def _make_version_1(uri: str) -> None:
-    """Turn a fresh store into what schema version 1 was: no append_guessed(), a foreign key."""
-    server, schema = uri.rsplit("schema=", 1)
-    with psycopg.connect(server.rstrip("?&"), autocommit=True) as conn:
-        conn.execute(f'SET search_path = "{schema}"')
-        conn.execute("DROP FUNCTION append_guessed")
-        conn.execute("ALTER TABLE events ADD FOREIGN KEY (stream_id) REFERENCES streams")
-        conn.execute("UPDATE head SET version = 1")
+    """Turn a fresh store into what schema version 1 was: a foreign key from events to streams."""
+    server, schema = _server_and_schema(uri)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'ALTER TABLE "{schema}".events ADD FOREIGN KEY (stream_id) REFERENCES "{schema}".streams')
+        conn.execute(f'UPDATE "{schema}".head SET version = 1')
 
 
-def _version_and_function(uri: str) -> tuple[int, bool]:
-    server, schema = uri.rsplit("schema=", 1)
-    with psycopg.connect(server.rstrip("?&"), autocommit=True) as conn:
+def _version_and_foreign_keys(uri: str) -> tuple[int, int]:
+    server, schema = _server_and_schema(uri)
+    with psycopg.connect(server, autocommit=True) as conn:
         version = conn.execute(f'SELECT version FROM "{schema}".head').fetchone()[0]
-        function = conn.execute("SELECT to_regproc(%s)", (f"{schema}.append_guessed",)).fetchone()[0]
-        return version, function is not None
+        keys = conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass",
+                            (f'"{schema}".events',)).fetchone()[0]
+        return version, keys
 
 
 def test_a_version_1_store_is_upgraded_when_opened_for_writing(uri: str) -> None:
@@ -112,23 +116,28 @@ def test_a_version_1_store_is_upgraded_when_opened_for_writing(uri: str) -> None
     _make_version_1(uri)
     with open_store(uri, read_only=True) as reader:  # read-only: readable, left as it is
         assert len(list(reader.read_all())) == 2
-    assert _version_and_function(uri) == (1, False)
+    assert _version_and_foreign_keys(uri) == (1, 1)
     with open_store(uri) as store:
-        assert _version_and_function(uri) == (SCHEMA_VERSION, True)
+        assert _version_and_foreign_keys(uri) == (SCHEMA_VERSION, 0)
         store.append("s", events(1), 1)
         store.append("s", events(1), 2)
         assert [e.revision for e in store.read_stream("s")] == [0, 1, 2, 3]
 
 
-def test_an_append_after_the_stores_own_commit_is_one_call_of_append_guessed(uri: str) -> None:
+def last_statement(uri: str, store) -> str:
+    """The last statement the store's writer connection sent (from pg_stat_activity)."""
+    server, _ = _server_and_schema(uri)
+    with psycopg.connect(server, autocommit=True) as conn:
+        return conn.execute("SELECT query FROM pg_stat_activity WHERE pid = %s",
+                            (store._writer.info.backend_pid,)).fetchone()[0].strip()
+
+
+def test_an_append_after_the_stores_own_commit_is_one_statement(uri: str) -> None:
     with open_store(uri) as store:
         store.append("s", events(1))  # nothing to guess from yet: the locked path
-        server, schema = uri.rsplit("schema=", 1)
-        with psycopg.connect(server.rstrip("?&"), autocommit=True) as conn:
-            conn.execute(f'DROP FUNCTION "{schema}".append_guessed')
-        with pytest.raises(StoreError, match="append_guessed"):  # proof that the next append calls it
-            store.append("s", events(1))
-        assert store.append("s", events(1)).first_position == 2  # after a failure: the locked path
+        assert last_statement(uri, store) == "COMMIT"
+        store.append("s", events(1))
+        assert last_statement(uri, store).startswith("WITH ok AS")  # the guessed append, its own transaction
 
 
 def test_after_a_miss_a_store_takes_the_locked_path_for_a_few_transactions(
@@ -140,10 +149,44 @@ def test_after_a_miss_a_store_takes_the_locked_path_for_a_few_transactions(
         a.append("s", events(1))
         b.append("s", events(1))
         a.append("s", events(1))  # guess misses (b moved the head)
-        server, schema = uri.rsplit("schema=", 1)
-        with psycopg.connect(server.rstrip("?&"), autocommit=True) as conn:
-            conn.execute(f'DROP FUNCTION "{schema}".append_guessed')
-        for _ in range(3):  # the locked path, which needs no function
+        for _ in range(3):
             a.append("s", events(1))
-        with pytest.raises(StoreError, match="append_guessed"):  # then it guesses again
-            a.append("s", events(1))
+            assert last_statement(uri, a) == "COMMIT"
+        a.append("s", events(1))
+        assert last_statement(uri, a).startswith("WITH ok AS")  # then it guesses again
+        assert [e.position for e in a.read_all()] == list(range(1, 8))
+
+
+def test_stores_guessing_at_once_lose_nothing_and_keep_positions_gapless(uri: str) -> None:
+    """Four stores (four server sessions) appending at once, each guessing every time: guesses
+    race with commits, and every append must still succeed, once, at the positions it reports."""
+    stores = [open_store(uri) for _ in range(4)]
+    results: list[tuple[int, int, list]] = []
+    failures: list[BaseException] = []
+
+    def append_many(store, k: int) -> None:
+        try:
+            for i in range(40):
+                batch = events(1 + (i + k) % 3)
+                result = store.append(f"w{k}", batch)
+                results.append((result.first_position, result.last_position, [e.id for e in batch]))
+        except BaseException as error:  # reported below, on the test's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=append_many, args=(store, k)) for k, store in enumerate(stores)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failures, failures[:3]
+        log = list(stores[0].read_all())
+        assert [e.position for e in log] == list(range(1, len(log) + 1))
+        assert_log_shape(log)
+        at = {e.position: e.id for e in log}
+        for first, last, ids in results:
+            assert [at[p] for p in range(first, last + 1)] == ids
+        assert len(log) == sum(len(ids) for _, _, ids in results)
+    finally:
+        for store in stores:
+            store.close()
