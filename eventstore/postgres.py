@@ -240,7 +240,11 @@ class PostgresStore(EventStore):
         self._woken = threading.Condition()
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
-        self._prepare(create and not read_only)
+        try:
+            self._prepare(create and not read_only)
+        except BaseException:
+            self.close()  # the pooled connection the check used
+            raise
 
     def _prepare(self, create: bool) -> None:
         """Create the schema and tables if asked (under an advisory lock), else check they exist."""
@@ -255,7 +259,7 @@ class PostgresStore(EventStore):
                     for statement in _TABLES:
                         conn.execute(statement)
             version = conn.execute("SELECT version FROM head").fetchone()[0]
-            if version in _UPGRADES and create:
+            if version in _UPGRADES and not self._read_only:
                 version = self._upgrade(conn)
             if version != SCHEMA_VERSION and not (self._read_only and version in _UPGRADES):
                 raise StoreError(f"{self._shown}: store schema version {version}; this reads {SCHEMA_VERSION}")

@@ -117,7 +117,7 @@ def test_a_version_1_store_is_upgraded_when_opened_for_writing(uri: str) -> None
     with open_store(uri, read_only=True) as reader:  # read-only: readable, left as it is
         assert len(list(reader.read_all())) == 2
     assert _version_and_foreign_keys(uri) == (1, 1)
-    with open_store(uri) as store:
+    with open_store(uri, create=False) as store:  # writable, even if not allowed to create
         assert _version_and_foreign_keys(uri) == (SCHEMA_VERSION, 0)
         store.append("s", events(1), 1)
         store.append("s", events(1), 2)
