@@ -17,7 +17,8 @@ rejections on in file order, so quarantine files, counts, strict mode and
 
 Frames: a kind byte and the payload length (``<cI``), then the payload:
 ``C`` a chunk, ``E`` an error the reading raised (JSON: class name and
-message), ``Z`` the end. The worker ignores SIGINT (the caller stops it) and
+message), ``Z`` the end, ``D`` (first and only) the worker declines: it does
+not know every payload type the caller knows. The worker ignores SIGINT (the caller stops it) and
 exits quietly when the caller goes away (broken pipe).
 """
 
@@ -31,13 +32,14 @@ import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Final
 
 import msgspec
 
 from eventstore import RecordedEvent
+from eventstore.payloads import payload_types
 
 from ._mapping import LogError, LogMapping
 from ._parse import PendingLine, Tally, parse_lines, recorded
@@ -45,7 +47,7 @@ from ._read import unit_of
 from ._reject import Rejection
 
 HEADER: Final = struct.Struct("<cI")
-CHUNK, ERROR, END = b"C", b"E", b"Z"
+CHUNK, ERROR, END, DECLINE = b"C", b"E", b"Z", b"D"
 CHUNK_LINES: Final = 1024  # lines per frame: ~0.3 MB of an arrears log
 MIN_BYTES: Final = 16 * 1024 * 1024  # logs smaller than this are read in-process (the worker takes ~0.5 s to start)
 PIPE_BYTES: Final = 4 << 20  # Linux: let the worker run ~10 frames ahead
@@ -103,13 +105,19 @@ def recorded_events(
 def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str) -> Iterator[object]:
     """The worker's items of ``kind`` (``lines`` or ``events``) with its rejections, in file order.
 
-    Falls back to reading in this process when no worker can be started.
+    Reads in this process instead when no worker can be started, or when
+    the worker does not know every payload type this process knows (one
+    registered at run time, not through an entry point): it could not check
+    that data fits its type, so it would let through lines read here rejects.
     """
     worker = _start(path, mapping, format, kind)
-    if worker is None:
+    if worker is None or not (yield from _frames(worker, path, tally, kind)):
         lines = parse_lines(path, mapping, format, tally)
         yield from lines if kind == "lines" else recorded(lines, tally, unit_of(format))
-        return
+
+
+def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Generator[object, None, bool]:
+    """Deliver the worker's frames; True once the file is done, False if the worker declined at the start."""
     frames = worker.stdout
     assert frames is not None and worker.stderr is not None
     try:
@@ -121,7 +129,9 @@ def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str
             if frame == END:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.wait(EXIT_S)
-                return
+                return True
+            if frame == DECLINE:
+                return False
             if frame == ERROR:
                 raise _error(payload)
             yield from _deliver(_DECODE.decode(payload), tally, kind)
@@ -163,7 +173,8 @@ def _counted_events(events: list[RecordedEvent], tally: Tally) -> Iterator[Recor
 
 
 def _start(path: Path, mapping: LogMapping, format: str, kind: str) -> subprocess.Popen | None:
-    args = json.dumps({"path": str(path), "format": format, "mapping": msgspec.to_builtins(mapping), "kind": kind})
+    args = json.dumps({"path": str(path), "format": format, "mapping": msgspec.to_builtins(mapping), "kind": kind,
+                       "payload_types": sorted(payload_types())})
     code = f"import sys; sys.path.insert(0, {_ROOT!r}); from replay.log._ahead import main; main()"
     try:
         worker = subprocess.Popen(
@@ -230,6 +241,10 @@ def serve(args: dict, out: IO[bytes]) -> None:
     path, format, kind = Path(args["path"]), args["format"], args["kind"]
     collector = _Collector(path)
     mapping = msgspec.convert(args["mapping"], LogMapping)
+    if not set(args["payload_types"]) <= set(payload_types()):
+        out.write(HEADER.pack(DECLINE, 0))
+        out.flush()
+        return
     try:
         items = parse_lines(path, mapping, format, collector)  # type: ignore[arg-type]
         if kind == "events":

@@ -187,3 +187,23 @@ def test_the_cyclic_collector_is_paused_during_an_import_and_restored_after(tmp_
         finally:
             gc.enable()
     assert during and not any(during)
+
+
+def test_a_payload_type_registered_at_run_time_is_checked_as_in_process(tmp_path: Path) -> None:
+    from eventstore.payloads import Payload, register_payloads
+
+    class AheadProbe(Payload, tag="AheadProbeIssue11"):  # known to this process only, not to a fresh one
+        n: int
+
+    register_payloads(AheadProbe)
+    log = tmp_path / "typed.jsonl"
+    log.write_bytes(b"".join(
+        ENCODE.encode({"stream": f"s-{n % 3}", "type": "AheadProbeIssue11", "occurred_at": n,
+                       "data": {"n": n if n % 5 else "not a number"}}) + b"\n"
+        for n in range(1, 201)
+    ))
+    here, here_report = replayed(log, False, tmp_path / "q1.jsonl")
+    ahead, ahead_report = replayed(log, True, tmp_path / "q2.jsonl")
+    assert here_report.rejected == 40  # type: ignore[attr-defined]
+    assert ahead == here and ahead_report.rejected == 40  # type: ignore[attr-defined]
+    assert (tmp_path / "q2.jsonl").read_bytes() == (tmp_path / "q1.jsonl").read_bytes()
