@@ -97,12 +97,12 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
     fast, stamp_with = converter.convert_fast, msgspec.structs.force_setattr
     last_recorded = 0
-    for line in read_lines(path, format, mapping):
+    for line in read_lines(path, format, mapping, converter.convert_json):
         tally.read += 1
         reason = line.error
-        if line.fields is not None:
+        if line.fields is not None or line.converted is not None:
             try:
-                log_event = fast(line.fields) or converter.convert(line.fields)
+                log_event = line.converted or fast(line.fields) or converter.convert(line.fields)
             except BadRecord as e:
                 reason = str(e)
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
 
@@ -94,12 +94,17 @@ def _check_unique_keys(raw: bytes | str, value: Any) -> None:
 
 
 class SourceLine(NamedTuple):
-    """One line (JSONL, CSV) or row (Parquet): where it is, its raw bytes, its fields or an error."""
+    """One line (JSONL, CSV) or row (Parquet): where it is, its raw bytes, its fields or an error.
+
+    ``converted`` is what the caller's ``convert`` made of a JSON line directly
+    (see ``read_lines``); such a line has no ``fields``.
+    """
 
     where: int
     raw: bytes
     fields: dict[str, Any] | None
     error: str | None
+    converted: Any = None
 
 
 def detect_format(path: Path, format: str | None = None) -> str:
@@ -120,11 +125,18 @@ def unit_of(format: str) -> str:
     return "row" if format == "parquet" else "line"
 
 
-def read_lines(path: Path, format: str, mapping: LogMapping) -> Iterator[SourceLine]:
-    """Every line or row of the log in file order."""
+def read_lines(
+    path: Path, format: str, mapping: LogMapping, convert: Callable[[bytes], Any] | None = None
+) -> Iterator[SourceLine]:
+    """Every line or row of the log in file order.
+
+    ``convert``, for JSON Lines: tried first on each line's bytes; when it
+    returns something, that is the line's ``converted`` and the line is not
+    decoded into fields (None: decoded and checked as usual).
+    """
     if format == "parquet":
         return _parquet_rows(path, mapping)
-    return _text_lines(path, format, mapping)
+    return _text_lines(path, format, mapping, convert)
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -136,11 +148,11 @@ def _open(path: Path) -> IO[bytes]:
         raise LogError(f"{str(path)!r} is a directory, not a log file") from e
 
 
-def _text_lines(path: Path, format: str, mapping: LogMapping) -> Iterator[SourceLine]:
+def _text_lines(path: Path, format: str, mapping: LogMapping, convert: Callable[[bytes], Any] | None) -> Iterator[SourceLine]:
     with _open(path) as f:
         last = 0
         try:
-            lines = _jsonl(f) if format == "jsonl" else _csv(f, mapping)
+            lines = _jsonl(f, convert) if format == "jsonl" else _csv(f, mapping)
             for line in lines:
                 last = line.where
                 yield line
@@ -163,11 +175,11 @@ def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
             yield line, False
 
 
-def _jsonl(f: IO[bytes]) -> Iterator[SourceLine]:
+def _jsonl(f: IO[bytes], convert: Callable[[bytes], Any] | None = None) -> Iterator[SourceLine]:
     """JSON lines, read and decoded a block at a time (see ``_line_blocks``, ``_decode_block``)."""
     for block in _line_blocks(f):
         for start in range(0, len(block), DECODE_LINES):
-            yield from _decode_block(block[start : start + DECODE_LINES])
+            yield from _decode_block(block[start : start + DECODE_LINES], convert)
 
 
 def _line_blocks(f: IO[bytes]) -> Iterator[list[tuple[int, bytes, bool]]]:
@@ -215,14 +227,15 @@ def _first_line(number: int, raw: bytes) -> bytes:
     return raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
 
 
-def _decode_block(block: list[tuple[int, bytes, bool]]) -> list[SourceLine]:
+def _decode_block(block: list[tuple[int, bytes, bool]], convert: Callable[[bytes], Any] | None = None) -> list[SourceLine]:
     """One ``SourceLine`` per non-blank line of a block, decoded as ``_json_line`` would.
 
     Lines are decoded one by one (msgspec), but the check for repeated keys
     runs once over the block: when no line holds a backslash, the decoded
     values re-encode to the same strings, so the block's colons and their
     re-encoding's colons agree exactly unless a key was dropped. Otherwise
-    (escapes, or a repeat) each line gets ``decode_json``'s own check.
+    (escapes, or a repeat) each line gets ``decode_json``'s own check. A line
+    ``convert`` takes (see ``read_lines``) is not decoded at all.
     """
     out: list[SourceLine] = []
     checked: list[tuple[bytes, dict]] = []
@@ -233,6 +246,9 @@ def _decode_block(block: list[tuple[int, bytes, bool]]) -> list[SourceLine]:
                                                      f"its first {MAX_LINE_BYTES} bytes are quarantined"))
             continue
         if not raw.strip():
+            continue
+        if convert is not None and (converted := convert(raw)) is not None:
+            out.append(SourceLine(number, raw, None, None, converted))
             continue
         try:
             fields = decode(raw)

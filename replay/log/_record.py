@@ -74,6 +74,62 @@ class RecordConverter:
         self._good_names: set[str] = set()  # stream names and types that passed the store's checks
         self._decoders: dict[str, Any] = {}  # event type -> payload decoder or None
         self._metadata: dict[bytes, Metadata] = {}  # canonical JSON of a metadata object -> checked Metadata
+        self._line = _line_decoder(mapping)
+
+    def convert_json(self, raw: bytes) -> LogEvent | None:
+        """``convert_fast`` straight from a JSON line's bytes, or None when the line needs the general path.
+
+        Decodes the line into a typed struct, with ``data`` and ``metadata``
+        kept as raw JSON, instead of into a dict. It only accepts a line that
+        is exactly msgspec's own encoding of its fields (compact, no repeated
+        or unknown keys, canonical id, nothing escaped that need not be), and
+        whose data and metadata are each their own canonical encoding: for
+        such a line the raw data bytes are the bytes ``convert_fast`` would
+        encode, and decoding it into a dict could not have failed or found a
+        repeated key. So the event is the one the general path builds; every
+        other line, bad ones included, returns None and takes that path.
+        """
+        if self._line is None:
+            return None
+        decoder, encoder = self._line
+        try:
+            line = decoder.decode(raw)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            return None
+        if encoder.encode(line) != raw:
+            return None
+        type_, stream, data = line.type, line.stream, bytes(line.data)
+        if type_ not in self._good_names or stream not in self._good_names:
+            if not self._learn_names(type_, stream):
+                return None
+        if len(data) > MAX_DATA_BYTES or not _canonical_object(data) or not self._fits_payload(type_, data):
+            return None
+        occurred_at, recorded_at = line.occurred_at, line.recorded_at
+        if self._unit != 1:
+            occurred_at = None if occurred_at is None else occurred_at * self._unit
+            recorded_at = None if recorded_at is None else recorded_at * self._unit
+        for ns in (occurred_at, recorded_at):
+            if ns is not None and not -_INT64_MAX <= ns <= _INT64_MAX:
+                return None
+        metadata = None
+        if line.metadata:
+            metadata = self._raw_metadata(bytes(line.metadata))
+            if metadata is None:
+                return None
+        return LogEvent(NewEvent(type_, data, line.id, stream, occurred_at, metadata), recorded_at)
+
+    def _raw_metadata(self, raw: bytes) -> Metadata | None:
+        """The checked ``Metadata`` for a metadata object's raw JSON, when that JSON is canonical."""
+        metadata = self._metadata.get(raw)  # keyed by canonical JSON: raw is its own key when canonical
+        if metadata is not None:
+            return metadata
+        try:
+            value = _DECODE.decode(raw)
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            return None
+        if type(value) is not dict or _ENCODE.encode(value) != raw:
+            return None
+        return self._checked_metadata(value)
 
     def convert_fast(self, fields: dict[str, Any]) -> LogEvent | None:
         """``convert`` for the common line, or None when the line needs ``convert`` itself.
@@ -197,6 +253,35 @@ class RecordConverter:
                 raise BadRecord(str(e)) from e
         _store_check(check_stream, stream)
         return stream
+
+
+def _line_decoder(mapping: LogMapping) -> tuple[msgspec.json.Decoder, msgspec.json.Encoder] | None:
+    """A decoder of JSON lines into a typed struct under ``mapping``, and the encoder that re-encodes one.
+
+    None when the mapping builds streams from a template or names one source
+    field for two parts of the event (``convert_json`` then declines every line).
+    """
+    names = {"id": mapping.id, "stream": mapping.stream, "type": mapping.type, "occurred_at": mapping.occurred_at,
+             "recorded_at": mapping.recorded_at, "data": mapping.data, "metadata": mapping.metadata}
+    if mapping.stream_template is not None or len(set(names.values())) < len(names):
+        return None
+    line = msgspec.defstruct(
+        "TypedLine",
+        [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", int | None, None),
+         ("recorded_at", int | None, None), ("data", msgspec.Raw), ("metadata", msgspec.Raw, msgspec.Raw())],
+        kw_only=True, omit_defaults=True, rename=names, gc=False,
+    )
+    return msgspec.json.Decoder(line), msgspec.json.Encoder()
+
+
+def _canonical_object(data: bytes) -> bool:
+    """Whether ``data`` is a JSON object exactly as msgspec encodes it (so decoding it loses nothing)."""
+    if not data.startswith(b"{"):
+        return False
+    try:
+        return _ENCODE.encode(_DECODE.decode(data)) == data
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return False
 
 
 def _store_check(check: Any, *args: Any) -> None:

@@ -1,0 +1,144 @@
+"""Typed decoding of JSON lines gives exactly what decoding into a dict gives (issue 11).
+
+``RecordConverter.convert_json`` reads a line straight into a typed struct
+(data and metadata kept as raw JSON). It must build the very event the
+general path (``decode_json``, then ``convert_fast`` or ``convert``) builds
+for the same bytes, or decline (None) and leave the line to that path; so a
+line with whitespace, escapes, a repeated or unknown key, a non-canonical id
+or data that does not fit its payload type is never taken by it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replay.log import LogMapping, read_log
+from replay.log._read import decode_json
+from replay.log._record import BadRecord, RecordConverter
+
+ENCODE = msgspec.json.Encoder()
+UID = "9b351dcf-e2b7-54b9-a9da-868a8533a0a3"
+
+texts = st.one_of(st.sampled_from(["s", "account-1", "MeterReading", "T", "", "$sys", "a\x00b", "é", "x" * 600]),
+                  st.text(max_size=10))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+                    st.text(max_size=8))
+objects = st.dictionaries(st.text(max_size=6), scalars, max_size=4)
+lines = st.fixed_dictionaries(
+    {"stream": texts, "type": st.one_of(texts, st.just("MeterReading"))},
+    optional={
+        "id": st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.text(max_size=8),
+                        st.none(), st.integers()),
+        "data": st.one_of(objects, st.just({"meter_id": "M", "account_id": "A", "register_kwh": 1.5}),
+                          st.just({"meter_id": 3}), st.text(max_size=8), st.none()),
+        "occurred_at": st.one_of(st.none(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.just("17")),
+        "recorded_at": st.one_of(st.none(), st.integers(-(2**64), 2**64)),
+        "metadata": st.one_of(st.none(), objects, st.fixed_dictionaries({"source": st.text(max_size=8)}),
+                              st.fixed_dictionaries({"extra": objects}), st.text(max_size=4)),
+        "other": scalars,
+    },
+)
+spellings = st.sampled_from(["compact", "spaced", "ascii", "repeat-top", "repeat-inner", "reordered"])
+
+
+def spelled(fields: dict[str, Any], how: str) -> bytes:
+    """The line's bytes, spelled in one of several ways JSON allows (or with a repeated key)."""
+    if how == "spaced":
+        return json.dumps(fields, ensure_ascii=False).encode()
+    if how == "ascii":
+        return json.dumps(fields).encode()
+    raw = ENCODE.encode(fields)
+    if how == "repeat-top":
+        return b'{"stream":"other",' + raw[1:] if raw != b"{}" else raw
+    if how == "repeat-inner" and isinstance(fields.get("data"), dict) and fields["data"]:
+        key = ENCODE.encode(next(iter(fields["data"])))
+        return raw.replace(b'"data":{', b'"data":{' + key + b":0,", 1)
+    if how == "reordered":
+        return ENCODE.encode(dict(reversed(fields.items())))
+    return raw
+
+
+def general(converter: RecordConverter, raw: bytes) -> Any:
+    """What reading the line through a dict gives: a ``LogEvent`` or the reason it is bad."""
+    try:
+        fields = decode_json(raw)
+    except ValueError as e:
+        return e
+    if not isinstance(fields, dict):
+        return "not an object"
+    try:
+        return converter.convert_fast(fields) or converter.convert(fields)
+    except BadRecord as e:
+        return e
+
+
+@settings(max_examples=500, deadline=None)
+@given(lines, spellings, st.sampled_from(["ns", "ms"]))
+def test_typed_decoding_builds_the_same_event_or_declines(fields: dict[str, Any], how: str, unit: str) -> None:
+    converter = RecordConverter(LogMapping(time_unit=unit))  # type: ignore[arg-type]
+    raw = spelled(fields, how)
+    typed = converter.convert_json(raw)
+    expected = general(RecordConverter(LogMapping(time_unit=unit)), raw)  # type: ignore[arg-type]
+    if typed is None:
+        return
+    assert not isinstance(expected, (BadRecord, ValueError, str)), (raw, expected)
+    assert typed == expected
+    assert ENCODE.encode(typed.event.metadata) == ENCODE.encode(expected.event.metadata)
+    assert converter.convert_json(raw) == expected  # second sighting: names and metadata from the caches
+
+
+def test_a_canonical_line_is_taken_and_any_other_spelling_of_it_is_left_to_the_general_path() -> None:
+    fields = {"id": UID, "stream": "account-1", "type": "MeterReading", "occurred_at": 5, "recorded_at": 6,
+              "data": {"meter_id": "M", "account_id": "A", "register_kwh": 1.5}, "metadata": {"source": "m"}}
+    converter = RecordConverter(LogMapping())
+    taken = converter.convert_json(ENCODE.encode(fields))
+    assert taken is not None and taken == general(converter, ENCODE.encode(fields))
+    assert taken.event.data == ENCODE.encode(fields["data"]) and taken.event.id == uuid.UUID(UID)
+    for how in ("spaced", "ascii", "repeat-top", "repeat-inner", "reordered"):
+        assert converter.convert_json(spelled(fields, how)) is None, how
+    for changed in ({"id": UID.upper()}, {"id": "12"}, {"metadata": None}, {"occurred_at": 5.0},
+                    {"data": {"meter_id": "M"}}, {"other": 1}, {"stream": ""}):
+        assert converter.convert_json(ENCODE.encode({**fields, **changed})) is None, changed
+
+
+def test_a_mapping_that_renames_fields_is_read_typed_and_a_template_is_not() -> None:
+    mapping = LogMapping(stream="s", type="t", data="d", id="uid", occurred_at="ts", time_unit="ms")
+    raw = ENCODE.encode({"uid": UID, "s": "a", "t": "T", "ts": 7, "d": {"x": 1}})
+    taken = RecordConverter(mapping).convert_json(raw)
+    assert taken is not None and taken == general(RecordConverter(mapping), raw)
+    assert taken.event.occurred_at == 7_000_000
+    templated = LogMapping(stream_template="meter-{x}")
+    assert RecordConverter(templated).convert_json(ENCODE.encode({"id": UID, "type": "T", "data": {"x": 1}})) is None
+    assert RecordConverter(LogMapping(occurred_at="ts", recorded_at="ts")).convert_json(raw) is None
+
+
+def test_a_log_read_typed_gives_what_the_general_path_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = []
+    for n in range(1, 400):
+        row = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, str(n))), "stream": f"s-{n % 5}", "type": "T",
+               "occurred_at": n, "data": {"n": n}, "metadata": {"source": f"m{n % 3}"}}
+        raw = ENCODE.encode(row)
+        if n % 7 == 0:
+            raw = json.dumps(row).encode()  # spaced: the general path
+        if n % 11 == 0:
+            raw = raw[:-1] + b',"stream":"again"}'  # a repeated key: rejected
+        if n % 13 == 0:
+            raw = raw[:20]  # cut short: rejected
+        rows.append(raw)
+    log = tmp_path / "mixed.jsonl"
+    log.write_bytes(b"\n".join(rows) + b"\n")
+    typed = read_log(log, quarantine=tmp_path / "q1.jsonl", read_ahead=False)
+    typed_events = list(typed)
+    monkeypatch.setattr(RecordConverter, "convert_json", lambda self, raw: None)
+    plain = read_log(log, quarantine=tmp_path / "q2.jsonl", read_ahead=False)
+    assert typed_events == list(plain) and len(typed_events) > 300
+    assert typed.report.rejected == plain.report.rejected > 40
+    assert (tmp_path / "q1.jsonl").read_bytes() == (tmp_path / "q2.jsonl").read_bytes()
