@@ -142,3 +142,20 @@ def test_a_log_read_typed_gives_what_the_general_path_gives(tmp_path: Path, monk
     assert typed_events == list(plain) and len(typed_events) > 300
     assert typed.report.rejected == plain.report.rejected > 40
     assert (tmp_path / "q1.jsonl").read_bytes() == (tmp_path / "q2.jsonl").read_bytes()
+
+
+def test_the_read_ahead_worker_loads_only_the_log_reading_modules() -> None:
+    import subprocess
+    import sys
+
+    from replay.log import _ahead
+
+    probe = _ahead.bootstrap() + (
+        "import replay.log._ahead\n"
+        "from eventstore.payloads import payload_types\n"
+        "assert 'MeterReading' in payload_types()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'polars', 'numpy', 'duckdb', 'pyarrow'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"  # replay's __init__ (polars, numpy, DuckDB) is not run in the worker
