@@ -80,14 +80,14 @@ class RecordConverter:
         """``convert_fast`` straight from a JSON line's bytes, or None when the line needs the general path.
 
         Decodes the line into a typed struct, with ``data`` and ``metadata``
-        kept as raw JSON, instead of into a dict. It only accepts a line that
-        is exactly msgspec's own encoding of its fields (compact, no repeated
-        or unknown keys, canonical id, nothing escaped that need not be), and
-        whose data and metadata are each their own canonical encoding: for
-        such a line the raw data bytes are the bytes ``convert_fast`` would
-        encode, and decoding it into a dict could not have failed or found a
-        repeated key. So the event is the one the general path builds; every
-        other line, bad ones included, returns None and takes that path.
+        kept as raw JSON, instead of into a dict. It only accepts a line
+        without unknown, repeated or null keys (exactly msgspec's own
+        encoding of the struct, the quick check; else see ``_keys_once``)
+        whose data and metadata are each msgspec's own canonical encoding: for such a
+        line the raw data bytes are the bytes ``convert_fast`` would encode,
+        and decoding it into a dict could not have failed or found a repeated
+        key. So the event is the one the general path builds; every other
+        line, bad ones included, returns None and takes that path.
         """
         if self._line is None:
             return None
@@ -96,9 +96,9 @@ class RecordConverter:
             line = decoder.decode(raw)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             return None
-        if encoder.encode(line) != raw:
-            return None
         type_, stream, data = line.type, line.stream, bytes(line.data)
+        if encoder.encode(line) != raw and not _keys_once(raw, line, data):
+            return None
         if type_ not in self._good_names or stream not in self._good_names:
             if not self._learn_names(type_, stream):
                 return None
@@ -256,7 +256,7 @@ class RecordConverter:
 
 
 def _line_decoder(mapping: LogMapping) -> tuple[msgspec.json.Decoder, msgspec.json.Encoder] | None:
-    """A decoder of JSON lines into a typed struct under ``mapping``, and the encoder that re-encodes one.
+    """A decoder of JSON lines into a typed struct under ``mapping`` (unknown fields refused), and its encoder.
 
     None when the mapping builds streams from a template or names one source
     field for two parts of the event (``convert_json`` then declines every line).
@@ -269,9 +269,29 @@ def _line_decoder(mapping: LogMapping) -> tuple[msgspec.json.Decoder, msgspec.js
         "TypedLine",
         [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", int | None, None),
          ("recorded_at", int | None, None), ("data", msgspec.Raw), ("metadata", msgspec.Raw, msgspec.Raw())],
-        kw_only=True, omit_defaults=True, rename=names, gc=False,
+        kw_only=True, forbid_unknown_fields=True, omit_defaults=True, rename=names, gc=False,
     )
     return msgspec.json.Decoder(line), msgspec.json.Encoder()
+
+
+def _keys_once(raw: bytes, line: Any, data: bytes) -> bool:
+    """Whether the typed ``line`` decoded from ``raw`` saw each of its keys once, none of them null.
+
+    msgspec keeps the last of a repeated key silently (the dict path rejects
+    such a line). Every key is followed by a colon; with no backslash in the
+    line (so no colon is written as an escape), the line holds exactly as many
+    colons as its keys plus the colons inside its values. Counting the values'
+    colons from what was kept, a repeated key (or a null one) leaves the line
+    with more colons than that, whatever order the keys come in.
+    """
+    if b"\\" in raw:
+        return False
+    keys = 4 + (line.occurred_at is not None) + (line.recorded_at is not None)
+    inside = data.count(b":") + line.stream.count(":") + line.type.count(":")
+    if line.metadata:
+        keys += 1
+        inside += bytes(line.metadata).count(b":")
+    return raw.count(b":") == keys + inside
 
 
 def _canonical_object(data: bytes) -> bool:
@@ -354,7 +374,7 @@ def parse_time(value: Any, name: str, unit: int = 1) -> int | None:
         return None
     if isinstance(value, bool):
         raise BadRecord(f"field {name!r} must be a time, got a boolean")
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and value.lstrip("-").isdecimal():  # not isdigit: int() refuses "²"
         value = int(value)
     if isinstance(value, int):
         ns = value * unit
