@@ -17,11 +17,13 @@ request's or a stale one's alike: each batch is appended with one store
 transaction and only then acked, message by message; a batch that cannot be
 stored is not acked (JetStream redelivers it after ``ack_wait``; the ids make
 the second append a no-op). The next request is sent when the current one is
-filled, expired or refused, or went silent (no heartbeat: the connection or
-the server went away), and only while connected and fewer than ``batch``
-messages wait for the store. The JetStream stream and the durable consumer are created when
-they do not exist (file storage, the given duplicate window); existing ones
-are used as they are.
+filled, refused, a heartbeat from expiring (so one is always open: the server
+may drop an expired request without saying so), or went silent (no
+heartbeat: the connection or the server went away), and only while connected
+and fewer than ``batch`` messages wait for the store. A message that arrives
+for an older request is stored like any other. The JetStream stream and the
+durable consumer are created when they do not exist (file storage, the given
+duplicate window); existing ones are used as they are.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ MSG_ID: Final = "Nats-Msg-Id"
 PULL_EXPIRES: Final = 5.0  # s a pull request waits on the server for messages
 PULL_HEARTBEAT: Final = 1.0  # s between the server's idle heartbeats while a request waits
 PULL_SILENCE: Final = 3 * PULL_HEARTBEAT  # s without a word from the server: the request is gone
+PULL_RENEW: Final = PULL_EXPIRES - PULL_HEARTBEAT  # s after which the next request is sent anyway
 REFUSED_PAUSE: Final = 0.5  # s before asking again after the server refused a request
 HEARTBEAT, EXPIRED = "100", "408"  # the status codes of an idle heartbeat and an expired request
 
@@ -116,13 +119,21 @@ class NatsIngest:
                 await asyncio.sleep(REFUSED_PAUSE)
 
     async def _request_over(self) -> None:
-        """Wait until the current request ended, or until the server went silent on it."""
+        """Wait until the current request ended, is about to expire, or went silent.
+
+        The next request is sent a heartbeat before the current one expires, so one
+        is always waiting on the server: nats-server 2.9 drops an expired request
+        without a 408 when a message arrives at that moment, and waiting for the
+        408 then left no request open until the silence ran out (3 s stalls)."""
+        renew_at = time.monotonic() + PULL_RENEW
         while not self._ended.is_set():
+            now = time.monotonic()
+            if now >= renew_at or now - self._heard > PULL_SILENCE:
+                return  # about to expire, or a reconnect or a restarted server lost it
             try:
-                await asyncio.wait_for(self._ended.wait(), PULL_HEARTBEAT)
+                await asyncio.wait_for(self._ended.wait(), min(PULL_HEARTBEAT, renew_at - now))
             except TimeoutError:
-                if time.monotonic() - self._heard > PULL_SILENCE:
-                    return  # a reconnect or a restarted server lost it: ask again
+                pass
 
     async def _on_message(self, msg: Any) -> None:
         """A message or a status for one of our pull requests (never dropped)."""
