@@ -148,31 +148,26 @@ def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Ge
 
 
 def _deliver(chunk: Chunk, tally: Tally, kind: str) -> Iterator[object]:
-    """A frame's items and rejections in file order, each counted as in-process reading counts it."""
+    """A frame's items and rejections in file order, each counted as in-process reading counts it.
+
+    One loop over each run of items between rejections (no generator per
+    run): this runs in the replaying process, for every event.
+    """
     items: list = chunk.lines if kind == "lines" else chunk.events
-    count = _counted_lines if kind == "lines" else _counted_events
+    events = kind == "events"
     tally.present += chunk.present  # repeats of an id in the same stream: read, and skipped
     tally.read += chunk.present
     done = 0
-    for rejection, at in zip(chunk.rejections, chunk.before, strict=True):
-        yield from count(items[done:at], tally)
+    for rejection, at in zip([*chunk.rejections, None], [*chunk.before, len(items)], strict=True):
+        for item in items[done:at] if done or at < len(items) else items:
+            tally.read += 1
+            if events:
+                tally.imported = item.position
+            yield item
         done = at
-        tally.read += 1
-        tally.reject(rejection)
-    yield from count(items[done:] if done else items, tally)
-
-
-def _counted_lines(lines: list[PendingLine], tally: Tally) -> Iterator[PendingLine]:
-    for line in lines:
-        tally.read += 1
-        yield line
-
-
-def _counted_events(events: list[RecordedEvent], tally: Tally) -> Iterator[RecordedEvent]:
-    for event in events:
-        tally.read += 1
-        tally.imported = event.position
-        yield event
+        if rejection is not None:
+            tally.read += 1
+            tally.reject(rejection)
 
 
 def _start(path: Path, mapping: LogMapping, format: str, kind: str) -> subprocess.Popen | None:

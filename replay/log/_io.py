@@ -57,6 +57,10 @@ class LogReader(Iterator[RecordedEvent]):
     def __next__(self) -> RecordedEvent:
         return next(self._events)
 
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        """The events themselves: a loop over the reader skips a ``__next__`` call per event."""
+        return self._events
+
     def _generate(self) -> Iterator[RecordedEvent]:
         tally = self._tally
         with tally.quarantine:
