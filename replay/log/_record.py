@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
-from typing import Any, Final, NamedTuple
+from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
@@ -51,6 +51,7 @@ _SORTED: Final = msgspec.json.Encoder(order="sorted")
 _DECODE: Final = msgspec.json.Decoder()
 _MISSING: Final = object()
 _CACHE_LIMIT: Final = 100_000  # entries kept by each of the fast path's caches
+_Ns = Annotated[int, msgspec.Meta(ge=-_INT64_MAX, le=_INT64_MAX)]  # a time in the int64 range (unit not applied)
 
 
 class BadRecord(LogError):
@@ -104,16 +105,17 @@ class RecordConverter:
                 return None
         if len(data) > MAX_DATA_BYTES or not _canonical_object(data) or not self._fits_payload(type_, data):
             return None
-        occurred_at, recorded_at = line.occurred_at, line.recorded_at
+        occurred_at, recorded_at = line.occurred_at, line.recorded_at  # in int64 range (the struct checks)
         if self._unit != 1:
             occurred_at = None if occurred_at is None else occurred_at * self._unit
             recorded_at = None if recorded_at is None else recorded_at * self._unit
-        for ns in (occurred_at, recorded_at):
-            if ns is not None and not -_INT64_MAX <= ns <= _INT64_MAX:
-                return None
+            for ns in (occurred_at, recorded_at):
+                if ns is not None and not -_INT64_MAX <= ns <= _INT64_MAX:
+                    return None
         metadata = None
         if line.metadata:
-            metadata = self._raw_metadata(bytes(line.metadata))
+            raw_metadata = bytes(line.metadata)
+            metadata = self._metadata.get(raw_metadata) or self._raw_metadata(raw_metadata)
             if metadata is None:
                 return None
         return LogEvent(NewEvent(type_, data, line.id, stream, occurred_at, metadata), recorded_at)
@@ -267,8 +269,8 @@ def _line_decoder(mapping: LogMapping) -> tuple[msgspec.json.Decoder, msgspec.js
         return None
     line = msgspec.defstruct(
         "TypedLine",
-        [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", int | None, None),
-         ("recorded_at", int | None, None), ("data", msgspec.Raw), ("metadata", msgspec.Raw, msgspec.Raw())],
+        [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", _Ns | None, None),
+         ("recorded_at", _Ns | None, None), ("data", msgspec.Raw), ("metadata", msgspec.Raw, msgspec.Raw())],
         kw_only=True, forbid_unknown_fields=True, omit_defaults=True, rename=names, gc=False,
     )
     return msgspec.json.Decoder(line), msgspec.json.Encoder()
