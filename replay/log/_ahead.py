@@ -32,7 +32,8 @@ import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import IO, Final
 
@@ -92,21 +93,27 @@ def good_lines(
 ) -> Iterator[PendingLine]:
     """``parse_lines`` of ``path``: in a worker process when ``wanted``, else in this one."""
     if wanted(path, read_ahead):
-        return _ahead(path, mapping, format, tally, "lines")  # type: ignore[return-value]
+        return chain.from_iterable(_ahead(path, mapping, format, tally, "lines"))
     return parse_lines(path, mapping, format, tally)
 
 
-def recorded_events(
+def recorded_runs(
     path: Path, mapping: LogMapping, format: str, tally: Tally, read_ahead: bool | None = None
-) -> Iterator[RecordedEvent]:
-    """``_parse.recorded`` over the lines of ``path``: in a worker process when ``wanted``, else in this one."""
+) -> Iterator[Iterable[RecordedEvent]]:
+    """``_parse.recorded`` over the lines of ``path``, in runs: from a worker process when ``wanted``.
+
+    Chain the runs (``itertools.chain.from_iterable``) for the events: a
+    worker's frames then reach the caller with no Python call per event.
+    Each run is counted when it is handed on, and each bad line between two
+    runs is handled (strict mode raises) once the run before it is used up.
+    """
     if wanted(path, read_ahead):
         return _ahead(path, mapping, format, tally, "events")  # type: ignore[return-value]
-    return recorded(parse_lines(path, mapping, format, tally), tally, unit_of(format))
+    return iter([recorded(parse_lines(path, mapping, format, tally), tally, unit_of(format))])
 
 
-def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str) -> Iterator[object]:
-    """The worker's items of ``kind`` (``lines`` or ``events``) with its rejections, in file order.
+def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str) -> Iterator[Iterable]:
+    """The worker's items of ``kind`` (``lines`` or ``events``) in runs, with its rejections, in file order.
 
     Reads in this process instead when no worker can be started, or when
     the worker does not know every payload type this process knows (one
@@ -116,11 +123,11 @@ def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str
     worker = _start(path, mapping, format, kind)
     if worker is None or not (yield from _frames(worker, path, tally, kind)):
         lines = parse_lines(path, mapping, format, tally)
-        yield from lines if kind == "lines" else recorded(lines, tally, unit_of(format))
+        yield lines if kind == "lines" else recorded(lines, tally, unit_of(format))
 
 
-def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Generator[object, None, bool]:
-    """Deliver the worker's frames; True once the file is done, False if the worker declined at the start."""
+def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Generator[Iterable, None, bool]:
+    """Deliver the worker's frames in runs; True once the file is done, False if the worker declined at the start."""
     frames = worker.stdout
     assert frames is not None and worker.stderr is not None
     try:
@@ -147,27 +154,34 @@ def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Ge
         worker.stderr.close()
 
 
-def _deliver(chunk: Chunk, tally: Tally, kind: str) -> Iterator[object]:
-    """A frame's items and rejections in file order, each counted as in-process reading counts it.
+def _deliver(chunk: Chunk, tally: Tally, kind: str) -> Iterator[Iterable]:
+    """A frame's items in runs between its rejections, in file order, counted as in-process reading counts them.
 
-    One loop over each run of items between rejections (no generator per
-    run): this runs in the replaying process, for every event.
+    Events are counted a run at a time; an import's lines one by one, so that
+    its progress reports always add up (read = imported + present + rejected).
     """
     items: list = chunk.lines if kind == "lines" else chunk.events
-    events = kind == "events"
     tally.present += chunk.present  # repeats of an id in the same stream: read, and skipped
     tally.read += chunk.present
     done = 0
     for rejection, at in zip([*chunk.rejections, None], [*chunk.before, len(items)], strict=True):
-        for item in items[done:at] if done or at < len(items) else items:
-            tally.read += 1
-            if events:
-                tally.imported = item.position
-            yield item
+        run = items[done:at] if done or at < len(items) else items
+        if run and kind == "lines":
+            yield _counted_lines(run, tally)
+        elif run:
+            tally.read += len(run)
+            tally.imported = run[-1].position
+            yield run
         done = at
         if rejection is not None:
             tally.read += 1
             tally.reject(rejection)
+
+
+def _counted_lines(lines: list[PendingLine], tally: Tally) -> Iterator[PendingLine]:
+    for line in lines:
+        tally.read += 1
+        yield line
 
 
 def _start(path: Path, mapping: LogMapping, format: str, kind: str) -> subprocess.Popen | None:

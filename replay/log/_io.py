@@ -9,11 +9,12 @@ never held back by bad ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 
 from eventstore import RecordedEvent
 
-from ._ahead import recorded_events
+from ._ahead import recorded_runs
 from ._parse import ImportReport, Tally, open_log
 from ._reject import Rejection
 
@@ -47,7 +48,8 @@ class LogReader(Iterator[RecordedEvent]):
         source, self._mapping, self._format, sink = open_log(path, mapping, format, quarantine)
         strict = quarantine is None and on_reject is None
         self._tally = Tally(source, sink, on_reject, strict)
-        self._events = self._generate()
+        self._events = self._runs()  # closing it stops the reading (and its worker process)
+        self._chain = chain.from_iterable(self._events)
 
     @property
     def report(self) -> ImportReport:
@@ -55,16 +57,16 @@ class LogReader(Iterator[RecordedEvent]):
         return self._tally.report()
 
     def __next__(self) -> RecordedEvent:
-        return next(self._events)
+        return next(self._chain)
 
     def __iter__(self) -> Iterator[RecordedEvent]:
-        """The events themselves: a loop over the reader skips a ``__next__`` call per event."""
-        return self._events
+        """The events themselves, chained in C: a loop over the reader makes no Python call per event."""
+        return self._chain
 
-    def _generate(self) -> Iterator[RecordedEvent]:
+    def _runs(self) -> Iterator[Iterable[RecordedEvent]]:
         tally = self._tally
         with tally.quarantine:
-            yield from recorded_events(tally.source, self._mapping, self._format, tally, self._read_ahead)
+            yield from recorded_runs(tally.source, self._mapping, self._format, tally, self._read_ahead)
 
 
 def read_log(

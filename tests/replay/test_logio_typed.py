@@ -189,3 +189,18 @@ def test_a_time_of_digits_int_cannot_read_is_a_bad_line_not_a_crash(tmp_path: Pa
     reader = read_log(log, quarantine=tmp_path / "q.jsonl", read_ahead=False)
     assert list(reader) == [] and reader.report.rejected == 1
     assert "RFC 3339" in reader.report.first_rejections[0]
+
+
+def test_counts_read_from_a_worker_add_up_at_every_event(tmp_path: Path) -> None:
+    rows = [ENCODE.encode({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, str(n % 2_900))), "stream": f"s-{n % 5}",
+                           "type": "T", "occurred_at": n, "data": {"n": n}}) if n % 97 else b"{bad"
+            for n in range(1, 3_001)]
+    log = tmp_path / "counted.jsonl"
+    log.write_bytes(b"\n".join(rows) + b"\n")
+    reader = read_log(log, quarantine=tmp_path / "q.jsonl", read_ahead=True)
+    for event in reader:
+        report = reader.report
+        assert report.imported >= event.position  # counted no later than handed on
+        assert report.read == report.imported + report.already_present + report.rejected
+    final = reader.report
+    assert final.read == 3_000 and final.rejected == 3_000 // 97 and final.already_present > 0
