@@ -13,7 +13,8 @@ pages are decoded. Either way the bad lines come as ``Rejection``s, with the
 index of the item each came before. The caller decodes a frame in one call (on
 its own core, while the worker reads ahead on the other) and hands items and
 rejections on in file order, so quarantine files, counts, strict mode and
-``on_reject`` callbacks see exactly what they see without the worker.
+``on_reject`` callbacks see exactly what they see without the worker (a
+replay's counts move a run of events at a time, see ``recorded_runs``).
 
 Frames: a kind byte and the payload length (``<cI``), then the payload:
 ``C`` a chunk, ``E`` an error the reading raised (JSON: class name and
