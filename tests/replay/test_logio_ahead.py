@@ -16,8 +16,7 @@ import msgspec
 import pytest
 
 from eventstore import open_store
-from replay.log import LogError, import_log, read_log
-from replay.log import _ahead
+from replay.log import LogError, _ahead, import_log, read_log
 
 ENCODE = msgspec.json.Encoder()
 
@@ -79,7 +78,8 @@ def test_import_gives_the_same_store_and_reimport_adds_nothing(tmp_path: Path) -
     assert ahead == here and len(here) == here_first.imported > 2_500
     assert (ahead_first.read, ahead_first.imported, ahead_first.rejected) == (
         here_first.read, here_first.imported, here_first.rejected)
-    assert ahead_again.imported == 0
+    assert ahead_again.imported == here_again.imported == 0
+    assert ahead_again.already_present == here_again.already_present
     assert ahead_again.already_present == here_first.imported + here_first.already_present > here_first.imported
     assert (tmp_path / "q-True.jsonl").read_bytes() == (tmp_path / "q-False.jsonl").read_bytes()
 
