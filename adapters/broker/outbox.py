@@ -232,5 +232,11 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 
 def _reconnecting(broker: Any) -> bool:
-    conn = getattr(broker, "_connection", None)
-    return conn is not None and (conn.is_reconnecting or conn.is_connected)
+    """True while the broker's NATS connection is up or nats-py is reconnecting it on its own."""
+    from faststream.exceptions import IncorrectState
+
+    try:
+        conn = broker.connection  # faststream's public accessor; raises when never connected
+    except IncorrectState:
+        return False
+    return conn.is_reconnecting or conn.is_connected
