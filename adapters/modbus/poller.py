@@ -38,6 +38,7 @@ from projections.payloads.modbus import (
 
 from .codec import classify, decode_block, encode_value, response_pdu_length
 from .devices import Block, Device, Register
+from .mbap import MbapClient
 from .recorder import Recorder
 
 _MARGIN_S = 0.05
@@ -124,7 +125,7 @@ class DevicePoller:
                                random.Random(f"{seed}/{device.name}"))
         self.sequence = 0
         self._io = _Exchange()
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._client: MbapClient | AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._connect_error: BaseException | None = None
         self._lost = False
         self._generation = 0
@@ -133,7 +134,7 @@ class DevicePoller:
         self.bound = device.timeout * (device.retries + 1) + _MARGIN_S
 
     # -- connection ---------------------------------------------------------------
-    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+    def _new_client(self) -> MbapClient | AsyncModbusTcpClient | AsyncModbusSerialClient:
         self._generation += 1
         gen = self._generation
 
@@ -144,6 +145,10 @@ class DevicePoller:
             if gen == self._generation:  # a closed client's late callback must not touch the new one
                 self._on_connect(connected)
 
+        if self.device.framing == "tcp":
+            return MbapClient(self.device.host, self.device.port, timeout=self.device.timeout,
+                              retries=self.device.retries, io=self._io, on_connect=trace_connect,
+                              on_connect_error=self._keep_connect_error)
         client = _client_for(self.device, trace_packet=trace_packet, trace_connect=trace_connect)
         create = client.ctx.call_create
 
@@ -151,11 +156,14 @@ class DevicePoller:
             try:
                 return await create()
             except BaseException as e:
-                self._connect_error = e
+                self._keep_connect_error(e)
                 raise
 
         client.ctx.call_create = call_create  # type: ignore[method-assign]
         return client
+
+    def _keep_connect_error(self, error: BaseException) -> None:
+        self._connect_error = error
 
     def _on_connect(self, connected: bool) -> None:
         if not connected:
@@ -431,7 +439,7 @@ class DevicePoller:
 
 
 def _client_for(device: Device, **hooks: Any) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-    """A pymodbus client for ``device``: TCP (MBAP or RTU framing) or a serial line (RTU).
+    """A pymodbus client for an RTU ``device``: RTU framing over TCP or a serial line.
 
     Its own reconnect is off (the poller owns reconnection) and its timeout is the device's.
     """
@@ -441,8 +449,7 @@ def _client_for(device: Device, **hooks: Any) -> AsyncModbusTcpClient | AsyncMod
         return AsyncModbusSerialClient(device.serial, framer=FramerType.RTU, baudrate=device.baudrate,
                                        parity=device.parity, stopbits=device.stopbits,
                                        bytesize=device.bytesize, **common)
-    framer = FramerType.RTU if device.framing == "rtu-over-tcp" else FramerType.SOCKET
-    return AsyncModbusTcpClient(device.host, port=device.port, framer=framer, **common)
+    return AsyncModbusTcpClient(device.host, port=device.port, framer=FramerType.RTU, **common)
 
 
 def _connect_failure(err: BaseException | None, timeout: float) -> tuple[str, str]:
