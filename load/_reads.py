@@ -3,9 +3,10 @@
 ``read_load(address, rate, seconds, seed)`` sends reads at Poisson times:
 60% ReadProperty (present-value), 30% ReadPropertyMultiple (present-value,
 status-flags, object-name), 10% ReadRange (the object's log-buffer), each on a
-random object of the BN-001 set. Reads go concurrently (up to ``max_inflight``);
-latency counts from each read's intended time. An error answer (a deleted
-object) is an answer; a timeout is a failed read.
+random object of the BN-001 set, sent raw by ``_readclient`` (no bacpypes3
+application in the load process). Reads go concurrently (up to
+``max_inflight``); latency counts from each read's intended time. An error
+answer (a deleted object) is an answer; a timeout is a failed read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from ._arrivals import poisson, schedule
 from ._profiles import READ_MIX, bn_objects, read_kind
+from ._readclient import ReadClient, encode_read, object_identifier
 
 KINDS = tuple(kind for kind, _ in READ_MIX)
 
@@ -55,85 +57,72 @@ async def read_load(address: str, rate: float, seconds: float, seed: int, *, met
                     max_inflight: int = 64, timeout: float = 2.0, grace: float = 10.0) -> Reads:
     """Read from the server at ``address`` open-loop; returns every read's outcome.
 
-    Reads still unsent ``grace`` seconds after the last intended time are given up
-    (never sent: failed), so a server that cannot keep up does not stretch the run.
+    The reads go through ``_readclient.ReadClient`` (raw UDP, each request encoded
+    once per object and kind). Up to ``max_inflight`` are in flight; a read due
+    while that many are waits, and its latency, from its intended time, shows
+    it. Reads still unsent ``grace`` seconds after the last intended time are
+    given up (never sent: failed), so a server that cannot keep up does not
+    stretch the run.
     """
-    from bacpypes3.pdu import Address
-    from bacpypes3.primitivedata import ObjectIdentifier
-
-    from adapters.bacnet.net import free_port, make_app
-
     offsets, _ = schedule(poisson(rate, seconds), seed)
     n = len(offsets)
     rng = random.Random(seed)
     objects = bn_objects()
-    plan = [(read_kind(rng), "{},{}".format(*objects[rng.randrange(len(objects))])) for _ in range(n)]
+    plan = [(read_kind(rng), objects[rng.randrange(len(objects))]) for _ in range(n)]
     out = Reads(np.zeros(n, np.int64), np.zeros(n, np.int64),
                 np.array([KINDS.index(k) for k, _ in plan], np.int8), np.zeros(n, np.int8))
-    app = make_app(f"127.0.0.1:{free_port()}", 9400 + seed % 1000, name="unbroken-load-reads")
-    app.device_object.apduTimeout = int(timeout * 1000)
-    app.asap.apduTimeout = int(timeout * 1000)
-    app.asap.numberOfApduRetries = 0
-    target = Address(address)
-    slots = asyncio.Semaphore(max_inflight)
+    requests: dict[tuple[str, tuple[str, int]], tuple[bytes, bytes]] = {}
+    for kind, obj in plan:
+        if (kind, obj) not in requests:
+            requests[kind, obj] = (encode_read(kind, *obj), object_identifier(*obj))
+
+    def done(i: int, outcome: str, now: int) -> None:
+        out.done_ns[i] = now
+        kind = plan[i][0]
+        if outcome == "timeout":
+            out.errors["TimeoutError"] = out.errors.get("TimeoutError", 0) + 1
+        else:  # an error answer (a deleted object) is an answer too
+            out.ok[i] = 1
+            if outcome != "ack":
+                name = f"answer:{outcome}({kind})"
+                out.errors[name] = out.errors.get(name, 0) + 1
+        if metrics is not None:
+            metrics.read(kind, (now - intended[i]) / 1e9 if outcome != "timeout" else None)
+        room.set()
+
+    host, _, port = address.rpartition(":")
+    room = asyncio.Event()  # set when a read finishes (there is room for one more)
+    client = await ReadClient.open(host, int(port), done, timeout=timeout)
     start = time.time_ns() + 200_000_000
     out.intended_ns[:] = offsets + start
-
-    async def one(i: int) -> None:
-        kind, oid = plan[i]
-        try:
-            await asyncio.wait_for(_read(app, target, address, kind, oid, ObjectIdentifier),
-                                   timeout + 0.5)
-            out.ok[i] = 1
-        except (TimeoutError, OSError) as e:
-            out.errors[type(e).__name__] = out.errors.get(type(e).__name__, 0) + 1
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            raise
-        except BaseException as e:  # bacpypes3's error answers (unknown object) are answers too
-            out.ok[i] = 1
-            name = f"answer:{type(e).__name__}"
-            out.errors[name] = out.errors.get(name, 0) + 1
-        finally:
-            out.done_ns[i] = time.time_ns()
-            slots.release()
-            if metrics is not None:
-                metrics.read(kind, (out.done_ns[i] - out.intended_ns[i]) / 1e9 if out.ok[i] else None)
-
-    tasks = set()
+    intended = out.intended_ns.tolist()
     deadline = start + int((seconds + grace) * 1e9)
     try:
-        for i in range(n):
-            delay = (out.intended_ns[i] - time.time_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await slots.acquire()
-            if time.time_ns() > deadline:  # the server fell too far behind: the rest are unsent
+        i = 0
+        while i < n:
+            now = time.time_ns()
+            if intended[i] > now:
+                await asyncio.sleep((intended[i] - now) / 1e9)
+                continue
+            if client.in_flight >= max_inflight:
+                room.clear()
+                await room.wait()
+                continue
+            if now > deadline:  # the server fell too far behind: the rest are unsent
                 out.errors["not sent (behind schedule)"] = n - i
-                slots.release()
                 break
-            task = asyncio.create_task(one(i))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(set(tasks), timeout=timeout * 3)
+            kind, obj = plan[i]
+            client.send(i, *requests[kind, obj])
+            i += 1
+        try:
+            await asyncio.wait_for(client.idle.wait(), timeout * 3)
+        except TimeoutError:
+            pass
     finally:
-        app.close()
+        client.close()
+    if client.mismatched or client.unreadable:
+        out.errors["answers matching no read"] = client.mismatched + client.unreadable
     return out
-
-
-async def _read(app: Any, target: Any, address: str, kind: str, oid: str, ObjectIdentifier: Any) -> None:
-    if kind == "read-property":
-        await app.read_property(target, ObjectIdentifier(oid), "present-value")
-    elif kind == "read-property-multiple":
-        await app.read_property_multiple(target, [oid, ["present-value", "status-flags",
-                                                        "object-name"]])
-    else:
-        from bacpypes3.apdu import ReadRangeRequest
-        from bacpypes3.pdu import Address
-
-        request = ReadRangeRequest(objectIdentifier=ObjectIdentifier(oid),
-                                   propertyIdentifier="log-buffer", destination=Address(address))
-        await app.request(request)
 
 
 def write_reads(reads: Reads, path: Path) -> Path:
