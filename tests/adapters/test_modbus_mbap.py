@@ -1,0 +1,65 @@
+"""Our own Modbus TCP client (``adapters.modbus.mbap``), the one the poller uses for MBAP framing:
+what it does beyond the simulator's misbehaviours (those are in test_modbus_poller.py): a retry
+sends the same request again, transaction ids follow one another, and an answer that is a whole
+frame but not the answer (too few registers) is a fault with its bytes, not a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from adapters.modbus import parse_plan
+from adapters.modbus.codec import mbap
+
+from .modbus_support import device_toml, devices, free_port, record
+
+SEED = 7
+
+
+def test_a_retry_sends_the_same_request_again_and_its_answer_counts():
+    """retries = 1: the first request gets no answer, the same ADU is sent again after the timeout
+    and answered; no fault, and that frame's latency is past one timeout."""
+    dev = dataclasses.replace(devices(device_toml(timeout=0.1))[0], retries=1)
+    plan = parse_plan({"seed": SEED, "rule": [{"action": "silent", "count": 1, "after_requests": 2}]})
+    s = asyncio.run(record([dev], plan, lambda s: len(s.of("ModbusFrame")) >= 6))
+    assert s.fault_kinds() == []
+    assert s.simulator.requests["tank1"] > len(s.of("ModbusFrame"))  # one request was sent twice
+    retried = [f for f in s.of("ModbusFrame") if f.latency_ns >= 100_000_000]
+    assert len(retried) == 1 and retried[0].raw[:2] == retried[0].request[:2]
+
+
+def test_transaction_ids_follow_one_another_on_a_connection():
+    s = asyncio.run(record(devices(device_toml()), None, lambda s: len(s.of("ModbusFrame")) >= 6))
+    tids = [f.transaction for f in s.of("ModbusFrame")]
+    assert tids == list(range(1, len(tids) + 1))
+    assert all(f.request[:2] == f.transaction.to_bytes(2, "big") for f in s.of("ModbusFrame"))
+
+
+def test_a_short_answer_is_a_fault_with_its_bytes_and_polling_goes_on():
+    """A server that answers the input-register read with one register instead of five (a whole,
+    well-formed frame): each is recorded as a fault with its bytes, and the poller connects again."""
+    port = free_port()
+    dev = devices(device_toml(port=port))[0]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (header := await reader.read(12)) and len(header) == 12:
+                tid, function, count = int.from_bytes(header[:2], "big"), header[7], header[11]
+                pdu = bytes([4, 2, 0, 7]) if function == 4 else bytes([function, 1, count & 1])  # one register
+                writer.write(mbap(tid, header[6], pdu))
+        finally:
+            writer.close()
+
+    async def session():
+        server = await asyncio.start_server(serve, "127.0.0.1", port)
+        try:
+            return await record([dev], None, lambda s: len(s.fault_kinds()) >= 2, simulate=False)
+        finally:
+            server.close()
+
+    s = asyncio.run(session())
+    faults = s.of("ModbusFault")
+    assert {f.kind for f in faults} == {"garbage"} and all(f.function == 4 for f in faults)
+    assert all(f.raw == mbap(f.transaction, 1, bytes([4, 2, 0, 7])) for f in faults)
+    assert s.ingest.pollers["tank1"].stats.connects >= 2  # dropped and made again after each
+
