@@ -1,8 +1,9 @@
 """Modbus field inputs as events: device files, a poller, writes with read-back, a simulator.
 
 - ``load_devices(path)`` reads a device file (TOML; ``DeviceFileError`` when it is wrong).
-- ``DevicePoller`` polls one device with pymodbus; ``Recorder`` appends what it sees in
-  batches; ``ingest(devices, store)`` runs every device until stopped.
+- ``DevicePoller`` polls one device (Modbus TCP through our own ``MbapClient``, RTU framing
+  through pymodbus); ``Recorder`` appends what it sees in batches; ``ingest(devices, store)``
+  runs every device until stopped.
 - ``Simulator(devices, plan)`` serves the devices from a seeded model and misbehaves as a
   plan (``load_plan``) says.
 
@@ -22,6 +23,7 @@ from .devices import load_devices as load_devices
 from .devices import parse_devices as parse_devices
 from .ingest import Ingest as Ingest
 from .ingest import ingest as ingest
+from .mbap import MbapClient as MbapClient
 from .plans import ACTIONS as ACTIONS
 from .plans import Plan as Plan
 from .plans import PlanError as PlanError

@@ -1,17 +1,20 @@
-"""Polling Modbus devices with pymodbus: every exchange a ``ModbusFrame``, every failure a ``ModbusFault``.
+"""Polling Modbus devices: every exchange a ``ModbusFrame``, every failure a ``ModbusFault``.
 
 One ``DevicePoller`` per device, each its own asyncio task, so one device's
-trouble never stalls another. The poller owns the connection: pymodbus's own
-reconnect is off (a failed first ``connect()`` never retries by itself), and
-after a failed connect the poller waits a capped exponential backoff with
-jitter drawn from a seeded ``random.Random``. No read waits past its bound
-(pymodbus waits ``timeout`` for each of ``retries + 1`` attempts); a connection
-that closes mid-read ends the read at once. Devices polled at the same interval
-start at evenly spread phases of it, so their rounds do not all fall due together. Raw ADUs are captured with pymodbus's
-``trace_packet`` hook, so a fault keeps every byte that arrived, and a bad
-frame is classified (truncated, reset, garbage, bad length, bad CRC, wrong
-transaction or unit id) by ``codec.classify``. After a framing fault the
-connection is dropped and made again, so the byte stream starts clean.
+trouble never stalls another. Modbus TCP goes through our own lean client
+(``mbap.MbapClient``); RTU framing, over TCP or a serial line, through pymodbus.
+The poller owns the connection: pymodbus's own reconnect is off (a failed first
+``connect()`` never retries by itself), and after a failed connect the poller
+waits a capped exponential backoff with jitter drawn from a seeded
+``random.Random``. No read waits past its bound (``timeout`` for each of
+``retries + 1`` attempts); a connection that closes mid-read ends the read at
+once. Devices polled at the same interval start at evenly spread phases of it,
+so their rounds do not all fall due together. Raw ADUs are what our client
+wrote and received (with pymodbus, what its ``trace_packet`` hook saw), so a
+fault keeps every byte that arrived, and a bad frame is classified (truncated,
+reset, garbage, bad length, bad CRC, wrong transaction or unit id) by
+``codec.classify``. After a framing fault the connection is dropped and made
+again, so the byte stream starts clean.
 """
 
 from __future__ import annotations
@@ -245,15 +248,15 @@ class DevicePoller:
     async def _exchange(self, make: Any, function: int) -> tuple[Any, int, tuple[str, str] | None]:
         """Run one request; returns (response, latency ns, (kind, detail) or None).
 
-        No timer or task of ours per request: pymodbus bounds each attempt with
-        ``asyncio.wait_for(timeout)`` (so a request ends within ``timeout x (retries + 1)``),
-        and a connection lost mid-read fails its pending response at once (``_on_connect``).
+        No timer or task of ours per request: the client bounds each attempt by ``timeout``
+        (so a request ends within ``timeout x (retries + 1)``), and a connection lost
+        mid-read fails its pending response at once (``_on_connect``, or ``MbapClient``).
         """
         self._io.start()
         started = time.perf_counter_ns()
         try:
             response = await make()
-        except Exception as e:  # ModbusIOException, ConnectionException, TimeoutError, _Lost
+        except Exception as e:  # ModbusIOException, ConnectionException, TimeoutError, _Lost, mbap's
             response = None
             if not self._io.rx and not self._io.tx and not self._lost:
                 return None, time.perf_counter_ns() - started, ("reset", f"{type(e).__name__}: {e}")

@@ -7,7 +7,7 @@ bare pymodbus read loop over the same registers in the same run; and lateness at
               a ModbusFrame event in an embedded store (batched appends, fsync per batch).
               Goal: (b) >= 0.8 x (a). The client's CPU time per exchange (all threads) is
               printed beside: on a loaded machine it is the steadier comparison. Also
-              (c) the same bare loop with unbroken's own MBAP client (``mbap.MbapClient``,
+              (c) the same bare loop with unbroken's own MBAP client (``MbapClient``,
               which the pollers use for Modbus TCP), so that (b) over (c), the cost of
               storing itself, is visible apart from the cheaper client.
   lateness    50 devices at a 100 ms interval each, stored: how late each poll round starts
@@ -41,8 +41,7 @@ from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from adapters.modbus import Ingest, parse_devices
-from adapters.modbus.mbap import MbapClient
+from adapters.modbus import Ingest, MbapClient, parse_devices
 from eventstore import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
