@@ -97,7 +97,7 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
     fast, stamp_with = converter.convert_fast, msgspec.structs.force_setattr
     last_recorded = 0
-    for line in read_lines(path, format, mapping, converter.convert_json):
+    for line in read_lines(path, format, mapping, converter.convert_json_lines):
         tally.read += 1
         reason = line.error
         if line.fields is not None or line.converted is not None:

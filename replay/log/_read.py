@@ -126,13 +126,14 @@ def unit_of(format: str) -> str:
 
 
 def read_lines(
-    path: Path, format: str, mapping: LogMapping, convert: Callable[[bytes], Any] | None = None
+    path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], list[Any]] | None = None
 ) -> Iterator[SourceLine]:
     """Every line or row of the log in file order.
 
-    ``convert``, for JSON Lines: tried first on each line's bytes; when it
-    returns something, that is the line's ``converted`` and the line is not
-    decoded into fields (None: decoded and checked as usual).
+    ``convert``, for JSON Lines: given the bytes of a block of lines, it
+    returns one result per line; a line's result, when not None, is its
+    ``converted`` and the line is not decoded into fields (None: decoded and
+    checked as usual).
     """
     if format == "parquet":
         return _parquet_rows(path, mapping)
@@ -148,7 +149,7 @@ def _open(path: Path) -> IO[bytes]:
         raise LogError(f"{str(path)!r} is a directory, not a log file") from e
 
 
-def _text_lines(path: Path, format: str, mapping: LogMapping, convert: Callable[[bytes], Any] | None) -> Iterator[SourceLine]:
+def _text_lines(path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], list[Any]] | None) -> Iterator[SourceLine]:
     with _open(path) as f:
         last = 0
         try:
@@ -175,7 +176,7 @@ def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
             yield line, False
 
 
-def _jsonl(f: IO[bytes], convert: Callable[[bytes], Any] | None = None) -> Iterator[SourceLine]:
+def _jsonl(f: IO[bytes], convert: Callable[[list[bytes]], list[Any]] | None = None) -> Iterator[SourceLine]:
     """JSON lines, read and decoded a block at a time (see ``_line_blocks``, ``_decode_block``)."""
     for block in _line_blocks(f):
         for start in range(0, len(block), DECODE_LINES):
@@ -227,7 +228,7 @@ def _first_line(number: int, raw: bytes) -> bytes:
     return raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
 
 
-def _decode_block(block: list[tuple[int, bytes, bool]], convert: Callable[[bytes], Any] | None = None) -> list[SourceLine]:
+def _decode_block(block: list[tuple[int, bytes, bool]], convert: Callable[[list[bytes]], list[Any]] | None = None) -> list[SourceLine]:
     """One ``SourceLine`` per non-blank line of a block, decoded as ``_json_line`` would.
 
     Lines are decoded one by one (msgspec), but the check for repeated keys
@@ -235,20 +236,23 @@ def _decode_block(block: list[tuple[int, bytes, bool]], convert: Callable[[bytes
     values re-encode to the same strings, so the block's colons and their
     re-encoding's colons agree exactly unless a key was dropped. Otherwise
     (escapes, or a repeat) each line gets ``decode_json``'s own check. A line
-    ``convert`` takes (see ``read_lines``) is not decoded at all.
+    ``convert`` takes (see ``read_lines``; it sees the block's lines that were
+    not cut, in one call) is not decoded at all.
     """
     out: list[SourceLine] = []
     checked: list[tuple[bytes, dict]] = []
     decode = _DECODE.decode
+    converted = iter(convert([raw for _, raw, cut in block if not cut]) if convert is not None else ())
     for number, raw, cut in block:
         if cut:
             out.append(SourceLine(number, raw, None, f"line is longer than {MAX_LINE_BYTES} bytes; "
                                                      f"its first {MAX_LINE_BYTES} bytes are quarantined"))
             continue
+        taken = next(converted, None)
         if not raw.strip():
             continue
-        if convert is not None and (converted := convert(raw)) is not None:
-            out.append(SourceLine(number, raw, None, None, converted))
+        if taken is not None:
+            out.append(SourceLine(number, raw, None, None, taken))
             continue
         try:
             fields = decode(raw)

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import event as note_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +57,14 @@ likely_good = st.fixed_dictionaries(  # lines most of which are taken: the equal
               "metadata": st.fixed_dictionaries({"source": st.text(max_size=8)},
                                                 optional={"correlation_id": st.text(max_size=4)})},
 ).flatmap(lambda fields: st.permutations(list(fields.items())).map(dict))  # keys in any order
+# Lines in the struct's own key order, compact: whole blocks of these are taken by the bulk path.
+canonical = st.fixed_dictionaries(
+    {"id": st.uuids().map(str), "stream": good_texts, "type": good_texts},
+    optional={"occurred_at": st.integers(0, 2**62), "recorded_at": st.integers(0, 2**62)},
+).flatmap(lambda head: st.fixed_dictionaries(
+    {"data": st.one_of(objects, st.just({"meter_id": "M", "account_id": "A", "register_kwh": 1.5}))},
+    optional={"metadata": st.fixed_dictionaries({"source": st.text(max_size=8)})},
+).map(lambda tail: {**head, **tail}))
 spellings = st.one_of(st.just("compact"),
                       st.sampled_from(["spaced", "ascii", "repeat-top", "repeat-inner", "reordered"]))
 
@@ -104,6 +113,49 @@ def test_typed_decoding_builds_the_same_event_or_declines(fields: dict[str, Any]
     assert typed == expected
     assert ENCODE.encode(typed.event.metadata) == ENCODE.encode(expected.event.metadata)
     assert converter.convert_json(raw) == expected  # second sighting: names and metadata from the caches
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(st.tuples(canonical, st.just("compact")), min_size=1, max_size=6),  # mostly taken whole
+                 st.lists(st.tuples(st.one_of(canonical, lines, likely_good), spellings), min_size=1, max_size=6)),
+       st.sampled_from(["ns", "ns", "ms"]))
+def test_a_block_of_lines_converts_as_each_line_alone(block: list[tuple[dict[str, Any], str]], unit: str) -> None:
+    raws = [spelled(fields, how) for fields, how in block]
+    mapping = LogMapping(time_unit=unit)  # type: ignore[arg-type]
+    alone = [RecordConverter(mapping).convert_json(raw) for raw in raws]
+    whole = RecordConverter(mapping)._convert_block(raws)
+    note_case("taken whole" if whole is not None else "each line alone")
+    if whole is not None:  # taken whole: every line, each the event the line alone gives
+        assert whole == alone and None not in alone
+        for got, raw in zip(whole, raws, strict=True):
+            expected = general(RecordConverter(mapping), raw)
+            assert got == expected
+            assert ENCODE.encode(got.event.metadata) == ENCODE.encode(expected.event.metadata)  # type: ignore[union-attr]
+    converter = RecordConverter(mapping)
+    assert converter.convert_json_lines(raws) == alone
+    assert converter.convert_json_lines(raws) == alone  # second sighting: from the caches
+
+
+def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = [{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, str(n))), "stream": f"account-{n % 3}", "type": "MeterReading",
+             "occurred_at": n, "recorded_at": n + 1, "data": {"meter_id": "M", "account_id": "A", "register_kwh": n / 2},
+             "metadata": {"source": "m"}} for n in range(40)]
+    raws = [ENCODE.encode(row) for row in rows]
+    expected = [general(RecordConverter(LogMapping()), raw) for raw in raws]
+    converter = RecordConverter(LogMapping())
+    monkeypatch.setattr(converter, "convert_json", lambda raw: pytest.fail("a line was converted alone"))
+    assert converter.convert_json_lines(raws) == expected
+    doubtful = [
+        raws[:5] + [raws[5].replace(b'"account-2"', b'"account\\u002d2"')],  # an escape
+        raws[:5] + [ENCODE.encode({**rows[5], "data": {"meter_id": "M", "account_id": "A"}})],  # not its payload
+        raws[:5] + [raws[5].replace(b'"register_kwh":2.5', b'"register_kwh":2.50')],  # data not canonical
+        raws[:5] + [raws[5].replace(b'{"source":"m"}', b'{"source":"m","source":"n"}')],  # metadata repeats a key
+    ]
+    for block in doubtful:
+        assert RecordConverter(LogMapping())._convert_block(block) is None, block[-1]
+        assert RecordConverter(LogMapping()).convert_json_lines(block)[:5] == expected[:5]
 
 
 def test_a_line_in_any_key_order_is_taken_and_a_doubtful_one_is_left_to_the_general_path() -> None:
