@@ -106,6 +106,7 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
     seen = 0
     encode, crc32 = _sqlite.RECORD_ENCODER.encode, zlib.crc32  # encode_record, inlined: this runs per event
     add_id = ids_in_group.add
+    known, touched, claim = streams.known, streams.touched, streams.claim
     for request in group:
         stream, events = request.stream, request.events
         if request.expected is not ANY:
@@ -114,12 +115,17 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
             except WrongExpectedVersion as wrong:
                 outcomes.append(retry_result(conn, request, wrong))
                 continue
-        entry = streams.claim(stream)
+        entry = known.get(stream)
+        if entry is None:
+            entry = claim(stream)
+        else:  # claim, inlined for a stream already loaded: an import makes a million one-event requests
+            touched.add(stream)
         stream_id, revision = entry
         first = last + 1
         for event, data, metadata in events:
             event_id = event.id
-            add_id(event_id.int)  # ints hash in C
+            key = event_id.int  # ints hash in C; UUID.bytes is a Python property over the same int
+            add_id(key)
             revision += 1
             last += 1
             recorded_at = now if event.recorded_at is None else event.recorded_at
@@ -128,7 +134,7 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
                 recorded_at if event.occurred_at is None else event.occurred_at,
                 event.type, data, metadata,
             ))  # fmt: skip
-            rows.append((last, stream_id, revision, event.type, event_id.bytes, record, crc32(record)))
+            rows.append((last, stream_id, revision, event.type, key.to_bytes(16, "big"), record, crc32(record)))
         seen += len(events)
         if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
             raise RepeatInGroup

@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from ._errors import InvalidEvent, StoreError, mark_request
-from ._types import EMPTY_METADATA, Metadata, NewEvent
+from ._types import ANY, EMPTY_METADATA, Metadata, NewEvent
 
 MAX_STREAM_BYTES: Final = 500
 MAX_TYPE_BYTES: Final = 200
@@ -124,8 +124,9 @@ def prepare_batch(
 ) -> list[tuple[NewEvent, bytes, Metadata]]:
     """Validate a batch (see ``check_batch``) and encode each event's data: ``(event, data bytes, metadata)``.
 
-    One pass per event: an import appends a million one-event batches, so
-    this loop is the store's validation cost.
+    Events that need only cache lookups (the usual case: types, streams and
+    metadata repeat) are taken in one quick pass (``_plain_events``); any
+    other batch is checked event by event here, which names what is wrong.
     """
     check_stream(stream)
     if isinstance(events, NewEvent):
@@ -135,6 +136,9 @@ def prepare_batch(
         raise InvalidEvent(f"stream {stream!r}: an append needs at least one event")
     if len(batch) > MAX_BATCH:
         raise InvalidEvent(f"stream {stream!r}: {len(batch)} events in one append; limit {MAX_BATCH}")
+    plain = _plain_events(stream, batch)
+    if plain is not None:
+        return plain
     if checked is None:
         checked = set()
     seen: set[int] = set()
@@ -212,10 +216,13 @@ __all__ = [
 def prepare_multi(requests: object) -> list[tuple[str, list[tuple[NewEvent, bytes, Metadata]], object]]:
     """Validate every request of an ``append_multi`` and encode its events; nothing is written yet.
 
-    A request that fails raises its error with ``request_index`` set.
+    A request that fails raises its error with ``request_index`` set. One
+    pass over all requests and their events: a request that needs only cache
+    lookups (``_plain_events``) is taken inline; any other goes through
+    ``prepare_batch``, which checks everything and names what is wrong. An
+    import appends tens of thousands of one-event requests per call, so the
+    per-request cost is the validation cost.
     """
-    from ._rules import validate_expected
-
     if isinstance(requests, (str, bytes)):
         raise InvalidEvent("append_multi takes a list of (stream, events, expected) requests")
     try:
@@ -225,18 +232,67 @@ def prepare_multi(requests: object) -> list[tuple[str, list[tuple[NewEvent, byte
     prepared = []
     total = 0
     checked: set[int] = set()
+    good_streams = _GOOD_STREAMS
     for index, request in enumerate(listed):
-        try:
-            if not isinstance(request, tuple) or len(request) != 3:
-                raise InvalidEvent(f"append_multi request {index} must be a (stream, events, expected) tuple")
+        encoded = None
+        if type(request) is tuple and len(request) == 3:
             stream, events, expected = request
-            validate_expected(expected)
-            encoded = prepare_batch(stream, events, checked)
-        except StoreError as error:
-            mark_request(error, index)
-            raise
+            if expected is ANY and type(stream) is str and stream in good_streams and type(events) is list:
+                encoded = _plain_events(stream, events)
+        if encoded is None:
+            try:
+                encoded = _checked_request(index, request, checked)
+            except StoreError as error:
+                mark_request(error, index)
+                raise
         total += len(encoded)
         if total > MAX_MULTI_EVENTS:
             raise InvalidEvent(f"append_multi holds more than {MAX_MULTI_EVENTS} events; split it")
-        prepared.append((stream, encoded, expected))
+        prepared.append((request[0], encoded, request[2]))
     return prepared
+
+
+def _checked_request(index: int, request: object, checked: set[int]) -> list[tuple[NewEvent, bytes, Metadata]]:
+    """Every check of one ``append_multi`` request (``prepare_batch``), raising what is wrong."""
+    from ._rules import validate_expected
+
+    if not isinstance(request, tuple) or len(request) != 3:
+        raise InvalidEvent(f"append_multi request {index} must be a (stream, events, expected) tuple")
+    stream, events, expected = request
+    validate_expected(expected)
+    return prepare_batch(stream, events, checked)
+
+
+def _plain_events(stream: str, events: list) -> list[tuple[NewEvent, bytes, Metadata]] | None:
+    """``prepare_batch``'s result for events that need only cache lookups, else None.
+
+    Plain: 1 to ``MAX_BATCH`` events, each a ``NewEvent`` of ``stream`` (or
+    of none) with bytes data within the limit, a type checked before, no
+    metadata or metadata checked before (``_metadata_key``, inlined), times None or
+    non-negative ints, ids distinct. Anything else is left to
+    ``prepare_batch`` (None), so an error is always raised by the one
+    function that names it. The caller has checked ``stream`` before.
+    """
+    if not 0 < len(events) <= MAX_BATCH:
+        return None
+    good_types, good_metadata, empty = _GOOD_TYPES, _GOOD_METADATA, EMPTY_METADATA
+    encoded = []
+    for event in events:
+        if not (
+            type(event) is NewEvent
+            and (event.stream is None or event.stream == stream)
+            and event.type in good_types
+            and type(data := event.data) is bytes
+            and len(data) <= MAX_DATA_BYTES
+            and ((metadata := event.metadata) is None or (
+                type(metadata) is Metadata and not metadata.extra
+                and (metadata.correlation_id, metadata.causation_id, metadata.source,
+                     metadata.content_type) in good_metadata))
+            and ((occurred_at := event.occurred_at) is None or (type(occurred_at) is int and occurred_at >= 0))
+            and ((recorded_at := event.recorded_at) is None or (type(recorded_at) is int and recorded_at >= 0))
+        ):  # fmt: skip
+            return None
+        encoded.append((event, data, empty if metadata is None else metadata))
+    if len(encoded) > 1 and len({event.id.int for event in events}) != len(encoded):  # type: ignore[union-attr]
+        return None
+    return encoded
