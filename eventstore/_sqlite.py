@@ -34,7 +34,13 @@ from ._readahead import page_header
 from ._types import RecordedEvent
 
 APPLICATION_ID: Final = 0x756E6272  # "unbr"
-SCHEMA_VERSION: Final = 1
+# 2: a stream's revision is its newest event's (``_group_commit.STREAM_REVISION``); streams.revision is written
+# once, when the stream is created, and no longer updated by each append. A version-1 file is the same
+# schema with that column kept current, so it is read as it is and upgraded (one header write) when
+# opened for writing; an unbroken that reads only version 1 then refuses the file instead of trusting
+# the column.
+SCHEMA_VERSION: Final = 2
+READABLE_VERSIONS: Final = (1, 2)
 PAGE_SIZE: Final = 4096
 # The writer's page cache (SQLite's default is 2 MB). Imported ids are content-derived and random, so
 # each insert lands on its own page of the id index; with the index's hot pages cached, an append
@@ -155,10 +161,12 @@ def initialise(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
             return
-        _check_ours(conn, path, app_id)
+        version = _check_ours(conn, path, app_id)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             raise StoreError(f"{path}: could not switch to WAL mode (got {mode!r})")
+        if version != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # see SCHEMA_VERSION
 
 
 def check_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -172,14 +180,17 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> None:
         _check_ours(conn, path, app_id)
 
 
-def _check_ours(conn: sqlite3.Connection, path: Path, app_id: int) -> None:
+def _check_ours(conn: sqlite3.Connection, path: Path, app_id: int) -> int:
+    """The file's schema version, if it is an unbroken store this code reads; else ``StoreDamaged``."""
     if app_id != APPLICATION_ID:
         raise StoreDamaged(f"{path} is an SQLite file but not an unbroken event store")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StoreDamaged(
-            f"{path} has store schema version {version}; this unbroken reads version {SCHEMA_VERSION}"
+            f"{path} has store schema version {version}; this unbroken reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    return version
 
 
 def encode_record(event: RecordedEvent) -> tuple[bytes, int]:

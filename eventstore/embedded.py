@@ -50,7 +50,7 @@ from ._contract import (
 )
 from ._damage import inspect_before_open
 from ._errors import StoreError, StoreNotFound, StoreReadOnly
-from ._group_commit import RepeatInGroup, write_each, write_group
+from ._group_commit import STREAM_REVISION, RepeatInGroup, write_each, write_group
 from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
@@ -489,7 +489,7 @@ class EmbeddedStore(EventStore):
 
     def stream_revision(self, stream: str) -> int | None:
         check_open(self._closed, self.uri)
-        rows = self._query("SELECT revision FROM streams WHERE name = ?", (stream,))
+        rows = self._query(f"SELECT {STREAM_REVISION} FROM streams WHERE name = ?", (stream,))
         return rows[0][0] if rows and rows[0][0] >= 0 else None
 
     def last_position(self) -> int:

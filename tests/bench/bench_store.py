@@ -76,7 +76,11 @@ def store_append(path: Path, events: list[NewEvent], batch: int) -> float:
 
 
 def raw_append(path: Path, events: list[NewEvent], batch: int) -> float:
-    """The least an append can do: build the stored rows, insert them, commit durably."""
+    """The least an append can do: build the stored rows, insert them, commit durably.
+
+    Schema 2 updates no streams row per append (a stream's revision is its newest event's), so
+    neither does this.
+    """
     conn = sqlite3.connect(str(path), isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -100,7 +104,6 @@ def raw_append(path: Path, events: list[NewEvent], batch: int) -> float:
             rows.append((position, s + 1, revisions[s], e.type, e.id.bytes, rec, zlib.crc32(rec)))
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        conn.execute("UPDATE streams SET revision = ? WHERE stream_id = ?", (revisions[s], s + 1))
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()
