@@ -79,6 +79,11 @@ class Server:
         for _ in range(count + 1):  # one line per device, then "serving ..."
             self.p.stdout.readline()  # type: ignore[union-attr]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the simulator process has used so far (user + system, from /proc)."""
+        fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.p.terminate()
         self.p.wait(timeout=10)
@@ -165,36 +170,45 @@ def _pct(values: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6 if ordered else 0.0
 
 
+def _measure(server: Server, run, r: int) -> tuple[float, float, float]:
+    """Exchanges done by ``run(r)`` and the client's and the simulator's CPU (us) per exchange."""
+    cpu, sim = time.process_time(), server.cpu_seconds()
+    n = run(r)
+    return n, (time.process_time() - cpu) / n * 1e6, (server.cpu_seconds() - sim) / n * 1e6
+
+
 def throughput(tmp: Path, count: int, seconds: float, rounds: int) -> dict:
     devices = _device_file(tmp / f"t{count}.toml", count, interval=1e-6)
     server = Server(tmp / f"t{count}.toml", count)
+
+    def stored_run(r: int) -> int:
+        done, in_store, _ = asyncio.run(_stored(devices, seconds, tmp / f"t{count}-{r}.db"))
+        assert done <= in_store, "an exchange counted as stored is not in the store"
+        return done
+
+    variants = {"bare": lambda r: asyncio.run(_bare(devices, seconds)),
+                "lean": lambda r: asyncio.run(_bare_lean(devices, seconds)), "stored": stored_run}
+    rate: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    sim: dict[str, list[float]] = {k: [] for k in variants}
     try:
-        bare, lean, stored, bare_cpu, lean_cpu, stored_cpu = [], [], [], [], [], []
-        for r in range(rounds):
-            cpu = time.process_time()
-            n = asyncio.run(_bare(devices, seconds))
-            bare.append(n / seconds)
-            bare_cpu.append((time.process_time() - cpu) / n * 1e6)
-            cpu = time.process_time()
-            n = asyncio.run(_bare_lean(devices, seconds))
-            lean.append(n / seconds)
-            lean_cpu.append((time.process_time() - cpu) / n * 1e6)
-            cpu = time.process_time()
-            done, in_store, _ = asyncio.run(_stored(devices, seconds, tmp / f"t{count}-{r}.db"))
-            assert done <= in_store, "an exchange counted as stored is not in the store"
-            stored.append(done / seconds)
-            stored_cpu.append((time.process_time() - cpu) / done * 1e6)
+        for r in range(rounds):  # alternating: bare, lean, stored, bare, ...
+            for name, run in variants.items():
+                n, client_us, sim_us = _measure(server, run, r)
+                rate[name].append(n / seconds)
+                cpu[name].append(client_us)
+                sim[name].append(sim_us)
     finally:
         server.stop()
-    best_bare, best_stored = max(bare), max(stored)
-    pairs = sorted(s / b for b, s in zip(bare, stored, strict=True))  # each stored run over the bare one before it
+    best_bare, best_stored, best_lean = max(rate["bare"]), max(rate["stored"]), max(rate["lean"])
+    # each stored run over the bare one of the same round
+    pairs = sorted(s / b for b, s in zip(rate["bare"], rate["stored"], strict=True))
     return {"devices": count, "bare_per_s": round(best_bare), "stored_per_s": round(best_stored),
             "ratio": round(best_stored / best_bare, 3), "ratio_pairs_median": round(pairs[len(pairs) // 2], 3),
-            "lean_per_s": round(max(lean)), "ratio_to_lean": round(best_stored / max(lean), 3),
-            "runs_bare": [round(x) for x in bare], "runs_lean": [round(x) for x in lean],
-            "runs_stored": [round(x) for x in stored],
-            "cpu_us_bare": round(min(bare_cpu), 1), "cpu_us_lean": round(min(lean_cpu), 1),
-            "cpu_us_stored": round(min(stored_cpu), 1)}
+            "lean_per_s": round(best_lean), "ratio_to_lean": round(best_stored / best_lean, 3),
+            **{f"runs_{k}": [round(x) for x in v] for k, v in rate.items()},
+            **{f"cpu_us_{k}": round(min(v), 1) for k, v in cpu.items()},
+            **{f"sim_cpu_us_{k}": round(min(v), 1) for k, v in sim.items()}}
 
 
 def lateness(tmp: Path, count: int, seconds: float) -> dict:
@@ -219,13 +233,16 @@ def main() -> int:
     parser.add_argument("--no-lateness", action="store_true", help="skip the lateness run")
     args = parser.parse_args()
     seconds, rounds, late_s = (2.0, 2, 5.0) if args.quick else (5.0, 3, 30.0)
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         results = {
-            "date": dt.date.today().isoformat(), "machine": platform.platform(),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "quick": args.quick,
             "throughput": [throughput(Path(tmp), n, seconds, rounds) for n in args.devices],
             "lateness": None if args.no_lateness else lateness(Path(tmp), 50, late_s),
         }
+    results["load_average"] = [load_start, os.getloadavg()[0]]
+    print(f"{results['date']}, load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     for t in results["throughput"]:
         goal = "met" if t["ratio"] >= 0.8 else "NOT met"
         print(f"throughput, {t['devices']:>2} device(s): bare pymodbus {t['bare_per_s']}/s, stored "
@@ -233,7 +250,9 @@ def main() -> int:
               f"{len(t['runs_bare'])} run pairs {t['ratio_pairs_median']:.2f}); client CPU per "
               f"exchange {t['cpu_us_bare']} us bare, {t['cpu_us_stored']} us stored")
         print(f"    unbroken's own MBAP client, bare: {t['lean_per_s']}/s, {t['cpu_us_lean']} us CPU an "
-              f"exchange (stored over it: {t['ratio_to_lean']:.2f}, the cost of storing itself)")
+              f"exchange (stored over it: {t['ratio_to_lean']:.2f}, the cost of storing itself); "
+              f"simulator CPU per exchange {t['sim_cpu_us_bare']} / {t['sim_cpu_us_lean']} / "
+              f"{t['sim_cpu_us_stored']} us (bare / lean / stored)")
     late = results["lateness"]
     if late is None:
         return 0 if all(t["ratio"] >= 0.8 for t in results["throughput"]) else 1
