@@ -358,6 +358,7 @@ class EventServer:
         self._ctx = _LiveContext()
         self._owners: dict[tuple[str, int], int] = {}  # served (type, instance) -> device id
         self._served: dict[tuple[str, int], dict[str, Any]] = {}  # what was set on each
+        self._objects: dict[tuple[str, int], Any] = {}  # served (type, instance) -> bacpypes3 object
         self._follow_task: asyncio.Task | None = None
         self._snap_task: asyncio.Task | None = None
         self._follower: PromptFollow | None = None
@@ -535,12 +536,13 @@ class EventServer:
             log.warning("%s %s of device %s hides the one of device %s", *oid, obj.device_id,
                         owner)
             return
-        served = self.app.get_object_id(ObjectIdentifier(oid))
+        served = self._objects.get(oid)
         if served is None:
             served = self._create(cls, obj)
             if served is None:
                 return
             self._owners[oid] = obj.device_id
+            self._objects[oid] = served
         self._update(served, obj)
 
     def _create(self, cls: type, obj: Any) -> Any:
@@ -576,7 +578,8 @@ class EventServer:
     def _update(self, served: Any, obj: Any) -> None:
         """Bring ``served`` in line with ``obj``, then let property subscriptions look."""
         self._set_changes(served, obj)
-        self.property_covs.check(served)
+        if self.property_covs.by_object:
+            self.property_covs.check(served)
 
     def _set_changes(self, served: Any, obj: Any) -> None:
         """Set what changed; what was set last is kept beside (bacpypes3 reads are slow)."""
@@ -598,7 +601,8 @@ class EventServer:
             if last.get(name, _UNSET) != wanted_value:
                 setattr(served, name, wanted_value)
                 last[name] = wanted_value
-        detection = self.app._cov_detections.get(served.objectIdentifier)
+        detections = self.app._cov_detections  # (bacpypes3 reads of objectIdentifier are slow)
+        detection = detections.get(served.objectIdentifier) if detections else None
         if detection is not None and flags_changed:
             detection.statusFlags = StatusFlags(list(flags))
         if self._set_present_value(served, obj, last):
@@ -630,7 +634,7 @@ class EventServer:
         del self._owners[oid]
         self._served.pop(oid, None)
         self.property_covs.drop_object(oid)
-        served = self.app.get_object_id(ObjectIdentifier(oid))
+        served = self._objects.pop(oid, None)
         if served is None:
             return
         detection = self.app._cov_detections.get(served.objectIdentifier)
