@@ -44,8 +44,8 @@ from eventstore import RecordedEvent
 from eventstore.payloads import payload_types
 
 from ._mapping import LogError, LogMapping
-from ._parse import PendingLine, Tally, parse_lines, recorded
-from ._read import unit_of
+from ._parse import PendingLine, Tally, parse_lines
+from ._parse import recorded_runs as recorded_in_runs
 from ._reject import Rejection
 
 HEADER: Final = struct.Struct("<cI")
@@ -110,7 +110,7 @@ def recorded_runs(
     """
     if wanted(path, read_ahead):
         return _ahead(path, mapping, format, tally, "events")  # type: ignore[return-value]
-    return iter([recorded(parse_lines(path, mapping, format, tally), tally, unit_of(format))])
+    return recorded_in_runs(path, mapping, format, tally)
 
 
 def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str) -> Iterator[Iterable]:
@@ -123,8 +123,10 @@ def _ahead(path: Path, mapping: LogMapping, format: str, tally: Tally, kind: str
     """
     worker = _start(path, mapping, format, kind)
     if worker is None or not (yield from _frames(worker, path, tally, kind)):
-        lines = parse_lines(path, mapping, format, tally)
-        yield lines if kind == "lines" else recorded(lines, tally, unit_of(format))
+        if kind == "lines":
+            yield parse_lines(path, mapping, format, tally)
+        else:
+            yield from recorded_in_runs(path, mapping, format, tally)
 
 
 def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Generator[Iterable, None, bool]:
@@ -267,13 +269,16 @@ def serve(args: dict, out: IO[bytes]) -> None:
         out.flush()
         return
     try:
-        items = parse_lines(path, mapping, format, collector)  # type: ignore[arg-type]
         if kind == "events":
-            items = recorded(items, collector, unit_of(format))  # type: ignore[arg-type,assignment]
-        for item in items:
-            collector.items.append(item)
-            if len(collector.items) >= CHUNK_LINES:
-                out.write(collector.frame(kind))
+            for run in recorded_in_runs(path, mapping, format, collector):  # type: ignore[arg-type]
+                collector.items += run  # before the reading goes on: a rejection is placed after these
+                if len(collector.items) >= CHUNK_LINES:
+                    out.write(collector.frame(kind))
+        else:
+            for line in parse_lines(path, mapping, format, collector):  # type: ignore[arg-type]
+                collector.items.append(line)
+                if len(collector.items) >= CHUNK_LINES:
+                    out.write(collector.frame(kind))
         if collector.pending():
             out.write(collector.frame(kind))
     except Exception as e:  # noqa: BLE001 - every error goes to the caller, which raises it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
@@ -17,8 +18,8 @@ import msgspec
 from eventstore import DuplicateIdConflict, InvalidEvent, InvalidPayload, Metadata, RecordedEvent
 
 from ._mapping import LogError, LogMapping, load_mapping
-from ._read import detect_format, read_lines, unit_of
-from ._record import BadRecord, LogEvent, RecordConverter
+from ._read import JsonBlock, detect_format, read_lines, unit_of
+from ._record import BadRecord, LogEvent, RecordConverter, TypedLines
 from ._reject import Quarantine, Rejection, check_output_path
 
 MAX_SHOWN_REJECTIONS: Final = 20
@@ -91,13 +92,54 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
 
     A line's recorded time is its ``recorded_at``, else its ``occurred_at``,
     else one nanosecond after the previous line's, and never earlier than the
-    previous line's: ``read_log`` and ``import_log`` both take it from here, so
-    replaying a log file and replaying the store it was imported into agree.
+    previous line's (``FileOrder.stamps``): ``read_log`` and ``import_log``
+    both take it from here, so replaying a log file and replaying the store it
+    was imported into agree.
     """
+    order = FileOrder(tally, unit_of(format))
+    for item in _parsed(path, mapping, format, tally, order):
+        if type(item) is PendingLine:
+            yield item
+            continue
+        typed: TypedLines = item.taken
+        events = typed.new_events(order.stamps(typed.recorded, typed.occurred))
+        for line in map(PendingLine, map(LogEvent, events, typed.recorded), item.numbers, item.raws):
+            tally.read += 1
+            yield line
+
+
+def recorded_runs(path: Path, mapping: LogMapping, format: str, tally: Tally) -> Iterator[list[RecordedEvent]]:
+    """The events a store would hold after importing the log, in file order and in runs (``read_log``'s events).
+
+    Positions are 1-based in file order and revisions 0-based per stream
+    (``FileOrder.numbered``). A block of lines taken whole
+    (``TypedLines``) goes from its columns to ``RecordedEvent``s with no
+    other object per line; any other line goes through ``PendingLine``.
+    Counts move a run at a time, before the run is handed on.
+    """
+    order = FileOrder(tally, unit_of(format))
+    for item in _parsed(path, mapping, format, tally, order):
+        if type(item) is PendingLine:
+            event = item.log_event.event
+            yield from order.numbered(
+                TypedLines([event.id], [event.stream or ""], [event.type], [event.data],  # type: ignore[list-item]
+                           [event.occurred_at], [None], [event.metadata]),  # type: ignore[list-item]
+                [event.recorded_at], [item.where], [item.raw], read=False)  # type: ignore[list-item]
+        else:
+            typed = item.taken
+            yield from order.numbered(typed, order.stamps(typed.recorded, typed.occurred), item.numbers, item.raws)
+
+
+def _parsed(
+    path: Path, mapping: LogMapping, format: str, tally: Tally, order: FileOrder
+) -> Iterator[PendingLine | JsonBlock]:
+    """Good lines as ``PendingLine``s (stamped, counted read) and blocks taken whole (neither), in file order."""
     converter, unit, source = RecordConverter(mapping), unit_of(format), str(path)
     fast, stamp_with = converter.convert_fast, msgspec.structs.force_setattr
-    last_recorded = 0
     for line in read_lines(path, format, mapping, converter.convert_json_lines):
+        if type(line) is JsonBlock:
+            yield line
+            continue
         tally.read += 1
         reason = line.error
         if line.fields is not None or line.converted is not None:
@@ -107,46 +149,89 @@ def parse_lines(path: Path, mapping: LogMapping, format: str, tally: Tally) -> I
                 reason = str(e)
             else:
                 event = log_event.event
-                stamp = log_event.recorded_at or event.occurred_at
-                last_recorded = max(last_recorded, stamp) if stamp is not None else last_recorded + 1
-                stamp_with(event, "recorded_at", last_recorded)  # a new event of this line's own: no copy
+                stamp = order.stamps([log_event.recorded_at], [event.occurred_at])[0]
+                stamp_with(event, "recorded_at", stamp)  # a new event of this line's own: no copy
                 yield PendingLine(log_event, line.where, line.raw)
                 continue
         tally.reject(Rejection(source, line.where, unit, reason or "unreadable", line.raw))
 
 
-def recorded(lines: Iterator[PendingLine], tally: Tally, unit: str) -> Iterator[RecordedEvent]:
-    """The events a store would hold after importing ``lines``, in file order (``read_log``'s events).
+_ID_INT: Final = attrgetter("int")
 
-    Positions are 1-based in file order and revisions 0-based per stream. A
-    repeated id in the same stream is skipped (``tally.present``), as the
-    store would dedupe it; in another stream it is rejected. Memory grows
-    with the number of distinct ids and streams, not with the events' size.
+
+class FileOrder:
+    """What file order decides: each line's recorded time, and each event's position and revision.
+
+    Memory grows with the number of distinct ids and streams, not with the
+    events' size.
     """
-    seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
-    revisions: dict[str, int] = {}
-    source = str(tally.source)
-    for item in lines:
-        event = item.log_event.event
-        stream = event.stream or ""
-        key = event.id.int  # type: ignore[union-attr]
-        earlier = seen.get(key)
-        if earlier is not None:
+
+    def __init__(self, tally: Tally, unit: str) -> None:
+        self.tally, self.unit, self.source = tally, unit, str(tally.source)
+        self.last_recorded = 0
+        self.seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
+        self.revisions: dict[str, int] = {}
+
+    def stamps(self, recorded: list[int | None], occurred: list[int | None]) -> list[int]:
+        """Recorded times of lines in file order: their ``recorded_at`` (else ``occurred_at``), never going back.
+
+        A line with neither gets one nanosecond after the previous line's.
+        """
+        last, out = self.last_recorded, []
+        for recorded_at, occurred_at in zip(recorded, occurred, strict=True):
+            stamp = recorded_at or occurred_at
+            last = (stamp if stamp > last else last) if stamp is not None else last + 1
+            out.append(last)
+        self.last_recorded = last
+        return out
+
+    def numbered(
+        self, typed: TypedLines, stamps: list[int], wheres: list[int], raws: list[bytes], read: bool = True
+    ) -> Iterator[list[RecordedEvent]]:
+        """The events of these lines in runs, numbered as a store would number them on import.
+
+        A repeated id in the same stream is skipped (``tally.present``), as
+        the store would dedupe it; in another stream it is rejected, after the
+        run before it is handed on. ``read``: count the lines as read here.
+        """
+        tally, seen, revisions = self.tally, self.seen, self.revisions
+        revs: list[int] = []
+        first = 0
+        for i, (key, stream) in enumerate(zip(map(_ID_INT, typed.ids), typed.streams, strict=True)):
+            earlier = seen.get(key)
+            if earlier is None:
+                seen[key] = stream
+                revision = revisions[stream] = revisions.get(stream, -1) + 1
+                revs.append(revision)
+                continue
+            if i > first:
+                yield self._run(typed, stamps, revs, first, i, read)
+            revs.append(-1)
+            first = i + 1
+            tally.read += read
             if earlier == stream:
                 tally.present += 1
             else:
-                reason = f"id {event.id} is already used by an event in stream {earlier!r}"
-                tally.reject(Rejection(source, item.where, unit, reason, item.raw))
-            continue
-        seen[key] = stream
-        revision = revisions[stream] = revisions.get(stream, -1) + 1
-        recorded_at = event.recorded_at  # stamped by parse_lines
-        tally.imported += 1
-        yield RecordedEvent(
-            event.id, stream, revision, tally.imported, recorded_at,  # type: ignore[arg-type]
-            recorded_at if event.occurred_at is None else event.occurred_at,
-            event.type, event.data, event.metadata or EMPTY_METADATA,  # type: ignore[arg-type]
-        )
+                reason = f"id {typed.ids[i]} is already used by an event in stream {earlier!r}"
+                tally.reject(Rejection(self.source, wheres[i], self.unit, reason, raws[i]))
+        if first < len(stamps):
+            yield self._run(typed, stamps, revs, first, len(stamps), read)
+
+    def _run(self, typed: TypedLines, stamps: list[int], revs: list[int], a: int, b: int, read: bool) -> list[RecordedEvent]:
+        """Lines ``a`` to ``b`` (none of them skipped) as events, counted."""
+        tally = self.tally
+        start = tally.imported
+        tally.imported += b - a
+        tally.read += (b - a) * read
+        recorded = stamps[a:b]
+        occurred = typed.occurred[a:b]
+        if None in occurred:  # a line without occurred_at occurred when it was recorded
+            occurred = [r if o is None else o for o, r in zip(occurred, recorded, strict=True)]
+        metadata = typed.metadata[a:b]
+        if None in metadata:
+            metadata = [EMPTY_METADATA if m is None else m for m in metadata]
+        return list(map(RecordedEvent, typed.ids[a:b], typed.streams[a:b], revs[a:b], range(start + 1, start + 1 + b - a),
+                        recorded, occurred, typed.types[a:b], typed.data[a:b], metadata))
 
 
 def open_log(

@@ -11,6 +11,7 @@ import csv
 import gzip
 import json
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
 
@@ -93,6 +94,15 @@ def _check_unique_keys(raw: bytes | str, value: Any) -> None:
         pass  # msgspec read it; a stricter or looser corner of json's grammar is not our concern
 
 
+class JsonBlock(NamedTuple):
+    """A block of JSON lines that ``convert`` took whole (see ``read_lines``): what it made of them, in one piece."""
+
+    where: int  # the last line's number
+    numbers: list[int]
+    raws: list[bytes]
+    taken: Any
+
+
 class SourceLine(NamedTuple):
     """One line (JSONL, CSV) or row (Parquet): where it is, its raw bytes, its fields or an error.
 
@@ -126,14 +136,16 @@ def unit_of(format: str) -> str:
 
 
 def read_lines(
-    path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], list[Any]] | None = None
-) -> Iterator[SourceLine]:
+    path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], Any] | None = None
+) -> Iterator[SourceLine | JsonBlock]:
     """Every line or row of the log in file order.
 
-    ``convert``, for JSON Lines: given the bytes of a block of lines, it
-    returns one result per line; a line's result, when not None, is its
-    ``converted`` and the line is not decoded into fields (None: decoded and
-    checked as usual).
+    ``convert``, for JSON Lines: given the bytes of a block of lines (a block
+    with no line cut for length), it returns either one result per line (a
+    list), or something else for the whole block, which then comes out as
+    one ``JsonBlock`` instead of its lines. A line's result, when not None, is
+    its ``converted`` and the line is not decoded into fields (None: decoded
+    and checked as usual).
     """
     if format == "parquet":
         return _parquet_rows(path, mapping)
@@ -149,7 +161,7 @@ def _open(path: Path) -> IO[bytes]:
         raise LogError(f"{str(path)!r} is a directory, not a log file") from e
 
 
-def _text_lines(path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], list[Any]] | None) -> Iterator[SourceLine]:
+def _text_lines(path: Path, format: str, mapping: LogMapping, convert: Callable[[list[bytes]], Any] | None) -> Iterator[SourceLine]:
     with _open(path) as f:
         last = 0
         try:
@@ -176,7 +188,7 @@ def _physical_lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
             yield line, False
 
 
-def _jsonl(f: IO[bytes], convert: Callable[[list[bytes]], list[Any]] | None = None) -> Iterator[SourceLine]:
+def _jsonl(f: IO[bytes], convert: Callable[[list[bytes]], Any] | None = None) -> Iterator[SourceLine | JsonBlock]:
     """JSON lines, read and decoded a block at a time (see ``_line_blocks``, ``_decode_block``)."""
     for block in _line_blocks(f):
         for start in range(0, len(block), DECODE_LINES):
@@ -228,21 +240,29 @@ def _first_line(number: int, raw: bytes) -> bytes:
     return raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
 
 
-def _decode_block(block: list[tuple[int, bytes, bool]], convert: Callable[[list[bytes]], list[Any]] | None = None) -> list[SourceLine]:
-    """One ``SourceLine`` per non-blank line of a block, decoded as ``_json_line`` would.
+def _decode_block(
+    block: list[tuple[int, bytes, bool]], convert: Callable[[list[bytes]], Any] | None = None
+) -> list[SourceLine] | list[JsonBlock]:
+    """One ``SourceLine`` per non-blank line of a block, decoded as ``_json_line`` would (or one ``JsonBlock``).
 
     Lines are decoded one by one (msgspec), but the check for repeated keys
     runs once over the block: when no line holds a backslash, the decoded
     values re-encode to the same strings, so the block's colons and their
     re-encoding's colons agree exactly unless a key was dropped. Otherwise
     (escapes, or a repeat) each line gets ``decode_json``'s own check. A line
-    ``convert`` takes (see ``read_lines``; it sees the block's lines that were
-    not cut, in one call) is not decoded at all.
+    ``convert`` takes (see ``read_lines``: it sees the whole block in one
+    call, unless a line of it was cut) is not decoded at all.
     """
     out: list[SourceLine] = []
     checked: list[tuple[bytes, dict]] = []
     decode = _DECODE.decode
-    converted = iter(convert([raw for _, raw, cut in block if not cut]) if convert is not None else ())
+    taken_each: list = []
+    if convert is not None and not any(map(itemgetter(2), block)):
+        raws = list(map(itemgetter(1), block))
+        taken_each = convert(raws)
+        if type(taken_each) is not list:
+            return [JsonBlock(block[-1][0], list(map(itemgetter(0), block)), raws, taken_each)]
+    converted = iter(taken_each)
     for number, raw, cut in block:
         if cut:
             out.append(SourceLine(number, raw, None, f"line is longer than {MAX_LINE_BYTES} bytes; "

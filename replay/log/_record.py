@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
+from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any, Final, NamedTuple
 
@@ -70,6 +71,31 @@ class LogEvent(NamedTuple):
     recorded_at: int | None
 
 
+class TypedLines(NamedTuple):
+    """A block of JSON lines taken whole by ``RecordConverter.convert_json_lines``: one list per field.
+
+    ``recorded`` holds each line's own ``recorded_at`` (the source's, or None);
+    the events' recorded times are stamped later, in file order.
+    """
+
+    ids: list[uuid.UUID]
+    streams: list[str]
+    types: list[str]
+    data: list[bytes]
+    occurred: list[int | None]
+    recorded: list[int | None]
+    metadata: list[Metadata | None]
+
+    def new_events(self, recorded_at: list[int] | None = None) -> list[NewEvent]:
+        """The lines' events, with ``recorded_at`` (stamped times) when given."""
+        stamps = repeat(None) if recorded_at is None else recorded_at
+        return list(map(NewEvent, self.types, self.data, self.ids, self.streams, self.occurred, self.metadata, stamps))
+
+    def log_events(self) -> list[LogEvent]:
+        """What ``convert_json`` gives for each line."""
+        return list(map(LogEvent, self.new_events(), self.recorded))
+
+
 class RecordConverter:
     """Turns field dicts into ``LogEvent`` under one mapping."""
 
@@ -83,18 +109,19 @@ class RecordConverter:
         self._payload_lists: dict[str, msgspec.json.Decoder | None] = {}  # event type -> decoder of a list of its payloads
         self._line = _line_decoder(mapping)
 
-    def convert_json_lines(self, raws: list[bytes]) -> list[LogEvent | None]:
-        """``convert_json`` of each of a block of JSON lines: the whole block at once when it can be.
+    def convert_json_lines(self, raws: list[bytes]) -> TypedLines | list[LogEvent | None]:
+        """``convert_json`` of a block of JSON lines: the whole block at once (``TypedLines``) when it can be.
 
         The block is taken whole when every line is exactly msgspec's own
         encoding of its typed struct and every part of every line passes (see
-        ``_convert_block``); its events are the ones ``convert_json`` builds
-        line by line. Any doubt about any line, and each line is tried alone.
+        ``_convert_block``); its events (``TypedLines.log_events``) are the
+        ones ``convert_json`` builds line by line. Any doubt about any line,
+        and each line is tried alone: one result per line, as ``convert_json``.
         """
         return self._convert_block(raws) or [self.convert_json(raw) for raw in raws]
 
-    def _convert_block(self, raws: list[bytes]) -> list[LogEvent] | None:
-        """Every line's ``LogEvent``, checked a block at a time in C (one ``map`` or one call per check), or None.
+    def _convert_block(self, raws: list[bytes]) -> TypedLines | None:
+        """Every line's fields, checked a block at a time in C (one ``map`` or one call per check), or None.
 
         The same checks as ``convert_json``, in bulk: each line decoded into
         its struct and re-encoded to its very bytes (so no key is unknown,
@@ -123,8 +150,8 @@ class RecordConverter:
         metadata = self._block_metadata(list(map(bytes, map(_METADATA, lines))))
         if metadata is None:
             return None
-        events = map(NewEvent, types, data, map(_ID, lines), streams, map(_OCCURRED, lines), metadata)
-        return list(map(LogEvent, events, map(_RECORDED, lines)))
+        return TypedLines(list(map(_ID, lines)), streams, types, data, list(map(_OCCURRED, lines)),
+                          list(map(_RECORDED, lines)), metadata)
 
     def _fit_payloads(self, types: list[str], data: list[bytes]) -> bool:
         """Whether each data fits its event type's payload struct: one decode per type of all its data."""

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from replay.log import LogMapping, read_log
 from replay.log._read import decode_json
-from replay.log._record import BadRecord, RecordConverter
+from replay.log._record import BadRecord, RecordConverter, TypedLines
 
 ENCODE = msgspec.json.Encoder()
 UID = "9b351dcf-e2b7-54b9-a9da-868a8533a0a3"
@@ -126,14 +126,19 @@ def test_a_block_of_lines_converts_as_each_line_alone(block: list[tuple[dict[str
     whole = RecordConverter(mapping)._convert_block(raws)
     note_case("taken whole" if whole is not None else "each line alone")
     if whole is not None:  # taken whole: every line, each the event the line alone gives
-        assert whole == alone and None not in alone
-        for got, raw in zip(whole, raws, strict=True):
+        assert whole.log_events() == alone and None not in alone
+        for got, raw in zip(whole.log_events(), raws, strict=True):
             expected = general(RecordConverter(mapping), raw)
             assert got == expected
             assert ENCODE.encode(got.event.metadata) == ENCODE.encode(expected.event.metadata)  # type: ignore[union-attr]
     converter = RecordConverter(mapping)
-    assert converter.convert_json_lines(raws) == alone
-    assert converter.convert_json_lines(raws) == alone  # second sighting: from the caches
+    assert each(converter.convert_json_lines(raws)) == alone
+    assert each(converter.convert_json_lines(raws)) == alone  # second sighting: from the caches
+
+
+def each(converted: TypedLines | list) -> list:
+    """One result per line, from a block taken whole or not."""
+    return converted if isinstance(converted, list) else converted.log_events()
 
 
 def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_alone(
@@ -146,7 +151,8 @@ def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_
     expected = [general(RecordConverter(LogMapping()), raw) for raw in raws]
     converter = RecordConverter(LogMapping())
     monkeypatch.setattr(converter, "convert_json", lambda raw: pytest.fail("a line was converted alone"))
-    assert converter.convert_json_lines(raws) == expected
+    taken = converter.convert_json_lines(raws)
+    assert isinstance(taken, TypedLines) and taken.log_events() == expected
     doubtful = [
         raws[:5] + [raws[5].replace(b'"account-2"', b'"account\\u002d2"')],  # an escape
         raws[:5] + [ENCODE.encode({**rows[5], "data": {"meter_id": "M", "account_id": "A"}})],  # not its payload
@@ -155,7 +161,7 @@ def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_
     ]
     for block in doubtful:
         assert RecordConverter(LogMapping())._convert_block(block) is None, block[-1]
-        assert RecordConverter(LogMapping()).convert_json_lines(block)[:5] == expected[:5]
+        assert each(RecordConverter(LogMapping()).convert_json_lines(block))[:5] == expected[:5]
 
 
 def test_a_line_in_any_key_order_is_taken_and_a_doubtful_one_is_left_to_the_general_path() -> None:
@@ -211,10 +217,45 @@ def test_a_log_read_typed_gives_what_the_general_path_gives(tmp_path: Path, monk
     log.write_bytes(b"\n".join(rows) + b"\n")
     typed = read_log(log, quarantine=tmp_path / "q1.jsonl", read_ahead=False)
     typed_events = list(typed)
-    monkeypatch.setattr(RecordConverter, "convert_json", lambda self, raw: None)
+    monkeypatch.setattr(RecordConverter, "convert_json_lines", lambda self, raws: [None] * len(raws))
     plain = read_log(log, quarantine=tmp_path / "q2.jsonl", read_ahead=False)
     assert typed_events == list(plain) and len(typed_events) > 300
     assert typed.report.rejected == plain.report.rejected > 40
+    assert (tmp_path / "q1.jsonl").read_bytes() == (tmp_path / "q2.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_whole_blocks_give_the_events_rejections_and_counts_of_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: bool
+) -> None:
+    rows = []
+    for n in range(1, 2_200):
+        key = n if n <= 1_900 else n - 1_900 - n % 2  # from 1,901 on, the id of a line 1,900 (same stream) or 1,901 back
+        row: dict[str, Any] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, str(key))), "stream": f"s-{n % 5}", "type": "T"}
+        if n % 3:
+            row["occurred_at"] = 10 * n - (n % 4) * 15  # times that go back now and then: stamps never do
+        if n % 4 == 0:
+            row["recorded_at"] = 10 * n
+        row["data"] = {"n": n}
+        if n % 5:
+            row["metadata"] = {"source": f"m{n % 3}"}
+        rows.append(ENCODE.encode(row))  # canonical: whole blocks
+    rows[1_000] = b"{bad"  # one bad line: its block goes line by line
+    log = tmp_path / "blocks.jsonl"
+    log.write_bytes(b"\n".join(rows) + b"\n")
+    taken: list[int] = []
+    convert = RecordConverter.convert_json_lines
+    monkeypatch.setattr(RecordConverter, "convert_json_lines",
+                        lambda self, raws: taken.append(isinstance(out := convert(self, raws), TypedLines)) or out)
+    typed = read_log(log, quarantine=tmp_path / "q1.jsonl", read_ahead=read_ahead)
+    typed_events = list(typed)
+    assert read_ahead or taken.count(True) >= 3  # (in a worker, its own count)
+    monkeypatch.setattr(RecordConverter, "convert_json_lines", lambda self, raws: [None] * len(raws))
+    plain = read_log(log, quarantine=tmp_path / "q2.jsonl", read_ahead=False)
+    assert typed_events == list(plain) and len(typed_events) > 1_800
+    assert (typed.report.read, typed.report.imported, typed.report.already_present, typed.report.rejected) == (
+        plain.report.read, plain.report.imported, plain.report.already_present, plain.report.rejected)
+    assert plain.report.rejected > 100 and plain.report.already_present > 100
     assert (tmp_path / "q1.jsonl").read_bytes() == (tmp_path / "q2.jsonl").read_bytes()
 
 
