@@ -214,3 +214,22 @@ def test_unbroken_load_and_soak_refuse_bad_arguments_with_usage_errors(tmp_path,
                  str(tmp_path / "o")]) == 2
     assert "kinds" in capsys.readouterr().err
     assert main(["soak", "--rejudge", "--out", str(tmp_path)]) == 2
+
+
+def test_due_messages_go_in_batches_at_least_the_batch_interval_apart(tmp_path):
+    target = StoreTarget(f"embedded:///{tmp_path / 'events.db'}")
+
+    async def go():
+        await target.open()
+        try:
+            return await drive(target, Plan(constant(500, 1.0), _msg, "batches", seed=1,
+                                            batch_interval_s=0.05))
+        finally:
+            await target.close()
+
+    samples = asyncio.run(go())
+    assert samples.acked == len(samples.intended_ns) == 500
+    batch_starts = np.unique(samples.sent_ns)
+    assert len(batch_starts) <= 22  # one batch per 50 ms at most (plus the first)
+    assert np.diff(batch_starts).min() >= 50_000_000
+    assert (samples.sent_ns >= samples.intended_ns).all()  # nothing goes before its time
