@@ -37,6 +37,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from . import _readahead, _sqlite
 from ._contract import (
     NO_FILTER,
@@ -72,13 +74,16 @@ class _Request:
         self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
 
 
-class _Part:
-    """One request of an ``append_multi``: no future of its own (the multi-append has one)."""
+class _Part(msgspec.Struct, gc=False):
+    """One request of an ``append_multi``: no future of its own (the multi-append has one).
 
-    __slots__ = ("stream", "events", "expected")
+    A struct, built in C (~0.1 us against ~0.3 for a class with ``__init__``): an import
+    makes tens of thousands per ``append_multi``. It holds no reference cycle.
+    """
 
-    def __init__(self, stream: str, events: list, expected: Expected) -> None:
-        self.stream, self.events, self.expected = stream, events, expected
+    stream: str
+    events: list  # [(NewEvent, data bytes, Metadata)]
+    expected: Expected
 
 
 class _MultiRequest:
