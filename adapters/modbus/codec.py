@@ -95,13 +95,16 @@ def _checks(reg: Register) -> tuple:
 
 
 class _Compiled:
-    """How to decode one block: the whole-block struct (or None) and per-register parts."""
+    """How to decode one block: the whole-block struct (or None) and per-register parts;
+    for a block of bits whose registers are all plain bools, (name, item) of each."""
 
     def __init__(self, block: Block) -> None:
         self.block = block
         self.whole, self.regs = _compile(block)
         self.checks = [_checks(reg) for _, _, _, _, reg in self.regs]
         self.words = struct.Struct(f">{block.count}H") if self.whole is not None else None
+        self.flags = [(name, start) for name, start, _, _, reg in self.regs] if block.bits and all(
+            reg.type == "bool" for _, _, _, _, reg in self.regs) else None
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -115,6 +118,8 @@ def decode_block(block: Block, items: list[int]) -> tuple[dict[str, Any], dict[s
         compiled = _COMPILED[id(block)] = _Compiled(block)
     if compiled.whole is not None and len(items) == block.count:
         return _decode_whole(compiled.whole.unpack(compiled.words.pack(*items)), compiled.checks)
+    if compiled.flags is not None and len(items) >= block.count:  # a bool is always in range
+        return {name: bool(items[at]) for name, at in compiled.flags}, {}
     values: dict[str, Any] = {}
     invalid: dict[str, str] = {}
     for name, start, count, fast, reg in compiled.regs:

@@ -281,9 +281,10 @@ class DevicePoller:
         return int.from_bytes(tx[:2], "big") if self.device.framing == "tcp" and len(tx) >= 2 else 0
 
     def _response_adu(self) -> bytes:
-        rx = bytes(self._io.rx)
+        rx = self._io.rx
         if self.device.framing == "tcp":
-            return rx[: 6 + int.from_bytes(rx[4:6], "big")] if len(rx) >= 7 else rx
+            return bytes(rx[: 6 + ((rx[4] << 8) | rx[5])] if len(rx) >= 7 else rx)
+        rx = bytes(rx)
         need = response_pdu_length(rx[1:])
         return rx[: 1 + need + 2] if need is not None else rx
 
@@ -295,21 +296,19 @@ class DevicePoller:
     def _frame_stored(self) -> None:
         self.stats.exchanges += 1
 
-    def _store(self, payload: Any, received: int, occurred: int | None = None) -> None:
-        stats = self.stats
-        if isinstance(payload, ModbusFrame):
-            stored = self._frame_stored
-        elif isinstance(payload, ModbusFault):
-            kind = payload.kind
-
-            def stored() -> None:
-                stats.faults += 1
-                stats.fault_kinds[kind] = stats.fault_kinds.get(kind, 0) + 1
-        else:
-            stored = None  # type: ignore[assignment]
+    def _store(self, payload: Any, received: int, occurred: int | None = None,
+               on_stored: Any = None) -> None:
         self.recorder.add(payload, source=self.device.name, session=self.session,
                           sequence=payload.sequence, received_at=received, occurred_at=occurred,
-                          on_stored=stored)
+                          on_stored=on_stored)
+
+    def _fault_stored(self, kind: str) -> Any:
+        stats = self.stats
+
+        def stored() -> None:
+            stats.faults += 1
+            stats.fault_kinds[kind] = stats.fault_kinds.get(kind, 0) + 1
+        return stored
 
     def _frame(self, block: Block, items: list[int], response: Any, latency: int) -> None:
         decoded, invalid = decode_block(block, items)
@@ -325,7 +324,7 @@ class DevicePoller:
             received_at=received, session=self.session, sequence=self._next(),
         )
         self.stats.consecutive_failures = 0
-        self._store(payload, received, device_time)
+        self._store(payload, received, device_time, self._frame_stored)
 
     def _fault(self, kind: str, detail: str, function: int = 0, address: int = 0, *,
                exception_code: int = 0, latency_ns: int = 0) -> None:
@@ -339,7 +338,7 @@ class DevicePoller:
         )
         if kind != "exception":
             self.stats.consecutive_failures += 1
-        self._store(payload, received)
+        self._store(payload, received, on_stored=self._fault_stored(kind))
 
     # -- writes -----------------------------------------------------------------------
     async def write(self, target: str, value: Any, *, effect_key: str = "", duration_ms: int = 0,
