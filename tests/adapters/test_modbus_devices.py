@@ -166,3 +166,18 @@ def test_decode_block_fast_path_equals_decoding_each_register_alone():
             got = values[reg.name]
             assert got == alone or (math.isnan(got) and math.isnan(alone)), (reg.name, items)
             assert (reg.name in invalid) == (not reg.in_range(alone)), (reg.name, items)
+
+
+def test_decode_block_of_bool_bits_equals_decoding_each_register_alone():
+    """The bits path (a block of plain bools, one comprehension) gives what decoding each
+    register alone gives, bools and never out of range."""
+    from adapters.modbus import decode_block
+
+    from .modbus_support import device_toml, devices
+
+    block = next(b for b in devices(device_toml())[0].blocks if b.bits)
+    for items in ([0, 0], [1, 0], [0, 1], [1, 1, 0, 0, 0, 0, 0, 0]):
+        values, invalid = decode_block(block, items)
+        assert values == {reg.name: decode_value(items[reg.address - block.address:][:1], reg)
+                          for reg in block.registers}
+        assert all(type(v) is bool for v in values.values()) and invalid == {}
