@@ -101,7 +101,6 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
     rows: list[tuple] = []
     outcomes: list[Outcome] = []
     ids_in_group: set[int] = set()
-    seen = 0
     encode, crc32 = _sqlite.RECORD_ENCODER.encode, zlib.crc32  # encode_record, inlined: this runs per event
     add_id = ids_in_group.add
     known, claim = streams.known, streams.claim
@@ -129,11 +128,10 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
                 event.type, data, metadata,
             ))  # fmt: skip
             rows.append((last, stream_id, revision, event.type, key.to_bytes(16, "big"), record, crc32(record)))
-        seen += len(events)
-        if len(ids_in_group) < seen:  # ids are unique within a request (validated): a repeat across two
-            raise RepeatInGroup
         entry[1] = revision
         outcomes.append(AppendResult(first, last, revision + 1))
+    if len(ids_in_group) < len(rows):  # ids are unique within a request (validated): a repeat across two
+        raise RepeatInGroup
     conn.executemany(_INSERT_EVENTS, rows)
     streams.save(conn)
     return outcomes, last
