@@ -4,7 +4,7 @@ Pollers hand payloads to a ``Recorder``; it stamps each with a receive time that
 never goes back (so store positions follow receive times and a replay delivers
 them in order), gives it a deterministic id (uuid5 of session, source and
 sequence, so retrying an append is idempotent) and appends them in batches:
-one transaction per ``flush_every`` seconds or ``max_batch`` events. ``add``
+one transaction per ``flush_every`` seconds, or sooner when ``max_batch`` events wait. ``add``
 takes a callback run only once the event is durable (``add_acknowledged``
 returns a future instead); ``stored`` counts only durable events.
 """
@@ -91,6 +91,10 @@ class Recorder:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="modbus-recorder")
 
     async def _run(self) -> None:
+        # One batch per wake-up: a wake-up every ``flush_every`` or when ``max_batch`` events
+        # wait. Draining at once what came in during an append made batches of 5-10 events
+        # with one device (750 commits in 3 s instead of 60) and their fixed cost (the
+        # transaction, its fsync, the thread hand-off) dominated the CPU per event.
         while True:
             try:
                 async with asyncio.timeout(self.flush_every):
@@ -98,36 +102,45 @@ class Recorder:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            await self._append_batch()
+            if len(self._pending) >= self.max_batch or self._closing:
+                self._wake.set()
             if self._closing and not self._pending:
                 return
 
     async def flush(self) -> None:
-        """Append everything queued as one batch; complete its futures after it is durable."""
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-            try:
-                result = await asyncio.to_thread(self._append, [e for e, _ in batch])
-            except Exception as e:  # the store failed: nothing in the batch is acknowledged
-                self.error = e
-                for _, done in batch + self._pending:
-                    if isinstance(done, asyncio.Future) and not done.done():
-                        done.set_exception(StoreError(f"not stored: {e}"))
-                self._pending = []
-                return
-            self.stored += len(batch)
-            self.batches += 1
-            first = result.last_position - len(batch) + 1
-            for i, (_, done) in enumerate(batch):
-                if done is None:
-                    continue
-                if isinstance(done, asyncio.Future):
-                    if not done.done():
-                        done.set_result(first + i)
-                else:
-                    done()
-            for listener in self.listeners:
-                listener(result.last_position)
+        """Append everything queued, in batches; complete their futures after each is durable."""
+        while self._pending and await self._append_batch():
+            pass
+
+    async def _append_batch(self) -> bool:
+        """Append up to ``max_batch`` queued events in one transaction; False when the store failed."""
+        if not self._pending:
+            return True
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+        try:
+            result = await asyncio.to_thread(self._append, [e for e, _ in batch])
+        except Exception as e:  # the store failed: nothing in the batch is acknowledged
+            self.error = e
+            for _, done in batch + self._pending:
+                if isinstance(done, asyncio.Future) and not done.done():
+                    done.set_exception(StoreError(f"not stored: {e}"))
+            self._pending = []
+            return False
+        self.stored += len(batch)
+        self.batches += 1
+        first = result.last_position - len(batch) + 1
+        for i, (_, done) in enumerate(batch):
+            if done is None:
+                continue
+            if isinstance(done, asyncio.Future):
+                if not done.done():
+                    done.set_result(first + i)
+            else:
+                done()
+        for listener in self.listeners:
+            listener(result.last_position)
+        return True
 
     def _append(self, items: list[tuple]) -> Any:
         """Build the batch's events and append them in one transaction (runs in a thread)."""
