@@ -60,6 +60,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import re
+import struct
 import threading
 import time
 import uuid
@@ -95,9 +96,10 @@ from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
 
 DEFAULT_SCHEMA: Final = "unbroken"
-SCHEMA_VERSION: Final = 2  # 2 dropped the foreign key events -> streams; a version-1 store is upgraded when opened for writing
-REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessed appends
-LOCKED_AFTER_A_MISS: Final = 16  # transactions that do not guess after a guess missed
+# 2 dropped the foreign key events -> streams; 3 added the server functions append_events and
+# crc_rebase. An older store is upgraded when opened for writing.
+SCHEMA_VERSION: Final = 3
+REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessing the state of the next append
 READ_PAGE: Final = 1000  # rows per query
 IDLE_CONNECTIONS: Final = 8  # pooled connections kept open between calls
 CONNECT_TIMEOUT_S: Final = 5
@@ -106,6 +108,25 @@ LISTEN_POLL_S: Final = 0.25  # how often the listener thread looks up from its s
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _RECORD_ENCODER: Final = msgspec.msgpack.Encoder(uuid_format="bytes")
 _RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
+# A record's revision, position, recorded_at and occurred_at (consecutive in
+# RecordedEvent) are written as one window of four msgpack int64s (0xd3 and 8
+# bytes, big-endian), so that the server can rewrite them in place when the
+# state it appends to is not the one the client encoded the record for.
+_WINDOW: Final = struct.Struct(">BqBqBqBq")
+_INT64: Final = 0xD3
+_PLACEHOLDER: Final = 1 << 40  # msgpack encodes it in 9 bytes, as wide as a window field
+_ZEROS: Final = memoryview(bytes(1 << 16))
+_CRC_POLY: Final = 0xEDB88320  # CRC-32 (zlib's), reflected
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        value = byte
+        for _ in range(8):
+            value = (value >> 1) ^ _CRC_POLY if value & 1 else value >> 1
+        table.append(value)
+    return table
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS head (
@@ -129,48 +150,113 @@ _TABLES: Final = (
         UNIQUE (stream_id, revision))""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (id)",
 )
-# An append in one statement (one round trip, its own transaction), for a
-# writer that guessed the state it appends to: the head position and time, the
-# revision of every stream of the transaction (the one before its first row
-# there; -1: no such stream) and that none of its ids (``all_ids``, when not
-# just those of the rows) is stored; the rows were encoded for that state.
-# ``ok`` checks the guess in the statement's snapshot; ``locked`` then locks
-# the head, skipping it if another writer holds it (no waiting, and a miss
-# leaves no commit to flush). If a writer committed after the snapshot, the
-# head has moved and ``locked`` (which re-reads a row updated since, and
-# rechecks it) is empty; so when it is not, the snapshot's checks still hold.
-# Every write is conditional on ``locked``: on a miss nothing is written and
-# the result is 0; else 1, and the NOTIFY wakes subscribers at the commit.
-_APPEND_GUESSED: Final = """
-    WITH ok AS (
-        SELECT 1 FROM head h
-        WHERE h.position = %(guess)b AND h.recorded_at <= %(now)b
-          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = ANY(coalesce(%(all_ids)b::uuid[], %(i)b)))
-          AND NOT EXISTS (
-              SELECT 1 FROM unnest(%(n)b::text[], %(r)b::bigint[]) AS u(name, revision) GROUP BY u.name
-              HAVING coalesce((SELECT s.revision FROM streams s WHERE s.name = u.name), -1)
-                     <> min(u.revision) - 1)),
-    locked AS (
-        SELECT 1 FROM head h WHERE h.position = %(guess)b AND EXISTS (SELECT 1 FROM ok)
-        FOR UPDATE SKIP LOCKED),
-    s AS (
-        INSERT INTO streams (name, revision)
-        SELECT u.name, max(u.revision) FROM unnest(%(n)b::text[], %(r)b::bigint[]) AS u(name, revision)
-        WHERE EXISTS (SELECT 1 FROM locked) GROUP BY u.name
-        ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
-        RETURNING stream_id, name),
-    e AS (
+# CRC-32 of a record whose window changed, from its old CRC: CRC-32 is linear,
+# so crc(new) = crc(old) xor the raw CRC (no init, no final xor) of old xor new,
+# which is zero but for the window's 32 value bytes. That raw CRC is taken over
+# the window (36 bytes), then run past the rest of the record (its zero bytes)
+# by multiplying it by ``k`` = x^(8 * bytes after the window) mod P (zlib's
+# crc32_combine operator, computed by the client: ``_zero_run_key``).
+# ``deltas``: the four fields' old xor new values.
+_CRC_REBASE: Final = """
+    CREATE OR REPLACE FUNCTION crc_rebase(crc bigint, k bigint, deltas bigint[]) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE STRICT AS $fn$
+    DECLARE
+        tab CONSTANT bigint[] := '{@TABLE@}';
+        reg bigint := 0;
+        delta bigint;
+        mask bigint := 2147483648;
+        product bigint := 0;
+    BEGIN
+        FOREACH delta IN ARRAY deltas LOOP
+            reg := (reg >> 8) # tab[(reg & 255) + 1];  -- the field's 0xd3 marker, unchanged
+            FOR shift IN REVERSE 56..0 BY 8 LOOP
+                reg := (reg >> 8) # tab[((reg # (delta >> shift)) & 255) + 1];
+            END LOOP;
+        END LOOP;
+        WHILE mask <> 0 LOOP  -- product := k * reg mod P (zlib's multmodp)
+            IF k & mask <> 0 THEN
+                product := product # reg;
+                EXIT WHEN k & (mask - 1) = 0;
+            END IF;
+            mask := mask >> 1;
+            reg := CASE WHEN reg & 1 = 1 THEN (reg >> 1) # @POLY@ ELSE reg >> 1 END;
+        END LOOP;
+        RETURN crc # product;
+    END $fn$""".replace("@TABLE@", ",".join(map(str, _crc_table()))).replace("@POLY@", str(_CRC_POLY))
+# The append, whole, on the server: one call in autocommit, so the head lock
+# is held only for this function's work and the commit flush, never across a
+# client round trip. The client encodes the rows for the state it guesses
+# (head position ``guessed_head`` and time ``guessed_time``, each stream's
+# revision ``revisions_before``, -1: no such stream) and decides each
+# request's outcome for it. Under the lock (every statement after it sees
+# every commit before it) the function re-bases the rows on the real state:
+# positions move by ``moved``, a stream's revisions by its ``stream_moves``,
+# and stamped times (``row_flags``: 1 recorded_at, 2 occurred_at) become
+# ``stamped_at`` (never before the head's time); a record that changed is
+# rewritten in its window (at byte ``row_windows``) and its CRC re-based. The
+# outcomes hold for the real state unless an id is already stored, or a stream
+# moved that a request expects at a revision (``any_only`` false): then
+# nothing is written and every OUT parameter is NULL (the client decides
+# under the lock: ``_locked``).
+_APPEND_EVENTS: Final = """
+    CREATE OR REPLACE FUNCTION append_events(
+        guessed_head bigint, guessed_last bigint, guessed_time bigint, channel_name text, retry_ids uuid[],
+        stream_names text[], revisions_before bigint[], revisions_after bigint[], any_only boolean[],
+        row_streams text[], row_positions bigint[], row_revisions bigint[], row_ids uuid[], row_types text[],
+        row_records bytea[], row_checksums bigint[], row_windows integer[], row_keys bigint[],
+        row_flags integer[], OUT moved bigint, OUT stream_moves bigint[], OUT stamped_at bigint)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+        head_position bigint;
+        head_time bigint;
+    BEGIN
+        SELECT h.position, h.recorded_at INTO head_position, head_time FROM head h FOR UPDATE;
+        IF EXISTS (SELECT FROM events e WHERE e.id = ANY(coalesce(retry_ids, row_ids))) THEN
+            RETURN;
+        END IF;
+        SELECT array_agg(coalesce(s.revision, -1) - u.before ORDER BY u.k) INTO stream_moves
+        FROM unnest(stream_names, revisions_before) WITH ORDINALITY AS u(name, before, k)
+        LEFT JOIN streams s ON s.name = u.name;
+        IF EXISTS (SELECT FROM unnest(stream_moves, any_only) AS u(move, free) WHERE u.move <> 0 AND NOT u.free) THEN
+            stream_moves := NULL;
+            RETURN;
+        END IF;
+        moved := head_position - guessed_head;
+        stamped_at := greatest(guessed_time, head_time);
+        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves, revisions_after) AS d(name, move, after)),
+        s AS (
+            INSERT INTO streams (name, revision)
+            SELECT d.name, d.after + d.move FROM d WHERE d.after IS NOT NULL
+            ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
+            RETURNING stream_id, name)
         INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-        SELECT u.p, s.stream_id, u.r, u.i, u.t, u.b, u.c
-        FROM unnest(%(n)b::text[], %(p)b::bigint[], %(r)b::bigint[], %(i)b::uuid[], %(t)b::text[],
-                    %(b)b::bytea[], %(c)b::bigint[]) AS u(n, p, r, i, t, b, c)
-        JOIN s ON s.name = u.n),
-    h AS (
-        UPDATE head SET position = %(last)b, recorded_at = %(now)b
-        WHERE EXISTS (SELECT 1 FROM locked) RETURNING position)
-    SELECT count(pg_notify(%(channel)b, position::text)) FROM h"""
+        SELECT u.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
+               CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
+                   decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(u.p + moved)
+                   || CASE WHEN u.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
+                           ELSE substring(u.b FROM u.o + 19 FOR 9) END
+                   || CASE WHEN u.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
+                           ELSE substring(u.b FROM u.o + 28 FOR 9) END
+                   FROM u.o + 1 FOR 36) END,
+               CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, u.k, ARRAY[
+                   u.r # (u.r + d.move), u.p # (u.p + moved),
+                   CASE WHEN u.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
+                   CASE WHEN u.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
+        FROM unnest(row_streams, row_positions, row_revisions, row_ids, row_types, row_records, row_checksums,
+                    row_windows, row_keys, row_flags) AS u(n, p, r, i, t, b, c, o, k, f)
+        JOIN d ON d.name = u.n JOIN s ON s.name = u.n,
+        LATERAL (SELECT moved = 0 AND d.move = 0 AND (u.f = 0 OR stamped_at = guessed_time) AS same) AS x;
+        UPDATE head SET position = guessed_last + moved, recorded_at = stamped_at;
+        PERFORM pg_notify(channel_name, (guessed_last + moved)::text);
+    END $fn$"""
+_FUNCTIONS: Final = (_CRC_REBASE, _APPEND_EVENTS)
+_CALL_APPEND_EVENTS: Final = (
+    "SELECT * FROM append_events(%b, %b, %b, %b, %b::uuid[], %b::text[], %b::bigint[], %b::bigint[], "
+    "%b::boolean[], %b::text[], %b::bigint[], %b::bigint[], %b::uuid[], %b::text[], %b::bytea[], %b::bigint[], "
+    "%b::integer[], %b::bigint[], %b::integer[])")
 _UPGRADES: Final = {  # version: the statements that bring it to the next
     1: ("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey", "UPDATE head SET version = 2"),
+    2: (*_FUNCTIONS, "UPDATE head SET version = 3"),
 }
 _LOCK_HEAD: Final = "SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
 # Stored ids among the transaction's events (id, stream, revision, position),
@@ -235,7 +321,6 @@ class PostgresStore(EventStore):
         self._writer: Any = None
         self._head: tuple[int, int] | None = None  # (position, recorded_at) after this store's last commit
         self._revisions: dict[str, int] = {}  # stream revisions as of this store's commits
-        self._unguessed = 0  # transactions still to take the locked path after a miss
         self._notified = 0
         self._woken = threading.Condition()
         self._listener: threading.Thread | None = None
@@ -256,7 +341,7 @@ class PostgresStore(EventStore):
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._channel,))
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    for statement in _TABLES:
+                    for statement in (*_TABLES, *_FUNCTIONS):
                         conn.execute(statement)
             version = conn.execute("SELECT version FROM head").fetchone()[0]
             if version in _UPGRADES and not self._read_only:
@@ -380,34 +465,31 @@ class PostgresStore(EventStore):
                 request.future.set_result(outcome)
 
     def _transaction(self, group: list) -> list:
-        """One round trip when this store's guess of the state holds (``_guessed``), else two more."""
+        """One call of ``append_events`` (``_on_server``); two more round trips when it cannot decide."""
         if self._writer is None:
             self._writer = self._connect(writer=True)
             self._forget()
         multi = isinstance(group[0], _Multi)
         requests = group[0].parts if multi else group
-        outcomes = self._guessed(self._writer, requests, multi)
+        outcomes = self._on_server(self._writer, requests, multi)
         if outcomes is None:
             outcomes = self._locked(self._writer, requests, multi)
         return outcomes
 
-    def _guessed(self, conn: Any, requests: list[_Request], multi: bool) -> list | None:
-        """Append assuming no other writer has committed since this store's last commit.
+    def _on_server(self, conn: Any, requests: list[_Request], multi: bool) -> list | None:
+        """The whole append in one server call, its own transaction (``_APPEND_EVENTS``).
 
-        The rows are encoded for the remembered head and stream revisions and
-        sent with that guess in ``_APPEND_GUESSED``, which writes them only if
-        the guess holds. None when it did not (nothing written), or when the
-        outcome depends on more than the guess (a refused request, a retry).
+        The rows are encoded and the outcomes decided for the state this
+        store guesses (after its own last commit; streams it has not written
+        are guessed new); the server re-bases both on the real state under the
+        head lock. None when an outcome depends on more than the guess (a
+        refused request, a retry, an expected revision of a stream that
+        moved): nothing was written, and ``_locked`` decides.
         """
-        if self._unguessed:
-            self._unguessed -= 1
-            return None
-        if self._head is None:
-            return None
-        position, last_time = self._head
-        streams = {request.stream for request in requests}
-        revisions = {name: self._revisions[name] for name in streams if name in self._revisions}
-        batch = _Batch(position, max(self._clock(), last_time), {}, revisions)
+        position, last_time = self._head or (0, 0)
+        names = list({request.stream: None for request in requests})
+        guessed = {name: self._revisions[name] for name in names if name in self._revisions}
+        batch = _Batch(position, max(self._clock(), last_time), {}, dict(guessed))
         try:
             outcomes = _decide(batch, requests, multi)
         except StoreError:
@@ -415,18 +497,26 @@ class PostgresStore(EventStore):
         if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
             return None
         all_ids = [event.id for request in requests for event, _, _ in request.events]
-        if len(all_ids) == batch.rows:  # no retry within the group: the rows' ids are all the ids
-            all_ids = None
-        names, positions, revisions, event_ids, types, records, checksums = batch.columns
-        written = conn.execute(_APPEND_GUESSED, {
-            "guess": position, "last": batch.position, "now": batch.now, "channel": self._channel,
-            "all_ids": all_ids, "n": names, "p": positions, "r": revisions, "i": event_ids, "t": types,
-            "b": records, "c": checksums}).fetchone()[0]
-        if not written:
-            self._unguessed = LOCKED_AFTER_A_MISS
+        any_only = dict.fromkeys(names, True)
+        for request in requests:
+            any_only[request.stream] = any_only[request.stream] and request.expected is ANY
+        moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, (
+            position, batch.position, batch.now, self._channel,
+            None if len(all_ids) == batch.rows else all_ids,  # a retry within the group: its ids too
+            names, [guessed.get(name, -1) for name in names], [batch.touched.get(name) for name in names],
+            list(any_only.values()), *batch.columns)).fetchone()
+        if moved is None:
             return None
-        self._remember(batch)
-        return outcomes
+        moves = dict(zip(names, stream_moves, strict=True))
+        if multi:
+            rebased = [[_rebased(result, request, moved, moves)
+                        for result, request in zip(outcomes[0], requests, strict=True)]]
+        else:
+            rebased = [_rebased(outcome, request, moved, moves)
+                       for outcome, request in zip(outcomes, requests, strict=True)]
+        self._remember(batch.position + moved, stamped_at,
+                       {name: revision + moves[name] for name, revision in batch.revisions.items()})
+        return rebased
 
     def _locked(self, conn: Any, requests: list[_Request], multi: bool) -> list:
         """Two round trips, pipelined: (BEGIN, lock the head, look up ids and streams); (write, COMMIT).
@@ -453,17 +543,17 @@ class PostgresStore(EventStore):
             batch = _Batch(position, max(self._clock(), last_time), stored, revisions)
             outcomes = _decide(batch, requests, multi)
             if batch.rows:
-                conn.execute(_WRITE, (*batch.stream_columns(), *batch.columns,
+                conn.execute(_WRITE, (*batch.stream_columns(), *batch.columns[:7],
                                       batch.position, batch.now, self._channel))
-        self._remember(batch)
+        self._remember(batch.position, batch.now, batch.revisions)
         return outcomes
 
-    def _remember(self, batch: _Batch) -> None:
-        """Keep the state after a commit: the next append guesses it (``_guessed``)."""
-        self._head = (batch.position, batch.now)
+    def _remember(self, position: int, now: int, revisions: dict[str, int]) -> None:
+        """Keep the state after a commit: the next append guesses it (``_on_server``)."""
+        self._head = (position, now)
         if len(self._revisions) > REMEMBERED_STREAMS:
             self._revisions.clear()
-        self._revisions.update(batch.revisions)
+        self._revisions.update(revisions)
 
     def _forget(self) -> None:
         self._head = None
@@ -635,7 +725,9 @@ class _Batch:
         self.revisions = revisions
         self.touched: dict[str, int] = {}
         self.rows = 0
-        self.columns: tuple[list, ...] = ([], [], [], [], [], [], [])  # name, position, revision, id, type, record, crc
+        # name, position, revision, id, type, record, crc; then for append_events: where each record's
+        # window starts, the key that runs a CRC past the bytes after it, which times were stamped
+        self.columns: tuple[list, ...] = ([], [], [], [], [], [], [], [], [], [])
 
     def add_or_fail(self, request: _Request) -> AppendResult | StoreError:
         """``request``'s result, its events added; or the error that refuses it (nothing added)."""
@@ -665,14 +757,19 @@ class _Batch:
         check_expected(stream, request.expected, current)
         first_revision = 0 if current is None else current + 1
         first_position = self.position + 1
-        names, positions, revisions, event_ids, types, records, checksums = self.columns
+        names, positions, revisions, event_ids, types, records, checksums, windows, keys, flags = self.columns
+        window = len(_RECORD_ENCODER.encode((encoded[0][0].id, stream)))  # array header, id, stream
         for offset, (event, data, metadata) in enumerate(encoded):
             revision, position = first_revision + offset, first_position + offset
-            recorded_at = self.now if event.recorded_at is None else event.recorded_at
-            record = _RECORD_ENCODER.encode(RecordedEvent(
-                event.id, stream, revision, position, recorded_at,
-                recorded_at if event.occurred_at is None else event.occurred_at,
+            stamped = event.recorded_at is None
+            recorded_at = self.now if stamped else event.recorded_at
+            occurred_at = recorded_at if event.occurred_at is None else event.occurred_at
+            placeholders = _RECORD_ENCODER.encode(RecordedEvent(
+                event.id, stream, _PLACEHOLDER, _PLACEHOLDER, _PLACEHOLDER, _PLACEHOLDER,
                 event.type, data, metadata))  # fmt: skip
+            record = b"".join((placeholders[:window], _WINDOW.pack(
+                _INT64, revision, _INT64, position, _INT64, recorded_at, _INT64, occurred_at),
+                placeholders[window + _WINDOW.size:]))  # fmt: skip
             names.append(stream)
             positions.append(position)
             revisions.append(revision)
@@ -680,6 +777,9 @@ class _Batch:
             types.append(event.type)
             records.append(record)
             checksums.append(zlib.crc32(record))
+            windows.append(window)
+            keys.append(_zero_run_key(len(record) - window - _WINDOW.size))
+            flags.append(stamped | (stamped and event.occurred_at is None) << 1)
             self.stored[event.id] = StoredId(stream, revision, position)
         self.position += len(encoded)
         self.rows += len(encoded)
@@ -689,6 +789,25 @@ class _Batch:
     def stream_columns(self) -> tuple[list[str], list[int]]:
         """The streams written to and their revisions after the writes."""
         return list(self.touched), list(self.touched.values())
+
+
+def _zero_run_key(length: int) -> int:
+    """x^(8 * length) mod P: what runs a raw CRC-32 register past ``length`` bytes (``_CRC_REBASE``)."""
+    register = 0x80000000 ^ 0xFFFFFFFF  # x^0, as zlib's crc32 takes a register
+    while length > 0:
+        run = min(length, len(_ZEROS))
+        register = zlib.crc32(_ZEROS[:run], register)
+        length -= run
+    return register ^ 0xFFFFFFFF
+
+
+def _rebased(result: AppendResult | BaseException, request: _Request, moved: int,
+             moves: dict[str, int]) -> AppendResult | BaseException:
+    """``result`` decided for the guessed state, moved onto the real one (``append_events``)."""
+    if isinstance(result, BaseException):
+        return result
+    move = moves[request.stream]
+    return AppendResult(result.first_position + moved, result.last_position + moved, result.next_revision + move)
 
 
 def _reusable(conn: Any) -> bool:

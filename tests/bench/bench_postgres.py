@@ -19,6 +19,14 @@ passes, best of N:
            processes appending through pyeventsourcing's recorder in both modes:
            default (LOCK TABLE: commit-ordered ids, the guarantee we keep) and
            enable_db_functions (no table lock: ids need not commit in order).
+           And vs the locked floor: 16 processes each calling a minimal PL/pgSQL
+           function in autocommit that locks a head row, INSERTs one
+           pre-encoded row at the next position, moves the head and notifies
+           (no id, stream or version checks, no client round trip under the
+           lock): the cheapest append that keeps positions in commit order by
+           a lock held through the commit flush, hence an upper bound for any
+           such design (one flush per transaction, no group commit across
+           processes).
   read     read_all of every event vs a bare SELECT of the record column + msgpack
            decode of each record (goal >= 0.7x), and vs pyeventsourcing's
            select_notifications in pages of 1,000 (goal >= 1.5x).
@@ -32,7 +40,7 @@ pyeventsourcing is not a dependency of the project; install it for this benchmar
 only: .venv/bin/pip install "eventsourcing[postgres]==9.5.6" (without it those
 columns say so).
 
-Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick]
+Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick] [--only append|concurrent|read|latency]
 """
 
 from __future__ import annotations
@@ -254,6 +262,46 @@ def concurrent_appends(processes: int, per_process: int) -> float:
         drop(schema)
 
 
+_FLOOR_FUNCTION = """
+    CREATE FUNCTION append_floor(i uuid, r bytea, c bigint) RETURNS bigint LANGUAGE plpgsql AS $fn$
+    DECLARE p bigint;
+    BEGIN
+        SELECT position + 1 INTO p FROM head FOR UPDATE;
+        INSERT INTO events VALUES (p, 1, p, i, 'PaymentReceived', r, c);
+        UPDATE head SET position = p;
+        PERFORM pg_notify('floor', p::text);
+        RETURN p;
+    END $fn$"""
+
+
+def _floor_appender(schema: str, count: int, ready, go) -> None:
+    record = ENCODE.encode(RecordedEvent(uuid.uuid4(), "floor", 0, 0, time.time_ns(), time.time_ns(),
+                                         "PaymentReceived", DATA))
+    with psycopg.connect(SERVER, autocommit=True,
+                         options=f"-c search_path={schema} -c synchronous_commit=on") as conn:
+        ready.put(1)
+        go.wait()
+        for _ in range(count):
+            conn.execute("SELECT append_floor(%b, %b, %b)", (uuid.uuid4(), record, zlib.crc32(record)))
+
+
+def locked_floor_appends(processes: int, per_process: int) -> float:
+    """Events per second from ``processes`` processes through the minimal commit-ordered append."""
+    schema = new_schema_name()
+    with psycopg.connect(SERVER, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute("CREATE TABLE head (one BOOLEAN PRIMARY KEY, position BIGINT NOT NULL)")
+        conn.execute("INSERT INTO head VALUES (TRUE, 0)")
+        conn.execute("CREATE TABLE events (position BIGINT PRIMARY KEY, stream_id BIGINT, revision BIGINT, "
+                     "id UUID NOT NULL, type TEXT, record BYTEA, checksum BIGINT, UNIQUE (stream_id, revision))")
+        conn.execute("CREATE UNIQUE INDEX ON events (id)")
+        conn.execute(_FLOOR_FUNCTION)
+    try:
+        return _race(_floor_appender, (schema, per_process), processes) * per_process
+    finally:
+        drop(schema)
+
+
 def reads(total: int) -> tuple[float, float]:
     """Events per second: store.read_all vs a bare SELECT + decode of the same rows."""
     schema = new_schema_name()
@@ -344,14 +392,23 @@ def ratio(a: float, b: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only this section (repeatable; default: all)")
     args = parser.parse_args(argv)
-    total = 2000 if args.quick else 10_000
-    rounds = 2 if args.quick else 3
     es = es_installed()
     print(f"# bench_postgres {dt.date.today()} server={SERVER} python={sys.version.split()[0]} "
           f"psycopg={psycopg.__version__} load={os.getloadavg()[0]:.2f}")
     if not es:
         print("# pyeventsourcing not installed: pip install 'eventsourcing[postgres]==9.5.6' to compare")
+    for section in args.only or SECTIONS:
+        SECTIONS[section](args.quick, es)
+    print(f"# load at the end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def append_section(quick: bool, es: bool) -> None:
+    total = 2000 if quick else 10_000
+    rounds = 2 if quick else 3
     print("append: events/s, best of", rounds, "alternating passes; es = pyeventsourcing (default / db functions)")
     for size in (1, 10, 100, 1000):
         n = min(total, 600 * size) if size == 1 else total
@@ -367,25 +424,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  batch {size:>4}: store {best['store']:>8.0f}  raw {best['raw']:>8.0f}  "
               f"es {best['es']:>8.0f} / {best['es_fn']:>8.0f}  "
               f"store/raw {ratio(best['store'], best['raw'])}  store/es {ratio(best['store'], es_best)}")
-    per = 100 if args.quick else 300
+
+
+def concurrent_section(quick: bool, es: bool) -> None:
+    per = 100 if quick else 300
     one = concurrent_appends(1, per * 4)
     many = concurrent_appends(16, per)
+    floor = locked_floor_appends(16, per)
     es_many = es_concurrent_appends(16, per, False) if es else 0.0
     es_fn_many = es_concurrent_appends(16, per, True) if es else 0.0
     print(f"concurrent single-event appends: 1 process {one:.0f}/s, 16 processes {many:.0f}/s "
-          f"(ratio {ratio(many, one)}); es 16 processes {es_many:.0f}/s (default, ordered) "
+          f"(ratio {ratio(many, one)}); locked floor 16 processes {floor:.0f}/s (store/floor "
+          f"{ratio(many, floor)}); es 16 processes {es_many:.0f}/s (default, ordered) "
           f"{es_fn_many:.0f}/s (db functions, unordered); store/es {ratio(many, es_many)} / "
           f"{ratio(many, es_fn_many)}")
-    size = 20_000 if args.quick else 100_000
+
+
+def read_section(quick: bool, es: bool) -> None:
+    size = 20_000 if quick else 100_000
     store_rate, raw_rate = reads(size)
     es_rate = es_reads(size) if es else 0.0
     print(f"read_all: store {store_rate:.0f}/s  raw {raw_rate:.0f}/s  es {es_rate:.0f}/s  "
           f"store/raw {ratio(store_rate, raw_rate)}  store/es {ratio(store_rate, es_rate)}")
-    count = 100 if args.quick else 500
+
+
+def latency_section(quick: bool, es: bool) -> None:
+    count = 100 if quick else 500
     print(f"append-to-subscriber across processes: {percentiles(latency(count))}")
     print(f"bare INSERT + COMMIT (the floor):      {percentiles(commit_latency(count))}")
-    print(f"# load at the end: {os.getloadavg()[0]:.2f}")
-    return 0
+
+
+SECTIONS = {"append": append_section, "concurrent": concurrent_section, "read": read_section,
+            "latency": latency_section}
 
 
 if __name__ == "__main__":

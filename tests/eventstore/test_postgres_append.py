@@ -1,11 +1,13 @@
-"""The PostgreSQL backend's two append paths: guessed (one statement) and locked (four round trips).
+"""The PostgreSQL backend's two append paths: on the server (one call) and locked (four round trips).
 
-A store guesses the state it appends to from its own last commit; another
-writer's commit makes the guess wrong, and the append must then take the locked
-path and behave exactly as if it had never guessed: expected versions,
-idempotent retries, positions. Also: a store of schema version 1 (a foreign key
-from events to streams) is upgraded when opened for writing and still readable
-when opened read-only.
+A store encodes its rows for the state it guesses from its own last commit;
+the server function ``append_events`` re-bases them on the real state (another
+writer's commit moves positions, revisions and times, and rewrites records and
+CRCs), or leaves the append to the locked path when the outcome depends on
+more than the guess. Either way the append must behave exactly as if the store
+had never guessed: expected versions, idempotent retries, positions, times.
+Also: a store of schema version 1 (a foreign key from events to streams) is
+upgraded when opened for writing and still readable when opened read-only.
 """
 
 from __future__ import annotations
@@ -33,12 +35,10 @@ pytestmark = pytest.mark.service
 
 
 @pytest.fixture
-def uri(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh schema; stores guess on every transaction, even right after a guess missed."""
-    from eventstore import postgres
+def uri() -> Iterator[str]:
+    """A fresh schema."""
     from eventstore.postgres import new_schema_name
 
-    monkeypatch.setattr(postgres, "LOCKED_AFTER_A_MISS", 0)
     server = postgres_server()
     schema = new_schema_name()
     yield f"{server}{'&' if '?' in server else '?'}schema={schema}"
@@ -132,29 +132,55 @@ def last_statement(uri: str, store) -> str:
                             (store._writer.info.backend_pid,)).fetchone()[0].strip()
 
 
-def test_an_append_after_the_stores_own_commit_is_one_statement(uri: str) -> None:
-    with open_store(uri) as store:
-        store.append("s", events(1))  # nothing to guess from yet: the locked path
-        assert last_statement(uri, store) == "COMMIT"
-        store.append("s", events(1))
-        assert last_statement(uri, store).startswith("WITH ok AS")  # the guessed append, its own transaction
+ON_SERVER = "SELECT * FROM append_events("
 
 
-def test_after_a_miss_a_store_takes_the_locked_path_for_a_few_transactions(
-        uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from eventstore import postgres
-
-    monkeypatch.setattr(postgres, "LOCKED_AFTER_A_MISS", 3)
+def test_every_plain_append_is_one_server_call_even_when_the_guess_is_wrong(uri: str) -> None:
     with open_store(uri) as a, open_store(uri) as b:
-        a.append("s", events(1))
-        b.append("s", events(1))
-        a.append("s", events(1))  # guess misses (b moved the head)
-        for _ in range(3):
-            a.append("s", events(1))
-            assert last_statement(uri, a) == "COMMIT"
-        a.append("s", events(1))
-        assert last_statement(uri, a).startswith("WITH ok AS")  # then it guesses again
-        assert [e.position for e in a.read_all()] == list(range(1, 8))
+        a.append("s", events(1))  # nothing to guess from: guessed empty, which it is
+        assert last_statement(uri, a).startswith(ON_SERVER)
+        b.append("s", events(2))  # b guessed "s" new and the head at 0: both moved, re-based
+        assert last_statement(uri, b).startswith(ON_SERVER)
+        result = a.append("s", events(1))  # a's guess: head 1, "s" at 0; really 3 and 2
+        assert last_statement(uri, a).startswith(ON_SERVER)
+        assert (result.first_position, result.last_position, result.next_revision) == (4, 4, 4)
+        log = list(a.read_all())  # every record and CRC as if encoded for the real state (else CorruptEvent)
+        assert [(e.position, e.revision) for e in log] == [(1, 0), (2, 1), (3, 2), (4, 3)]
+        assert_log_shape(log)
+
+
+def test_a_retry_or_a_refusal_is_decided_on_the_locked_path(uri: str) -> None:
+    with open_store(uri) as store:
+        batch = events(2)
+        first = store.append("s", batch)
+        assert store.append("s", batch) == first
+        assert last_statement(uri, store) == "COMMIT"
+        with pytest.raises(WrongExpectedVersion):
+            store.append("s", events(1), 5)
+        assert last_statement(uri, store) == "COMMIT"
+
+
+def test_re_based_times_never_go_back_and_imported_times_are_kept(uri: str) -> None:
+    with open_store(uri, clock=lambda: 5_000) as ahead, open_store(uri, clock=lambda: 1_000) as behind:
+        behind.append("s", events(1))
+        ahead.append("s", events(1))  # the head's time is now 5,000
+        behind.append("s", [NewEvent("T", b"{}"), NewEvent("T", b"{}", occurred_at=3),
+                            NewEvent("T", b"{}", recorded_at=7), NewEvent("T", b"{}", recorded_at=8, occurred_at=9)])
+        log = list(behind.read_all())
+        assert [(e.recorded_at, e.occurred_at) for e in log] == [
+            (1_000, 1_000), (5_000, 5_000), (5_000, 5_000), (5_000, 3), (7, 7), (8, 9)]
+        assert [e.position for e in log] == list(range(1, 7))
+
+
+def test_a_multi_append_is_re_based_as_a_whole(uri: str) -> None:
+    with open_store(uri) as a, open_store(uri) as b:
+        a.append("x", events(1))
+        b.append("x", events(2))
+        results = a.append_multi([("x", events(1), ANY), ("y", events(2), NO_STREAM)])
+        assert [(r.first_position, r.last_position, r.next_revision) for r in results] == [(4, 4, 4), (5, 6, 2)]
+        with pytest.raises(WrongExpectedVersion):  # a guessed "x" at 3, right; "y" moved behind its back
+            b.append("y", events(1), NO_STREAM)
+        assert [e.position for e in a.read_all()] == list(range(1, 7))
 
 
 def test_stores_guessing_at_once_lose_nothing_and_keep_positions_gapless(uri: str) -> None:
