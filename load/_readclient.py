@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from adapters.bacnet.logrecords import object_identifier_bytes
+
 SERVICES = {"read-property": 12, "read-property-multiple": 14, "read-range": 26}
 """Confirmed service choice of each read kind."""
 _PRESENT_VALUE, _STATUS_FLAGS, _OBJECT_NAME, _LOG_BUFFER = 85, 111, 77, 131
@@ -48,19 +50,12 @@ class AnswerError(ValueError):
     """A datagram that is not a BACnet/IP answer this client can read."""
 
 
-def object_identifier(object_type: str, instance: int) -> bytes:
-    """The 4 bytes of a BACnet object identifier (type number << 22 | instance)."""
-    from bacpypes3.basetypes import ObjectType
-
-    return struct.pack(">I", (int(ObjectType(object_type)) << 22) | instance)
-
-
 def encode_read(kind: str, object_type: str, instance: int) -> bytes:
     """The BACnet/IP frame of read ``kind`` of one object, invoke id 0 (see ``INVOKE_AT``)."""
     if kind not in SERVICES:
         raise ValueError(f"read kind {kind!r}: use one of {', '.join(SERVICES)}")
     apdu = bytes([0x00, _MAX_APDU_1476, 0, SERVICES[kind], 0x0C]) + \
-        object_identifier(object_type, instance) + _BODIES[kind]
+        object_identifier_bytes(object_type, instance) + _BODIES[kind]
     npdu = b"\x01\x04" + apdu  # version 1, a reply is expected
     return b"\x81\x0a" + struct.pack(">H", 4 + len(npdu)) + npdu
 

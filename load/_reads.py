@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from adapters.bacnet.logrecords import object_identifier_bytes
+
 from ._arrivals import poisson, schedule
 from ._profiles import READ_MIX, bn_objects, read_kind
-from ._readclient import ReadClient, encode_read, object_identifier
+from ._readclient import ReadClient, encode_read
 
 KINDS = tuple(kind for kind, _ in READ_MIX)
 
@@ -74,7 +76,7 @@ async def read_load(address: str, rate: float, seconds: float, seed: int, *, met
     requests: dict[tuple[str, tuple[str, int]], tuple[bytes, bytes]] = {}
     for kind, obj in plan:
         if (kind, obj) not in requests:
-            requests[kind, obj] = (encode_read(kind, *obj), object_identifier(*obj))
+            requests[kind, obj] = (encode_read(kind, *obj), object_identifier_bytes(*obj))
 
     def done(i: int, outcome: str, now: int) -> None:
         out.done_ns[i] = now

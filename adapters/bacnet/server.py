@@ -39,11 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from bacpypes3.apdu import ReadRangeACK, ReadRangeRequest, SimpleAckPDU
+from bacpypes3.apdu import ComplexAckPDU, ReadRangeRequest, SimpleAckPDU
 from bacpypes3.app import Application
-from bacpypes3.basetypes import LogRecord, LogRecordLogDatum, ResultFlags, StatusFlags
-from bacpypes3.constructeddata import Any as AnyValue
-from bacpypes3.constructeddata import SequenceOf
+from bacpypes3.basetypes import StatusFlags
 from bacpypes3.errors import ExecutionError, PropertyError, UnrecognizedService
 from bacpypes3.pdu import Address
 from bacpypes3.primitivedata import ObjectIdentifier
@@ -69,13 +67,13 @@ from projections.payloads.bacnet import (
 
 from .commands import Commanded, checked_command, effective_value, is_commandable
 from .covproperty import PropertyCovs
+from .logrecords import object_identifier_bytes, read_range_ack
 from .net import (
     BACNET_ERRORS,
     CLASSES,
     INPUTS,
     datetime_to_ns,
     make_app,
-    ns_to_datetime,
     units_value,
 )
 from .wakeup import PromptFollow
@@ -136,15 +134,6 @@ def pv_for(object_type: str, value: Any) -> Any:
     if object_type.startswith("multi-state"):
         return int(value)
     return float(value)
-
-
-def datum_for(object_type: str, value: Any) -> LogRecordLogDatum:
-    """A history value as a log record datum (real, enumerated or unsigned)."""
-    if object_type.startswith("binary"):
-        return LogRecordLogDatum(enumValue=1 if value else 0)
-    if object_type.startswith("multi-state"):
-        return LogRecordLogDatum(unsignedValue=int(value))
-    return LogRecordLogDatum(realValue=float(value))
 
 
 def select_range(history: list, rng: Any) -> tuple[list, bool]:
@@ -250,25 +239,15 @@ class EventServerApp(Application):
             raise ExecutionError(errorClass="property", errorCode="propertyIsNotAnArray")
         history = registry_obj.history
         chosen, more = select_range(history, apdu.range)
-        records = SequenceOf(LogRecord)()
-        for entry in chosen:
-            records.append(LogRecord(
-                timestamp=ns_to_datetime(entry.at),
-                logDatum=datum_for(registry_obj.object_type, entry.value),
-                statusFlags=StatusFlags([(entry.flags >> i) & 1 for i in range(4)]),
-            ))
-        resp = ReadRangeACK(context=apdu)
-        resp.objectIdentifier = obj_id
-        resp.propertyIdentifier = apdu.propertyIdentifier
         first = bool(chosen) and chosen[0] is history[0]
         last = bool(chosen) and chosen[-1] is history[-1]
-        resp.resultFlags = ResultFlags([int(first), int(last), int(more)])
-        resp.itemCount = len(chosen)
-        resp.itemData = AnyValue(records)
-        if apdu.range is not None and (apdu.range.bySequenceNumber is not None
-                                       or apdu.range.byTime is not None) and chosen:
-            resp.firstSequenceNumber = chosen[0].seq
-        await self.response(resp)
+        by_sequence_or_time = apdu.range is not None and (
+            apdu.range.bySequenceNumber is not None or apdu.range.byTime is not None)
+        ack = ComplexAckPDU(context=apdu)  # the service data encoded by logrecords, not bacpypes3
+        ack.put_data(read_range_ack(
+            object_identifier_bytes(obj_id), registry_obj.object_type, chosen,
+            (first, last, more), chosen[0].seq if by_sequence_or_time and chosen else None))
+        await self.response(ack)
 
     async def do_SubscribeCOVRequest(self, apdu: Any) -> None:  # noqa: N802
         """bacpypes3's SubscribeCOV, then the subscription kept as an event."""

@@ -15,10 +15,11 @@ import pytest
 from bacpypes3.apdu import APDU, ReadPropertyMultipleRequest, ReadPropertyRequest, ReadRangeRequest
 from bacpypes3.pdu import PDU
 
+from adapters.bacnet.logrecords import object_identifier_bytes
 from adapters.bacnet.net import free_port
 from adapters.bacnet.server import EventServer
 from load._profiles import bn_objects
-from load._readclient import INVOKE_AT, ReadClient, encode_read, object_identifier, parse_answer
+from load._readclient import INVOKE_AT, ReadClient, encode_read, parse_answer
 from load._reads import KINDS, read_load
 from tests.adapters.bacnet_support import append, definition, value
 
@@ -88,7 +89,7 @@ def test_a_stray_answer_is_not_taken_for_the_read_and_silence_times_out():
                                            timeout=0.5)
             loop = asyncio.get_running_loop()
             client.send("a", encode_read("read-property", "analog-input", 3),
-                        object_identifier("analog-input", 3))
+                        object_identifier_bytes("analog-input", 3))
             request, source = await loop.sock_recvfrom(peer, 1500)
             invoke = request[INVOKE_AT]
 
@@ -96,12 +97,12 @@ def test_a_stray_answer_is_not_taken_for_the_read_and_silence_times_out():
                 apdu = bytes([0x30, invoke, service, 0x0C]) + oid + b"\x19\x55\x3e\x44\x41\xa0\x00\x00\x3f"
                 return b"\x81\x0a" + (6 + len(apdu)).to_bytes(2) + b"\x01\x00" + apdu
 
-            await loop.sock_sendto(peer, ack(object_identifier("analog-input", 4)), source)
-            await loop.sock_sendto(peer, ack(object_identifier("analog-input", 3), 14), source)
+            await loop.sock_sendto(peer, ack(object_identifier_bytes("analog-input", 4)), source)
+            await loop.sock_sendto(peer, ack(object_identifier_bytes("analog-input", 3), 14), source)
             await loop.sock_sendto(peer, b"garbage", source)
-            await loop.sock_sendto(peer, ack(object_identifier("analog-input", 3)), source)
+            await loop.sock_sendto(peer, ack(object_identifier_bytes("analog-input", 3)), source)
             client.send("b", encode_read("read-range", "analog-input", 3),
-                        object_identifier("analog-input", 3))  # never answered
+                        object_identifier_bytes("analog-input", 3))  # never answered
             await asyncio.wait_for(client.idle.wait(), 5)
             client.close()
             return outcomes, client.mismatched, client.unreadable
@@ -112,7 +113,7 @@ def test_a_stray_answer_is_not_taken_for_the_read_and_silence_times_out():
 
 
 def test_answers_are_read_past_a_routed_npdu_and_error_pdus_name_their_kind():
-    oid = object_identifier("binary-value", 9)
+    oid = object_identifier_bytes("binary-value", 9)
     routed = b"\x01\x08" + b"\x00\x05\x01\x07"  # source network 5, one-byte MAC 7
     for apdu, expected in [
         (bytes([0x30, 4, 14, 0x0C]) + oid, ("ack", 4, 14, oid)),
