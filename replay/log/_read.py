@@ -11,6 +11,7 @@ import csv
 import gzip
 import json
 from collections.abc import Callable, Iterator
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
@@ -210,9 +211,16 @@ def _line_blocks(f: IO[bytes]) -> Iterator[list[tuple[int, bytes, bool]]]:
         data = f.read1(READ_BLOCK)  # type: ignore[attr-defined]  # read1: a cut gzip gives up what came before the cut
         if not data:
             break
-        pieces = (carry + data if carry else data).split(b"\n")
+        buffer = carry + data if carry else data
+        pieces = buffer.split(b"\n")
         carry = pieces.pop()
         out: list[tuple[int, bytes, bool]] = []
+        if number and not skipping and pieces and max(map(len, pieces)) < limit:  # the usual block: whole, in C
+            if b"\r" in buffer:
+                pieces = [piece.rstrip(b"\r") for piece in pieces]
+            out = list(zip(range(number + 1, number + 1 + len(pieces)), pieces, repeat(False)))
+            number += len(pieces)
+            pieces = []
         for piece in pieces:
             if skipping:  # the rest of a cut line, through its newline
                 skipping = False
