@@ -161,6 +161,9 @@ class MbapClient(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or len(rx) < 7:
             return
+        if waiter.done():  # its caller was cancelled: nobody waits for this answer any more
+            self._waiter = None
+            return
         length = (rx[4] << 8) | rx[5]
         if rx[2] or rx[3] or not 2 <= length <= 254:
             self._fail(FrameRejected("not an MBAP frame"))

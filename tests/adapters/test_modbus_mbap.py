@@ -11,7 +11,7 @@ import dataclasses
 from adapters.modbus import parse_plan
 from adapters.modbus.codec import mbap
 
-from .modbus_support import device_toml, devices, free_port, record
+from .modbus_support import device_toml, devices, free_port, record, until
 
 SEED = 7
 
@@ -63,3 +63,43 @@ def test_a_short_answer_is_a_fault_with_its_bytes_and_polling_goes_on():
     assert all(f.raw == mbap(f.transaction, 1, bytes([4, 2, 0, 7])) for f in faults)
     assert s.ingest.pollers["tank1"].stats.connects >= 2  # dropped and made again after each
 
+
+
+def test_an_answer_to_a_cancelled_request_is_dropped_and_the_connection_kept():
+    """A caller cancelled while waiting (a live controller stopped mid-write): its late answer
+    must not fail the protocol (a cancelled future cannot take a result), the connection stays
+    up and the next request is answered."""
+    from adapters.modbus import MbapClient
+
+    port, answer = free_port(), asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (header := await reader.read(12)) and len(header) == 12:
+                await answer.wait()
+                writer.write(mbap(int.from_bytes(header[:2], "big"), header[6], bytes([4, 2, 0, 7])))
+        finally:
+            writer.close()
+
+    class Record:
+        tx, rx = b"", bytearray()
+
+    async def session():
+        server = await asyncio.start_server(serve, "127.0.0.1", port)
+        io = Record()
+        client = MbapClient("127.0.0.1", port, timeout=5.0, retries=0, io=io,
+                            on_connect=lambda up: None, on_connect_error=lambda e: None)
+        try:
+            assert await client.connect()
+            client.read_input_registers(0, count=1, device_id=1).cancel()  # sent, then given up
+            answer.set()
+            await until(lambda: len(io.rx) >= 11)  # the late answer arrived
+            up = client.connected
+            io.rx = bytearray()
+            second = await client.read_input_registers(0, count=1, device_id=1)
+            return up, second.registers, second.transaction_id
+        finally:
+            client.close()
+            server.close()
+
+    assert asyncio.run(session()) == (True, [7], 2)
