@@ -92,6 +92,9 @@ class MbapClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102 (asyncio's)
         self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._on_connect(False)
         self._fail(Lost("connection closed mid-read"))
 
@@ -176,7 +179,7 @@ class MbapClient(asyncio.Protocol):
         if (rx[0] << 8) | rx[1] != tid or (unit and rx[6] != unit) or answered & 0x7F != function:
             waiter.set_exception(FrameRejected("not the answer to the request"))
         elif answered & 0x80:
-            if length == 3:
+            if length == 3 and rx[8]:  # exception code 0 is no exception: not a valid answer
                 waiter.set_result(Response(tid, exception_code=rx[8]))
             else:
                 waiter.set_exception(FrameRejected("exception answer of the wrong size"))

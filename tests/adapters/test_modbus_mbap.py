@@ -1,12 +1,15 @@
 """Our own Modbus TCP client (``adapters.modbus.mbap``), the one the poller uses for MBAP framing:
 what it does beyond the simulator's misbehaviours (those are in test_modbus_poller.py): a retry
 sends the same request again, transaction ids follow one another, and an answer that is a whole
-frame but not the answer (too few registers) is a fault with its bytes, not a crash."""
+frame but not the answer (too few registers, exception code 0) is a fault with its bytes, not a
+crash, and a late answer to a cancelled request does not break the connection."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+
+import pytest
 
 from adapters.modbus import parse_plan
 from adapters.modbus.codec import mbap
@@ -35,9 +38,11 @@ def test_transaction_ids_follow_one_another_on_a_connection():
     assert all(f.request[:2] == f.transaction.to_bytes(2, "big") for f in s.of("ModbusFrame"))
 
 
-def test_a_short_answer_is_a_fault_with_its_bytes_and_polling_goes_on():
-    """A server that answers the input-register read with one register instead of five (a whole,
-    well-formed frame): each is recorded as a fault with its bytes, and the poller connects again."""
+@pytest.mark.parametrize("pdu", [bytes([4, 2, 0, 7]), bytes([0x84, 0])], ids=["one_register", "exception_0"])
+def test_a_whole_frame_that_is_not_the_answer_is_a_fault_with_its_bytes(pdu):
+    """A server that answers the input-register read with a well-formed frame that is no answer:
+    one register instead of five, or an exception response with code 0 (no exception). Each is
+    recorded as a fault with its bytes, never decoded, and the poller connects again."""
     port = free_port()
     dev = devices(device_toml(port=port))[0]
 
@@ -45,8 +50,7 @@ def test_a_short_answer_is_a_fault_with_its_bytes_and_polling_goes_on():
         try:
             while (header := await reader.read(12)) and len(header) == 12:
                 tid, function, count = int.from_bytes(header[:2], "big"), header[7], header[11]
-                pdu = bytes([4, 2, 0, 7]) if function == 4 else bytes([function, 1, count & 1])  # one register
-                writer.write(mbap(tid, header[6], pdu))
+                writer.write(mbap(tid, header[6], pdu if function == 4 else bytes([function, 1, count & 1])))
         finally:
             writer.close()
 
@@ -60,9 +64,8 @@ def test_a_short_answer_is_a_fault_with_its_bytes_and_polling_goes_on():
     s = asyncio.run(session())
     faults = s.of("ModbusFault")
     assert {f.kind for f in faults} == {"garbage"} and all(f.function == 4 for f in faults)
-    assert all(f.raw == mbap(f.transaction, 1, bytes([4, 2, 0, 7])) for f in faults)
+    assert all(f.raw == mbap(f.transaction, 1, pdu) for f in faults)
     assert s.ingest.pollers["tank1"].stats.connects >= 2  # dropped and made again after each
-
 
 
 def test_an_answer_to_a_cancelled_request_is_dropped_and_the_connection_kept():
