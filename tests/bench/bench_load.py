@@ -13,6 +13,14 @@ A rate is sustained when every message arrived (zero loss) and p99 < 100 ms.
              baseline: the embedded figure of this run.
 
 Run:  .venv/bin/python tests/bench/bench_load.py [--quick] [--targets embedded,nats]
+
+BN-001 at ten times its rate (issue 16): ``--bn001-x10 SECONDS [--out DIR]`` runs
+``unbroken soak --profile bn001 --target embedded --server bacnet --read-rate 500
+--rate 1000 --duration SECONDS --faults none --seed 1`` and prints its verdict per
+criterion, the reads answered per slice of the run (drift shows there), and the CPU
+budget: each process's CPU seconds (sampled once a second) and its mean share of a
+core, and all of them against the machine's 2 cores, with the load average before and
+after (other work on the machine shows there). Exit status 0 on pass, 1 on fail.
 """
 
 from __future__ import annotations
@@ -93,13 +101,63 @@ def sweep(tmp: Path, target: str, rates: list[float], seconds: float) -> tuple[l
     return steps, best, best90
 
 
+def bn001_x10(out: Path, seconds: float) -> dict:
+    """BN-001 x10 as one soak; prints the verdict, the reads over time and the CPU budget."""
+    import os
+
+    import numpy as np
+
+    from load._reads import load_reads
+
+    before = os.getloadavg()
+    data = Soak(SoakSpec("bn001", seconds, out, FaultPlan(), target="embedded", rate=1000,
+                         server="bacnet", read_rate=500, seed=1)).run()
+    after = os.getloadavg()
+    print(f"  BN-001 x10, {seconds:g} s: verdict {data['verdict']}; load average "
+          f"{before[0]:.1f} before, {after[0]:.1f} after (1 min)")
+    for c in data["criteria"]:
+        print(f"    {c['status']:7} {c['id']:16} {c['measured']}")
+    reads = load_reads(out / "load" / "reads.parquet")
+    t = (reads.intended_ns - reads.intended_ns.min()) / 1e9
+    for start in np.arange(0, seconds, max(seconds / 10, 1.0)):
+        part = (t >= start) & (t < start + max(seconds / 10, 1.0))
+        lat = reads.latencies_ms(part)
+        p50, p99 = np.percentile(lat, [50, 99]) if len(lat) else (float("nan"),) * 2
+        print(f"    reads due {start:5.0f}-{start + max(seconds / 10, 1.0):5.0f} s: "
+              f"{int(reads.ok[part].sum()):6,} of {int(part.sum()):6,} answered, "
+              f"p50 {p50:8.1f} ms, p99 {p99:8.1f} ms")
+    cpu: dict[str, list[float]] = {}
+    for line in (out / "samples-live.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "process" in row:
+            cpu.setdefault(row["process"], []).append(row["cpu_pct"])
+    budget = {}
+    for name, pcts in cpu.items():
+        cpu_s = sum(pcts) / 100  # one sample a second
+        budget[name] = {"cpu_s": round(cpu_s, 1), "mean_core": round(cpu_s / len(pcts), 3)}
+        print(f"    {name:10} {cpu_s:7.1f} CPU-s, {cpu_s / len(pcts):.2f} of a core on average")
+    total = sum(b["mean_core"] for b in budget.values())
+    print(f"    together {total:.2f} of the 2 cores ({total / 2:.0%})", flush=True)
+    return {"verdict": data["verdict"], "load_average": [before[0], after[0]], "cpu": budget,
+            "criteria": data["criteria"]}
+
+
 def main() -> int:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser()
+    parser.add_argument("--bn001-x10", type=float, metavar="SECONDS",
+                        help="run BN-001 at ten times its rate for SECONDS (see the docstring)")
+    parser.add_argument("--out", type=Path, help="run directory for --bn001-x10 (kept)")
     parser.add_argument("--quick", action="store_true", help="short steps, fewer rates")
     parser.add_argument("--targets", default="embedded,nats")
     parser.add_argument("--step", type=float, default=None, help="seconds per rate step")
     args = parser.parse_args()
+    if args.bn001_x10:
+        print(f"bench_load {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-bn001x10-") as d:
+            result = bn001_x10(args.out or Path(d) / "run", args.bn001_x10)
+        print(json.dumps(result, default=str))
+        return 0 if result["verdict"] == "pass" else 1
     seconds = args.step or (8.0 if args.quick else 30.0)
     rates = [100, 400, 1000] if args.quick else [250, 500, 1000, 1500, 2000, 3000, 4000]
     print(f"bench_load {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {seconds:g} s per step",
