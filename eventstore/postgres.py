@@ -232,15 +232,16 @@ _APPEND_EVENTS: Final = """
     DECLARE
         head_position bigint;
         head_time bigint;
+        fits boolean;
     BEGIN
         SELECT h.position, h.recorded_at INTO head_position, head_time FROM head h FOR UPDATE;
-        IF EXISTS (SELECT FROM events e WHERE e.id = ANY(coalesce(retry_ids, row_ids))) THEN
-            RETURN;
-        END IF;
-        SELECT array_agg(coalesce(s.revision, -1) - u.before ORDER BY u.k) INTO stream_moves
-        FROM unnest(stream_names, revisions_before) WITH ORDINALITY AS u(name, before, k)
+        SELECT array_agg(coalesce(s.revision, -1) - u.before ORDER BY u.k),
+               bool_and(coalesce(s.revision, -1) = u.before OR u.free)
+               AND NOT EXISTS (SELECT FROM events e WHERE e.id = ANY(coalesce(retry_ids, row_ids)))
+        INTO stream_moves, fits
+        FROM unnest(stream_names, revisions_before, any_only) WITH ORDINALITY AS u(name, before, free, k)
         LEFT JOIN streams s ON s.name = u.name;
-        IF EXISTS (SELECT FROM unnest(stream_moves, any_only) AS u(move, free) WHERE u.move <> 0 AND NOT u.free) THEN
+        IF NOT fits THEN
             stream_moves := NULL;
             RETURN;
         END IF;
@@ -251,26 +252,27 @@ _APPEND_EVENTS: Final = """
             INSERT INTO streams (name, revision)
             SELECT d.name, d.after + d.move FROM d WHERE d.after IS NOT NULL
             ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
-            RETURNING stream_id, name)
-        INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-        SELECT u.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
-               CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
-                   decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(u.p + moved)
-                   || CASE WHEN u.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
-                           ELSE substring(u.b FROM u.o + 19 FOR 9) END
-                   || CASE WHEN u.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
-                           ELSE substring(u.b FROM u.o + 28 FOR 9) END
-                   FROM u.o + 1 FOR 36) END,
-               CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, u.k, ARRAY[
-                   u.r # (u.r + d.move), u.p # (u.p + moved),
-                   CASE WHEN u.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
-                   CASE WHEN u.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
-        FROM unnest(row_streams, row_positions, row_revisions, row_ids, row_types, row_records, row_checksums,
-                    row_windows, row_keys, row_flags) AS u(n, p, r, i, t, b, c, o, k, f)
-        JOIN d ON d.name = u.n JOIN s ON s.name = u.n,
-        LATERAL (SELECT moved = 0 AND d.move = 0 AND (u.f = 0 OR stamped_at = guessed_time) AS same) AS x;
-        UPDATE head SET position = guessed_last + moved, recorded_at = stamped_at;
-        PERFORM pg_notify(channel_name, (guessed_last + moved)::text);
+            RETURNING stream_id, name),
+        e AS (
+            INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
+            SELECT u.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
+                   CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
+                       decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(u.p + moved)
+                       || CASE WHEN u.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
+                               ELSE substring(u.b FROM u.o + 19 FOR 9) END
+                       || CASE WHEN u.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
+                               ELSE substring(u.b FROM u.o + 28 FOR 9) END
+                       FROM u.o + 1 FOR 36) END,
+                   CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, u.k, ARRAY[
+                       u.r # (u.r + d.move), u.p # (u.p + moved),
+                       CASE WHEN u.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
+                       CASE WHEN u.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
+            FROM unnest(row_streams, row_positions, row_revisions, row_ids, row_types, row_records, row_checksums,
+                        row_windows, row_keys, row_flags) AS u(n, p, r, i, t, b, c, o, k, f)
+            JOIN d ON d.name = u.n JOIN s ON s.name = u.n,
+            LATERAL (SELECT moved = 0 AND d.move = 0 AND (u.f = 0 OR stamped_at = guessed_time) AS same) AS x),
+        h AS (UPDATE head SET position = guessed_last + moved, recorded_at = stamped_at RETURNING position)
+        SELECT count(pg_notify(channel_name, h.position::text)) INTO head_position FROM h;
     END $fn$"""
 _FUNCTIONS: Final = (_crc_rebase_sql(), _APPEND_EVENTS)
 _CALL_APPEND_EVENTS: Final = (
