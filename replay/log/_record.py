@@ -124,8 +124,9 @@ class RecordConverter:
         """Every line's fields, checked a block at a time in C (one ``map`` or one call per check), or None.
 
         The same checks as ``convert_json``, in bulk: each line decoded into
-        its struct and re-encoded to its very bytes (so no key is unknown,
-        repeated or null), names checked before, data objects in canonical
+        its struct (no key unknown) with each key once and none null
+        (``_keys_once`` summed over the block, or, when the block holds a
+        backslash, each line re-encoded to its very bytes), names checked before, data objects in canonical
         form (one decode and re-encode of them all, as one JSON array), each
         event type's data decoded into its payload struct (one array per
         type), metadata checked before (by its raw JSON). Only when no time
@@ -138,20 +139,28 @@ class RecordConverter:
             lines = list(map(decoder.decode, raws))
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             return None
-        if list(map(encoder.encode, lines)) != raws:
-            return None
         types, streams = list(map(_TYPE, lines)), list(map(_STREAM, lines))
+        data, raw_metadata = list(map(bytes, map(_DATA, lines))), list(map(bytes, map(_METADATA, lines)))
+        occurred, recorded = list(map(_OCCURRED, lines)), list(map(_RECORDED, lines))
+        joined = b"\n".join(raws)
+        if b"\\" in joined:
+            if list(map(encoder.encode, lines)) != raws:
+                return None
+        else:  # as _keys_once: a line's colons never fall short of its keys' and values' colons, so the sums agree only if each does
+            keys = 4 * len(lines) + len(lines) - occurred.count(None) + len(lines) - recorded.count(None)
+            keys += len(lines) - raw_metadata.count(b"")
+            inside = b"".join(data).count(b":") + b"".join(raw_metadata).count(b":")
+            if joined.count(b":") != keys + inside + "".join(streams).count(":") + "".join(types).count(":"):
+                return None
         good = self._good_names
         if not (good.issuperset(types) and good.issuperset(streams)) and not all(map(self._learn_names, types, streams)):
             return None
-        data = list(map(bytes, map(_DATA, lines)))
         if max(map(len, data)) > MAX_DATA_BYTES or not _canonical_objects(data) or not self._fit_payloads(types, data):
             return None
-        metadata = self._block_metadata(list(map(bytes, map(_METADATA, lines))))
+        metadata = self._block_metadata(raw_metadata)
         if metadata is None:
             return None
-        return TypedLines(list(map(_ID, lines)), streams, types, data, list(map(_OCCURRED, lines)),
-                          list(map(_RECORDED, lines)), metadata)
+        return TypedLines(list(map(_ID, lines)), streams, types, data, occurred, recorded, metadata)
 
     def _fit_payloads(self, types: list[str], data: list[bytes]) -> bool:
         """Whether each data fits its event type's payload struct: one decode per type of all its data."""

@@ -153,11 +153,17 @@ def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_
     monkeypatch.setattr(converter, "convert_json", lambda raw: pytest.fail("a line was converted alone"))
     taken = converter.convert_json_lines(raws)
     assert isinstance(taken, TypedLines) and taken.log_events() == expected
+    respelled = [b"{ " + b" , ".join(ENCODE.encode(k) + b": " + ENCODE.encode(v) for k, v in reversed(row.items())) + b" }"
+                 for row in rows]  # keys reversed, spaces between them
+    taken = converter.convert_json_lines(respelled)
+    assert isinstance(taken, TypedLines) and taken.log_events() == expected
     doubtful = [
         raws[:5] + [raws[5].replace(b'"account-2"', b'"account\\u002d2"')],  # an escape
         raws[:5] + [ENCODE.encode({**rows[5], "data": {"meter_id": "M", "account_id": "A"}})],  # not its payload
         raws[:5] + [raws[5].replace(b'"register_kwh":2.5', b'"register_kwh":2.50')],  # data not canonical
         raws[:5] + [raws[5].replace(b'{"source":"m"}', b'{"source":"m","source":"n"}')],  # metadata repeats a key
+        raws[:5] + [b'{"stream":"account-0",' + raws[5][1:]],  # the line repeats a key
+        raws[:5] + [raws[5][:-1] + b',"occurred_at":null}'],  # a repeated key, null the second time
     ]
     for block in doubtful:
         assert RecordConverter(LogMapping())._convert_block(block) is None, block[-1]
