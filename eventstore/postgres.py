@@ -223,11 +223,11 @@ def _crc_rebase_sql() -> str:
 # under the lock: ``_locked``).
 _APPEND_EVENTS: Final = """
     CREATE OR REPLACE FUNCTION append_events(
-        guessed_head bigint, guessed_last bigint, guessed_time bigint, channel_name text, retry_ids uuid[],
-        stream_names text[], revisions_before bigint[], revisions_after bigint[], any_only boolean[],
-        row_streams text[], row_positions bigint[], row_revisions bigint[], row_ids uuid[], row_types text[],
-        row_records bytea[], row_checksums bigint[], row_windows integer[], row_keys bigint[],
-        row_flags integer[], OUT moved bigint, OUT stream_moves bigint[], OUT stamped_at bigint)
+        guessed_head bigint, guessed_time bigint, channel_name text, retry_ids uuid[],
+        stream_names text[], revisions_before bigint[], any_only boolean[],
+        row_streams text[], row_revisions bigint[], row_ids uuid[], row_types text[], row_records bytea[],
+        row_checksums bigint[], row_places bigint[],
+        OUT moved bigint, OUT stream_moves bigint[], OUT stamped_at bigint)
     LANGUAGE plpgsql AS $fn$
     DECLARE
         head_position bigint;
@@ -247,38 +247,41 @@ _APPEND_EVENTS: Final = """
         END IF;
         moved := head_position - guessed_head;
         stamped_at := greatest(guessed_time, head_time);
-        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves, revisions_after) AS d(name, move, after)),
+        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves) AS d(name, move)),
         s AS (
             INSERT INTO streams (name, revision)
-            SELECT d.name, d.after + d.move FROM d WHERE d.after IS NOT NULL
+            SELECT u.n, max(u.r) + min(d.move) FROM unnest(row_streams, row_revisions) AS u(n, r)
+            JOIN d ON d.name = u.n GROUP BY u.n
             ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
             RETURNING stream_id, name),
         e AS (
             INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-            SELECT u.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
+            SELECT x.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
                    CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
-                       decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(u.p + moved)
-                       || CASE WHEN u.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
-                               ELSE substring(u.b FROM u.o + 19 FOR 9) END
-                       || CASE WHEN u.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
-                               ELSE substring(u.b FROM u.o + 28 FOR 9) END
-                       FROM u.o + 1 FOR 36) END,
-                   CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, u.k, ARRAY[
-                       u.r # (u.r + d.move), u.p # (u.p + moved),
-                       CASE WHEN u.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
-                       CASE WHEN u.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
-            FROM unnest(row_streams, row_positions, row_revisions, row_ids, row_types, row_records, row_checksums,
-                        row_windows, row_keys, row_flags) AS u(n, p, r, i, t, b, c, o, k, f)
+                       decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(x.p + moved)
+                       || CASE WHEN x.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
+                               ELSE substring(u.b FROM x.o + 19 FOR 9) END
+                       || CASE WHEN x.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
+                               ELSE substring(u.b FROM x.o + 28 FOR 9) END
+                       FROM x.o + 1 FOR 36) END,
+                   CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, x.k, ARRAY[
+                       u.r # (u.r + d.move), x.p # (x.p + moved),
+                       CASE WHEN x.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
+                       CASE WHEN x.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
+            FROM unnest(row_streams, row_revisions, row_ids, row_types, row_records, row_checksums, row_places)
+                 WITH ORDINALITY AS u(n, r, i, t, b, c, m, q)
             JOIN d ON d.name = u.n JOIN s ON s.name = u.n,
-            LATERAL (SELECT moved = 0 AND d.move = 0 AND (u.f = 0 OR stamped_at = guessed_time) AS same) AS x),
-        h AS (UPDATE head SET position = guessed_last + moved, recorded_at = stamped_at RETURNING position)
+            LATERAL (SELECT guessed_head + u.q AS p, u.m & 4294967295 AS k, ((u.m >> 32) & 65535)::integer AS o,
+                            (u.m >> 48)::integer AS f,
+                            moved = 0 AND d.move = 0 AND (u.m >> 48 = 0 OR stamped_at = guessed_time) AS same) AS x),
+        h AS (UPDATE head SET position = guessed_head + cardinality(row_ids) + moved, recorded_at = stamped_at
+              RETURNING position)
         SELECT count(pg_notify(channel_name, h.position::text)) INTO head_position FROM h;
     END $fn$"""
 _FUNCTIONS: Final = (_crc_rebase_sql(), _APPEND_EVENTS)
 _CALL_APPEND_EVENTS: Final = (
-    "SELECT * FROM append_events(%b, %b, %b, %b, %b::uuid[], %b::text[], %b::bigint[], %b::bigint[], "
-    "%b::boolean[], %b::text[], %b::bigint[], %b::bigint[], %b::uuid[], %b::text[], %b::bytea[], %b::bigint[], "
-    "%b::integer[], %b::bigint[], %b::integer[])")
+    "SELECT * FROM append_events(%b, %b, %b, %b::uuid[], %b::text[], %b::bigint[], %b::boolean[], %b::text[], "
+    "%b::bigint[], %b::uuid[], %b::text[], %b::bytea[], %b::bigint[], %b::bigint[])")
 _UPGRADES: Final = {  # version: the statements that bring it to the next
     1: ("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey", "UPDATE head SET version = 2"),
     2: (*_FUNCTIONS, "UPDATE head SET version = 3"),
@@ -525,11 +528,12 @@ class PostgresStore(EventStore):
         any_only = dict.fromkeys(names, True)
         for request in requests:
             any_only[request.stream] = any_only[request.stream] and request.expected is ANY
+        streams, _, revisions, ids, types, records, checksums, places = batch.columns
         moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, (
-            position, batch.position, batch.now, self._channel,
+            position, batch.now, self._channel,
             None if len(all_ids) == batch.rows else all_ids,  # a retry within the group: its ids too
-            names, [guessed.get(name, -1) for name in names], [batch.touched.get(name) for name in names],
-            list(any_only.values()), *batch.columns)).fetchone()
+            names, [guessed.get(name, -1) for name in names], list(any_only.values()),
+            streams, revisions, ids, types, records, checksums, places)).fetchone()
         if moved is None:
             return None
         moves = dict(zip(names, stream_moves, strict=True))
@@ -750,9 +754,10 @@ class _Batch:
         self.revisions = revisions
         self.touched: dict[str, int] = {}
         self.rows = 0
-        # name, position, revision, id, type, record, crc; then for append_events: where each record's
-        # window starts, the key that runs a CRC past the bytes after it, which times were stamped
-        self.columns: tuple[list, ...] = ([], [], [], [], [], [], [], [], [], [])
+        # name, position, revision, id, type, record, crc; then for append_events each record's
+        # place: the key that runs a CRC past the bytes after its window, where the window starts
+        # (<< 32) and which times were stamped (<< 48: 1 recorded_at, 2 occurred_at)
+        self.columns: tuple[list, ...] = ([], [], [], [], [], [], [], [])
 
     def add_or_fail(self, request: _Request) -> AppendResult | StoreError:
         """``request``'s result, its events added; or the error that refuses it (nothing added)."""
@@ -782,7 +787,7 @@ class _Batch:
         check_expected(stream, request.expected, current)
         first_revision = 0 if current is None else current + 1
         first_position = self.position + 1
-        names, positions, revisions, event_ids, types, records, checksums, windows, keys, flags = self.columns
+        names, positions, revisions, event_ids, types, records, checksums, places = self.columns
         window = len(_RECORD_ENCODER.encode((encoded[0][0].id, stream)))  # array header, id, stream
         for offset, (event, data, metadata) in enumerate(encoded):
             revision, position = first_revision + offset, first_position + offset
@@ -802,9 +807,8 @@ class _Batch:
             types.append(event.type)
             records.append(record)
             checksums.append(zlib.crc32(record))
-            windows.append(window)
-            keys.append(_zero_run_key(len(record) - window - _WINDOW.size))
-            flags.append(stamped | (stamped and event.occurred_at is None) << 1)
+            stamps = stamped | (stamped and event.occurred_at is None) << 1
+            places.append(_zero_run_key(len(record) - window - _WINDOW.size) | window << 32 | stamps << 48)
             self.stored[event.id] = StoredId(stream, revision, position)
         self.position += len(encoded)
         self.rows += len(encoded)
