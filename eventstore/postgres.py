@@ -120,7 +120,8 @@ _RECORD_DECODER: Final = msgspec.msgpack.Decoder(RecordedEvent)
 # state it appends to is not the one the client encoded the record for.
 _WINDOW: Final = struct.Struct(">BqBqBqBq")
 _INT64: Final = 0xD3
-_PLACEHOLDER: Final = 1 << 40  # msgpack encodes it in 9 bytes, as wide as a window field
+_ARRAY_OF_9: Final = b"\x99"  # msgpack's header of RecordedEvent's nine fields
+_ZERO_RUN_KEYS: dict[int, int] = {}  # record tail length: _zero_run_key (lengths repeat)
 _ZEROS: Final = memoryview(bytes(1 << 16))
 _CRC_POLY: Final = 0xEDB88320  # CRC-32 (zlib's), reflected
 
@@ -214,9 +215,10 @@ def _crc_rebase_sql() -> str:
 # request's outcome for it. Under the lock (every statement after it sees
 # every commit before it) the function re-bases the rows on the real state:
 # positions move by ``moved``, a stream's revisions by its ``stream_moves``,
-# and stamped times (``row_flags``: 1 recorded_at, 2 occurred_at) become
-# ``stamped_at`` (never before the head's time); a record that changed is
-# rewritten in its window (at byte ``row_windows``) and its CRC re-based. The
+# and stamped times become ``stamped_at`` (never before the head's time); a
+# record that changed is rewritten in its window and its CRC re-based
+# (``row_places``: the CRC key, the window's offset << 32, the stamped times
+# << 48: 1 recorded_at, 2 occurred_at). Rows are in position order. The
 # outcomes hold for the real state unless an id is already stored, or a stream
 # moved that a request expects at a revision (``any_only`` false): then
 # nothing is written and every OUT parameter is NULL (the client decides
@@ -794,12 +796,10 @@ class _Batch:
             stamped = event.recorded_at is None
             recorded_at = self.now if stamped else event.recorded_at
             occurred_at = recorded_at if event.occurred_at is None else event.occurred_at
-            placeholders = _RECORD_ENCODER.encode(RecordedEvent(
-                event.id, stream, _PLACEHOLDER, _PLACEHOLDER, _PLACEHOLDER, _PLACEHOLDER,
-                event.type, data, metadata))  # fmt: skip
-            record = b"".join((placeholders[:window], _WINDOW.pack(
-                _INT64, revision, _INT64, position, _INT64, recorded_at, _INT64, occurred_at),
-                placeholders[window + _WINDOW.size:]))  # fmt: skip
+            # RecordedEvent's fields as a tuple, the window as one raw item: six items, nine fields
+            record = _ARRAY_OF_9 + _RECORD_ENCODER.encode((event.id, stream, msgspec.Raw(_WINDOW.pack(
+                _INT64, revision, _INT64, position, _INT64, recorded_at, _INT64, occurred_at)),
+                event.type, data, metadata))[1:]  # fmt: skip
             names.append(stream)
             positions.append(position)
             revisions.append(revision)
@@ -808,7 +808,13 @@ class _Batch:
             records.append(record)
             checksums.append(zlib.crc32(record))
             stamps = stamped | (stamped and event.occurred_at is None) << 1
-            places.append(_zero_run_key(len(record) - window - _WINDOW.size) | window << 32 | stamps << 48)
+            tail = len(record) - window - _WINDOW.size
+            key = _ZERO_RUN_KEYS.get(tail)
+            if key is None:
+                if len(_ZERO_RUN_KEYS) > 4096:
+                    _ZERO_RUN_KEYS.clear()
+                key = _ZERO_RUN_KEYS[tail] = _zero_run_key(tail)
+            places.append(key | window << 32 | stamps << 48)
             self.stored[event.id] = StoredId(stream, revision, position)
         self.position += len(encoded)
         self.rows += len(encoded)

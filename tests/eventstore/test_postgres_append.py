@@ -216,3 +216,27 @@ def test_stores_guessing_at_once_lose_nothing_and_keep_positions_gapless(uri: st
     finally:
         for store in stores:
             store.close()
+
+
+def test_crc_rebase_gives_the_crc_of_the_rewritten_record(uri: str) -> None:
+    """The server's CRC re-base equals zlib's CRC-32 of the record with its window rewritten."""
+    import random
+    import struct
+    import zlib
+
+    from eventstore.postgres import _zero_run_key
+
+    window = struct.Struct(">BqBqBqBq")
+    rng = random.Random(17)
+    cases = []
+    for _ in range(200):
+        head, tail = rng.randbytes(rng.randint(0, 600)), rng.randbytes(rng.choice([0, 1, 7, 100, 70_000]))
+        old = [rng.randint(-2**63, 2**63 - 1) for _ in range(4)]
+        new = [rng.choice([value, rng.randint(-2**63, 2**63 - 1)]) for value in old]
+        before = head + window.pack(0xD3, old[0], 0xD3, old[1], 0xD3, old[2], 0xD3, old[3]) + tail
+        after = head + window.pack(0xD3, new[0], 0xD3, new[1], 0xD3, new[2], 0xD3, new[3]) + tail
+        cases.append((zlib.crc32(before), _zero_run_key(len(tail)), [a ^ b for a, b in zip(old, new, strict=True)],
+                      zlib.crc32(after)))
+    with open_store(uri) as store, store._connection() as conn:
+        for crc, key, deltas, expected in cases:
+            assert conn.execute("SELECT crc_rebase(%s, %s, %s::bigint[])", (crc, key, deltas)).fetchone()[0] == expected
