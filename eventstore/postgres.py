@@ -529,32 +529,17 @@ class PostgresStore(EventStore):
             return None
         if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
             return None
-        all_ids = [event.id for request in requests for event, _, _ in request.events]
-        any_only = dict.fromkeys(names, True)
-        for request in requests:
-            any_only[request.stream] = any_only[request.stream] and request.expected is ANY
-        streams, _, revisions, ids, types, records, checksums, places = batch.columns
-        moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, (
-            position, batch.now, self._channel,
-            None if len(all_ids) == batch.rows else all_ids,  # a retry within the group: its ids too
-            _array(_TextArray, [name.encode() for name in names]),
-            _int8_array([guessed.get(name, -1) for name in names]),
-            _array(_BoolArray, [b"\x01" if free else b"\x00" for free in any_only.values()]),
-            _array(_TextArray, [name.encode() for name in streams]), _int8_array(revisions),
-            _array(_UuidArray, [i.bytes for i in ids]), _array(_TextArray, [t.encode() for t in types]),
-            _array(_ByteaArray, records), _int8_array(checksums), _int8_array(places))).fetchone()
+        moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, _append_events_arguments(
+            position, batch, requests, names, guessed, self._channel)).fetchone()
         if moved is None:
             return None
         moves = dict(zip(names, stream_moves, strict=True))
-        if multi:
-            rebased = [[_rebased(result, request, moved, moves)
-                        for result, request in zip(outcomes[0], requests, strict=True)]]
-        else:
-            rebased = [_rebased(outcome, request, moved, moves)
-                       for outcome, request in zip(outcomes, requests, strict=True)]
         self._remember(batch.position + moved, stamped_at,
                        {name: revision + moves[name] for name, revision in batch.revisions.items()})
-        return rebased
+        if multi:
+            return [[_rebased(result, request, moved, moves)
+                     for result, request in zip(outcomes[0], requests, strict=True)]]
+        return [_rebased(outcome, request, moved, moves) for outcome, request in zip(outcomes, requests, strict=True)]
 
     def _locked(self, conn: Any, requests: list[_Request], multi: bool) -> list:
         """Two round trips, pipelined: (BEGIN, lock the head, look up ids and streams); (write, COMMIT).
@@ -901,6 +886,24 @@ def _register_array_dumpers(conn: Any) -> None:
         dumper = type(f"{kind.__name__}Dumper", (Dumper,), {
             "format": Format.BINARY, "oid": kind.oid, "dump": lambda self, obj: obj})
         conn.adapters.register_dumper(kind, dumper)
+
+
+def _append_events_arguments(position: int, batch: _Batch, requests: list[_Request], names: list[str],
+                             guessed: dict[str, int], channel: str) -> tuple:
+    """The arguments of ``_CALL_APPEND_EVENTS`` for ``batch``, encoded for the guessed state."""
+    all_ids = [event.id for request in requests for event, _, _ in request.events]
+    any_only = dict.fromkeys(names, True)
+    for request in requests:
+        any_only[request.stream] = any_only[request.stream] and request.expected is ANY
+    streams, _, revisions, ids, types, records, checksums, places = batch.columns
+    return (position, batch.now, channel,
+            None if len(all_ids) == batch.rows else all_ids,  # a retry within the group: its ids too
+            _array(_TextArray, [name.encode() for name in names]),
+            _int8_array([guessed.get(name, -1) for name in names]),
+            _array(_BoolArray, [b"\x01" if free else b"\x00" for free in any_only.values()]),
+            _array(_TextArray, [name.encode() for name in streams]), _int8_array(revisions),
+            _array(_UuidArray, [i.bytes for i in ids]), _array(_TextArray, [t.encode() for t in types]),
+            _array(_ByteaArray, records), _int8_array(checksums), _int8_array(places))
 
 
 def _rebased(result: AppendResult | BaseException, request: _Request, moved: int,
