@@ -177,6 +177,11 @@ class FileOrder:
 
         A line with neither gets one nanosecond after the previous line's.
         """
+        if recorded and None not in recorded and 0 not in recorded and recorded[0] >= self.last_recorded and (
+            recorded == sorted(recorded)
+        ):  # the usual block: every line has its own recorded_at, in order (checked in C)
+            self.last_recorded = recorded[-1]
+            return recorded.copy()
         last, out = self.last_recorded, []
         for recorded_at, occurred_at in zip(recorded, occurred, strict=True):
             stamp = recorded_at or occurred_at
@@ -196,8 +201,17 @@ class FileOrder:
         """
         tally, seen, revisions = self.tally, self.seen, self.revisions
         revs: list[int] = []
+        keys = list(map(_ID_INT, typed.ids))
+        if seen.keys().isdisjoint(keys) and len(set(keys)) == len(keys):  # the usual block: no id seen before
+            seen.update(zip(keys, typed.streams, strict=True))
+            for stream in typed.streams:
+                revision = revisions[stream] = revisions.get(stream, -1) + 1
+                revs.append(revision)
+            if keys:
+                yield self._run(typed, stamps, revs, 0, len(keys), read)
+            return
         first = 0
-        for i, (key, stream) in enumerate(zip(map(_ID_INT, typed.ids), typed.streams, strict=True)):
+        for i, (key, stream) in enumerate(zip(keys, typed.streams, strict=True)):
             earlier = seen.get(key)
             if earlier is None:
                 seen[key] = stream
