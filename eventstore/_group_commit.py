@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import zlib
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Final
 
 from . import _sqlite
@@ -27,6 +28,13 @@ _INSERT_EVENTS = (
     "INSERT INTO events (position, stream_id, revision, type, id, record, checksum)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_COLUMNS = 7
+# Rows per INSERT statement. sqlite3's executemany binds and steps its statement once per row; one
+# statement of many VALUES rows does that work once per chunk: raw sqlite3, batches of 1,000, 5.9 ->
+# 4.6 us CPU an event (chunks of 32-1,000 rows all alike). _INSERTS[n] inserts n rows: one statement
+# per row count, each compiled once per connection (sqlite3 caches 128).
+ROWS_PER_INSERT: Final = 64
+_INSERTS: Final = {n: _INSERT_EVENTS + ", (?, ?, ?, ?, ?, ?, ?)" * (n - 1) for n in range(1, ROWS_PER_INSERT + 1)}
 _CHUNK = 500  # names per IN (...) query, under SQLite's parameter limit
 # A stream's current revision: its newest event's, one seek in events_by_stream (-1: none yet). Since
 # schema 2 an append no longer updates streams.revision (written once, as the stream is created): that
@@ -132,9 +140,20 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
         outcomes.append(AppendResult(first, last, revision + 1))
     if len(ids_in_group) < len(rows):  # ids are unique within a request (validated): a repeat across two
         raise RepeatInGroup
-    conn.executemany(_INSERT_EVENTS, rows)
+    insert_events(conn, rows)
     streams.save(conn)
     return outcomes, last
+
+
+def insert_events(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert event rows, in order, ``ROWS_PER_INSERT`` to a statement (the rest in one more)."""
+    whole = len(rows) - len(rows) % ROWS_PER_INSERT
+    if whole:
+        params = list(chain.from_iterable(rows[:whole]))
+        width = _COLUMNS * ROWS_PER_INSERT
+        conn.executemany(_INSERTS[ROWS_PER_INSERT], [params[i : i + width] for i in range(0, len(params), width)])
+    if whole < len(rows):
+        conn.execute(_INSERTS[len(rows) - whole], list(chain.from_iterable(rows[whole:])))
 
 
 def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:
