@@ -17,7 +17,9 @@ know that each was answered, so:
   ``"reject"``, ``"abort"``: the server answered, e.g. a deleted object's
   unknown-object error), or ``"timeout"``. An answer that does not match the
   read in flight under its invoke id (another service or object) is counted in
-  ``mismatched`` and the read keeps waiting.
+  ``mismatched`` and the read keeps waiting. Invoke ids are reused first in,
+  first out (256 of them, at most 64 reads in flight), so a late answer to a
+  timed-out read can only be taken for a later read of the very same request.
 """
 
 from __future__ import annotations
