@@ -30,11 +30,19 @@ _INSERT_EVENTS = (
 )
 _COLUMNS = 7
 # Rows per INSERT statement. sqlite3's executemany binds and steps its statement once per row; one
-# statement of many VALUES rows does that work once per chunk: raw sqlite3, batches of 1,000, 5.9 ->
-# 4.6 us CPU an event (chunks of 32-1,000 rows all alike). _INSERTS[n] inserts n rows: one statement
-# per row count, each compiled once per connection (sqlite3 caches 128).
+# statement of many VALUES rows does that once per chunk. Such a statement could fail halfway, so with
+# the default conflict rule SQLite keeps a statement journal (a copy of every page it touches) to undo
+# just that statement: with scattered inserts (random import ids, interleaved streams) that made it
+# 1.5x slower than executemany. OR ROLLBACK needs none: a repeated id ends the whole transaction, which
+# the caller rolls back and writes request by request anyway (write_each, with plain inserts). Raw
+# sqlite3, CPU an event, executemany -> 64-row OR ROLLBACK statements: batches of 1,000 5.7 -> 4.4 us;
+# 50,000-row transactions of random ids 7.3 -> 5.9 us. _INSERTS[n] inserts n rows: one statement per
+# row count, each compiled once per connection (sqlite3 caches 128).
 ROWS_PER_INSERT: Final = 64
-_INSERTS: Final = {n: _INSERT_EVENTS + ", (?, ?, ?, ?, ?, ?, ?)" * (n - 1) for n in range(1, ROWS_PER_INSERT + 1)}
+_INSERTS: Final = {
+    n: _INSERT_EVENTS.replace("INSERT", "INSERT OR ROLLBACK", 1) + ", (?, ?, ?, ?, ?, ?, ?)" * (n - 1)
+    for n in range(1, ROWS_PER_INSERT + 1)
+}
 _CHUNK = 500  # names per IN (...) query, under SQLite's parameter limit
 # A stream's current revision: its newest event's, one seek in events_by_stream (-1: none yet). Since
 # schema 2 an append no longer updates streams.revision (written once, as the stream is created): that
@@ -98,11 +106,16 @@ class _Streams:
             )
 
 
-def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:
+def write_group(
+    conn: sqlite3.Connection, group: Sequence[Any], now: int, whole: bool = True
+) -> tuple[list[Outcome], int]:
     """Write every request; return their outcomes and the last position written.
 
     Raises ``sqlite3.IntegrityError`` or ``RepeatInGroup`` when an id repeats,
-    having written part of the group: the caller rolls its transaction back.
+    having written part of the group. With ``whole`` (the group is the whole
+    transaction) a repeat stored earlier has SQLite roll the transaction back
+    itself (``_INSERTS``); otherwise (in a savepoint) only the failed statement
+    is undone. Either way the caller rolls back what is left.
     """
     streams = _Streams(conn, {request.stream for request in group})
     last = streams.last_position
@@ -140,20 +153,26 @@ def write_group(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tup
         outcomes.append(AppendResult(first, last, revision + 1))
     if len(ids_in_group) < len(rows):  # ids are unique within a request (validated): a repeat across two
         raise RepeatInGroup
-    insert_events(conn, rows)
+    if whole:
+        insert_events(conn, rows)
+    else:
+        conn.executemany(_INSERT_EVENTS, rows)
     streams.save(conn)
     return outcomes, last
 
 
 def insert_events(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Insert event rows, in order, ``ROWS_PER_INSERT`` to a statement (the rest in one more)."""
-    whole = len(rows) - len(rows) % ROWS_PER_INSERT
-    if whole:
-        params = list(chain.from_iterable(rows[:whole]))
+    """Insert event rows in order, ``ROWS_PER_INSERT`` to a statement (the rest in one more).
+
+    A repeated id rolls the whole transaction back (``_INSERTS``).
+    """
+    full = len(rows) - len(rows) % ROWS_PER_INSERT
+    if full:
+        params = list(chain.from_iterable(rows[:full]))
         width = _COLUMNS * ROWS_PER_INSERT
         conn.executemany(_INSERTS[ROWS_PER_INSERT], [params[i : i + width] for i in range(0, len(params), width)])
-    if whole < len(rows):
-        conn.execute(_INSERTS[len(rows) - whole], list(chain.from_iterable(rows[whole:])))
+    if full < len(rows):
+        conn.execute(_INSERTS[len(rows) - full], list(chain.from_iterable(rows[full:])))
 
 
 def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:
@@ -163,7 +182,7 @@ def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tupl
     for request in group:
         conn.execute("SAVEPOINT request")
         try:
-            (outcome,), last = write_group(conn, [request], now)
+            (outcome,), last = write_group(conn, [request], now, whole=False)
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK TO request")
             outcome = retry_result(conn, request, None)

@@ -349,7 +349,8 @@ class EmbeddedStore(EventStore):
         try:
             return write_group(conn, group, now)
         except (sqlite3.IntegrityError, RepeatInGroup):
-            conn.execute("ROLLBACK")  # part of the group may be written: start the transaction over
+            if conn.in_transaction:  # a stored id repeated: SQLite has rolled back already (OR ROLLBACK)
+                conn.execute("ROLLBACK")  # part of the group may be written: start the transaction over
             conn.execute("BEGIN IMMEDIATE")
             return write_each(conn, group, now)
 
