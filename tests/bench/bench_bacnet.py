@@ -16,6 +16,12 @@ Run: .venv/bin/python tests/bench/bench_bacnet.py [--quick]
 5. BN-004 with full histories: 2,000 objects, each with 64 values stored before the
    server starts; the server folds them all on start; its resident memory after.
    ``--full-history-only`` runs just this phase.
+6. ``--read-cpu``: CPU per answered read, by kind (ReadProperty, ReadPropertyMultiple,
+   ReadRange over 10 history entries): the event server over 1,000 objects and the raw
+   read client of the load generator in this process, 1,000 closed-loop reads per kind,
+   twice; baseline: a bare bacpypes3 device (``SimulatedDevice``) with the same objects
+   answering the same ReadProperty and ReadPropertyMultiple in the same run (it has no
+   ReadRange).
 """
 
 from __future__ import annotations
@@ -230,6 +236,69 @@ async def full_history_memory(count: int, history: int = 64) -> dict:
     return result
 
 
+async def _cpu_per_read(address: str, kind: str, objects: list[tuple[str, int]],
+                        n: int = 1000) -> float:
+    """CPU seconds of this process per read of ``kind``, closed loop, every answer checked."""
+    from adapters.bacnet.logrecords import object_identifier_bytes
+    from load._readclient import ReadClient, encode_read
+
+    host, _, port = address.rpartition(":")
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future] = []
+    client = await ReadClient.open(host, int(port), lambda token, outcome, ns:
+                                   waiting.pop().set_result(outcome))
+    requests = [(encode_read(kind, t, i), object_identifier_bytes(t, i)) for t, i in objects]
+    try:
+        start = time.process_time()
+        for j in range(n):
+            waiting.append(loop.create_future())
+            client.send(j, *requests[j % len(requests)])
+            if await waiting[-1] != "ack":
+                raise RuntimeError(f"{kind} of {objects[j % len(objects)]} was not answered")
+        return (time.process_time() - start) / n
+    finally:
+        client.close()
+
+
+async def read_cpu() -> None:
+    """Phase 6: CPU per answered read, event server against a bare bacpypes3 device."""
+    import shutil
+    import tempfile
+
+    from adapters.bacnet.server import EventServer
+    from eventstore import NewEvent, open_store
+    from projections.payloads.bacnet import BacnetObjectDefinition, BacnetValueUpdate
+
+    objects = objects_of(1000)
+    specs = [SimObject(t, i, f"{t}-{i}", 1 if t.startswith("multi") else 0.0) for t, i in objects]
+    device = SimulatedDevice(f"127.0.0.1:{free_port()}", 4000, specs)
+    device.start()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-bacnet-cpu-"))
+    uri = f"embedded://{tmp}/events.db"
+    with open_store(uri) as store:
+        store.append("bacnet", [NewEvent.of(BacnetObjectDefinition(
+            device_id=1, object_type=t, instance=i, name=f"{t}-{i}")) for t, i in objects])
+        for k in range(10):  # ten history entries per object
+            store.append("bacnet", [NewEvent.of(BacnetValueUpdate(
+                device_id=1, object_type=t, instance=i, value=k % 2 if t.startswith("binary")
+                else k + 1)) for t, i in objects])
+    server = EventServer(uri, address=f"127.0.0.1:{free_port()}", device_id=599)
+    await server.start()
+    try:
+        for kind in ("read-property", "read-property-multiple", "read-range"):
+            ours = [await _cpu_per_read(server.address, kind, objects) for _ in range(2)]
+            line = f"{kind}: event server {min(ours) * 1e3:.3f}-{max(ours) * 1e3:.3f} ms CPU a read"
+            if kind != "read-range":
+                bare = [await _cpu_per_read(device.address, kind, objects) for _ in range(2)]
+                line += (f"; bare bacpypes3 device {min(bare) * 1e3:.3f}-{max(bare) * 1e3:.3f} ms"
+                         f" (x{min(ours) / min(bare):.2f})")
+            print(line, flush=True)
+    finally:
+        await server.stop()
+        device.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 async def main(quick: bool, full_history_only: bool = False) -> None:
     if full_history_only:
         f = await full_history_memory(2000)
@@ -263,6 +332,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--full-history-only", action="store_true")
+    parser.add_argument("--read-cpu", action="store_true", help="only phase 6: CPU per read")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.full_history_only))
+    asyncio.run(read_cpu() if args.read_cpu else main(args.quick, args.full_history_only))
 
