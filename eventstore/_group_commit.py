@@ -1,9 +1,10 @@
 """Writing a group of append requests in one SQLite transaction.
 
-The fast path writes the whole group with a few ``executemany`` calls: stream
-revisions are loaded once, expected versions are checked in Python, and the
-unique index on event ids catches repeats. If any id repeats (a retry), the
-caller rolls the transaction back, begins it again and has the group written
+The fast path writes the whole group with a few SQL calls (event rows 64 to an
+``INSERT OR ROLLBACK`` statement, see ``ROWS_PER_INSERT``): stream revisions
+are loaded once, expected versions are checked in Python, and the unique
+index on event ids catches repeats. If any id repeats (a retry), the
+transaction is rolled back; the caller begins it again and has the group written
 request by request, each in its own savepoint, so a retry gets its original
 result and its neighbours are unaffected (repeats are rare: the fast path
 pays for no savepoint). Few SQL calls per group matter: each call releases the GIL, and
