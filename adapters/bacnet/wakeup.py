@@ -33,8 +33,11 @@ _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _HEADER = struct.Struct("iIII")
 SETTLE_SECONDS = 0.02
-"""After a WAL write, how long to look again every ``SETTLE_POLL`` for its commit."""
+"""After a WAL write, how long to keep looking again for its commit."""
 SETTLE_POLL = 0.001
+"""The first look again; each next one waits twice as long (1, 2, 4, 8 ms...): with a writer
+committing every 10 ms, looking every millisecond meant a thread hop and an empty read per
+millisecond, all the time."""
 
 
 def _libc() -> Any:
@@ -111,6 +114,7 @@ class PromptFollow:
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken_at = 0.0
+        self._settle = SETTLE_POLL
 
     @property
     def prompt(self) -> bool:
@@ -141,12 +145,13 @@ class PromptFollow:
             return await self.store.wait_for_append_async(after_position, timeout)
         event = self._ensure_reader()
         if self.watch.drain():
-            self._woken_at = time.monotonic()
+            self._woken()
             return True
         if time.monotonic() - self._woken_at < SETTLE_SECONDS:
             # A WAL write may come a moment before the commit is visible to readers:
             # look again shortly instead of waiting for the next write or the poll.
-            timeout = min(timeout, SETTLE_POLL)
+            timeout = min(timeout, self._settle)
+            self._settle *= 2
         event.clear()
         try:
             await asyncio.wait_for(event.wait(), timeout)
@@ -165,8 +170,12 @@ class PromptFollow:
     def _on_readable(self) -> None:
         if self.watch is not None and self.watch.drain() and self._event is not None:
             self.watch.wakeups += 1
-            self._woken_at = time.monotonic()
+            self._woken()
             self._event.set()
+
+    def _woken(self) -> None:
+        self._woken_at = time.monotonic()
+        self._settle = SETTLE_POLL
 
     def close(self) -> None:
         """Stop watching (the store stays open)."""
