@@ -77,6 +77,14 @@ def _metadata_key(metadata: Metadata) -> tuple:
     return (metadata.correlation_id, metadata.causation_id, metadata.source, metadata.content_type)
 
 
+def _known_metadata(metadata: Metadata) -> bool:
+    """True if metadata with these values passed ``check_metadata`` before."""
+    try:
+        return _metadata_key(metadata) in _GOOD_METADATA
+    except TypeError:  # a field that is not text (a list, say): check_metadata names it
+        return False
+
+
 def _remember_metadata(metadata: Metadata) -> None:
     if type(metadata) is Metadata and not metadata.extra:
         key = _metadata_key(metadata)
@@ -152,7 +160,7 @@ def prepare_batch(
         if key in seen:
             raise InvalidEvent(f"stream {stream!r}, event {index}: id {event.id} appears twice in one batch")
         seen.add(key)
-        if event.type not in _GOOD_TYPES:
+        if type(event.type) is not str or event.type not in _GOOD_TYPES:
             check_name("event type", event.type, MAX_TYPE_BYTES)
             if len(_GOOD_TYPES) < 10_000:
                 _GOOD_TYPES.add(event.type)
@@ -169,7 +177,7 @@ def prepare_batch(
         if metadata is None:
             metadata = EMPTY_METADATA
         elif id(metadata) not in checked and not (
-            type(metadata) is Metadata and not metadata.extra and _metadata_key(metadata) in _GOOD_METADATA
+            type(metadata) is Metadata and not metadata.extra and _known_metadata(metadata)
         ):  # checked before (see _metadata_key)
             check_metadata(metadata)  # type: ignore[arg-type]
             checked.add(id(metadata))
@@ -277,22 +285,25 @@ def _plain_events(stream: str, events: list) -> list[tuple[NewEvent, bytes, Meta
         return None
     good_types, good_metadata, empty = _GOOD_TYPES, _GOOD_METADATA, EMPTY_METADATA
     encoded = []
-    for event in events:
-        if not (
-            type(event) is NewEvent
-            and (event.stream is None or event.stream == stream)
-            and event.type in good_types
-            and type(data := event.data) is bytes
-            and len(data) <= MAX_DATA_BYTES
-            and ((metadata := event.metadata) is None or (
-                type(metadata) is Metadata and not metadata.extra
-                and (metadata.correlation_id, metadata.causation_id, metadata.source,
-                     metadata.content_type) in good_metadata))
-            and ((occurred_at := event.occurred_at) is None or (type(occurred_at) is int and occurred_at >= 0))
-            and ((recorded_at := event.recorded_at) is None or (type(recorded_at) is int and recorded_at >= 0))
-        ):  # fmt: skip
-            return None
-        encoded.append((event, data, empty if metadata is None else metadata))
+    try:  # free in 3.11 unless raised
+        for event in events:
+            if not (
+                type(event) is NewEvent
+                and (event.stream is None or event.stream == stream)
+                and event.type in good_types
+                and type(data := event.data) is bytes
+                and len(data) <= MAX_DATA_BYTES
+                and ((metadata := event.metadata) is None or (
+                    type(metadata) is Metadata and not metadata.extra
+                    and (metadata.correlation_id, metadata.causation_id, metadata.source,
+                         metadata.content_type) in good_metadata))
+                and ((occurred_at := event.occurred_at) is None or (type(occurred_at) is int and occurred_at >= 0))
+                and ((recorded_at := event.recorded_at) is None or (type(recorded_at) is int and recorded_at >= 0))
+            ):  # fmt: skip
+                return None
+            encoded.append((event, data, empty if metadata is None else metadata))
+    except TypeError:  # an unhashable type or metadata field (a list, say): prepare_batch names it
+        return None
     if len(encoded) > 1 and len({event.id.int for event in events}) != len(encoded):  # type: ignore[union-attr]
         return None
     return encoded

@@ -37,6 +37,8 @@ BAD = {
     "data too big": NewEvent("PlainReading", b"x" * (MAX_DATA_BYTES + 1)),
     "metadata with a control byte": NewEvent("PlainReading", b"{}", metadata=Metadata(source="a\x02b")),
     "not a NewEvent": "not an event",
+    "new type that is a list": NewEvent(["PlainReading"], b"{}"),  # type: ignore[arg-type]  # unhashable
+    "metadata that is a list": NewEvent("PlainReading", b"{}", metadata=Metadata(source=["x"])),  # type: ignore[arg-type]
 }
 
 
