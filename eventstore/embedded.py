@@ -56,6 +56,7 @@ from ._group_commit import STREAM_REVISION, RepeatInGroup, write_each, write_gro
 from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
+from .workers import worker_exit
 
 COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
@@ -485,7 +486,7 @@ class EmbeddedStore(EventStore):
                 yield events
                 last_position = events[-1].position
             raise StoreError(f"{self.path}: the read-ahead process stopped before the read ended "
-                             f"({_exit_of(worker)})")
+                             f"({worker_exit(worker, READ_AHEAD_EXIT_S)})")
         finally:
             if worker.poll() is None:
                 worker.kill()
@@ -593,18 +594,6 @@ def _worker_error(payload: bytes) -> sqlite3.Error:
     error = sqlite3.OperationalError(detail["message"])
     error.sqlite_errorname = detail["errorname"]  # type: ignore[attr-defined]
     return error
-
-
-def _exit_of(worker: subprocess.Popen, lines: int = 5) -> str:
-    """How a worker that stopped early ended: its exit status and the end of its error output."""
-    try:
-        worker.wait(READ_AHEAD_EXIT_S)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-    assert worker.stderr is not None
-    text = worker.stderr.read().decode(errors="replace").strip().splitlines()[-lines:]
-    return f"exit status {worker.returncode}: " + (" | ".join(text) or "no error output")
 
 
 def _filter_sql(filter: ReadFilter) -> tuple[str, list]:

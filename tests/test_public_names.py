@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("eventstore", "projections", "replay", "properties", "adapters", "native", "load")
 PUBLIC_MODULES = (
-    "eventstore", "eventstore.payloads", "eventstore.validation", "eventstore.cli",
+    "eventstore", "eventstore.payloads", "eventstore.validation", "eventstore.workers", "eventstore.cli",
     "projections", "projections.payloads", "projections.reasons",
     "replay", "replay.core", "replay.log", "replay.trace",
     "properties", "load", "native",

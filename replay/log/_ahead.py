@@ -42,6 +42,7 @@ import msgspec
 
 from eventstore import RecordedEvent
 from eventstore.payloads import payload_types
+from eventstore.workers import worker_exit
 
 from ._mapping import LogError, LogMapping
 from ._parse import PendingLine, Tally, parse_lines
@@ -148,7 +149,7 @@ def _frames(worker: subprocess.Popen, path: Path, tally: Tally, kind: str) -> Ge
             if frame == ERROR:
                 raise _error(payload)
             yield from _deliver(_DECODE.decode(payload), tally, kind)
-        raise LogError(f"{str(path)!r}: the log reading process stopped before the end of the file ({_exit_of(worker)})")
+        raise LogError(f"{str(path)!r}: the log reading process stopped before the end of the file ({worker_exit(worker, EXIT_S)})")
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -221,17 +222,6 @@ def _error(payload: bytes) -> Exception:
     if detail["kind"] == "FileNotFoundError":
         return FileNotFoundError(detail["message"])
     return LogError(f"reading the log failed: {detail['kind']}: {detail['message']}")
-
-
-def _exit_of(worker: subprocess.Popen, lines: int = 5) -> str:
-    try:
-        worker.wait(EXIT_S)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-    assert worker.stderr is not None
-    text = worker.stderr.read().decode(errors="replace").strip().splitlines()[-lines:]
-    return f"exit status {worker.returncode}: " + (" | ".join(text) or "no error output")
 
 
 # -- the worker's side ---------------------------------------------------------------------------
