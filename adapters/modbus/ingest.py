@@ -4,12 +4,19 @@
 (or SIGINT/SIGTERM in ``ingest``) ends polling; in-flight reads end within
 their bound, then everything queued is stored before it returns, so every
 exchange counted as stored is in the store.
+
+While it polls, the collector's young generation waits for ``YOUNG_GC_THRESHOLD``
+net new objects instead of Python's 700: every queued exchange is a handful of
+live containers until its batch is appended, so at 700 the collector ran every
+hundred or so exchanges, each time walking the whole queue and promoting it (50-100 ms
+of collection in a 5 s run of 50 devices, 2-4 us an exchange). ``wait()`` restores it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -20,6 +27,8 @@ from eventstore import EventStore
 from .devices import Device
 from .poller import DevicePoller, _wait
 from .recorder import Recorder
+
+YOUNG_GC_THRESHOLD = 20_000
 
 
 class Ingest:
@@ -38,10 +47,13 @@ class Ingest:
         self.stopping = asyncio.Event()
         self.extra_status: list[Callable[[], str]] = []  # e.g. a live controller's doses
         self._tasks: list[asyncio.Task] = []
+        self._gc_threshold: tuple[int, int, int] | None = None
 
     def start(self) -> None:
         """Start the recorder and every poller on the running loop."""
         self.recorder.start()
+        self._gc_threshold = threshold = gc.get_threshold()
+        gc.set_threshold(max(threshold[0], YOUNG_GC_THRESHOLD), *threshold[1:])
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(p.run(self.stopping), name=f"poll-{name}")
                        for name, p in self.pollers.items()]
@@ -52,10 +64,15 @@ class Ingest:
 
     async def wait(self) -> None:
         """Wait for the pollers to stop, close their connections, store everything queued."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for p in self.pollers.values():
-            p.close()
-        await self.recorder.close()
+        try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for p in self.pollers.values():
+                p.close()
+            await self.recorder.close()
+        finally:
+            if self._gc_threshold is not None:
+                gc.set_threshold(*self._gc_threshold)
+                self._gc_threshold = None
 
     def status(self) -> dict[str, Any]:
         """Counts so far: exchanges and faults stored, devices down, and which."""

@@ -230,3 +230,25 @@ def test_devices_at_one_interval_start_at_spread_phases():
                                                          if f.function == 4]) >= 3 for i in range(4))))
     first = [min(f.received_at for f in s.of("ModbusFrame", f"tank{i}")) for i in range(4)]
     assert first[3] - first[0] >= 0.075e9  # 150 ms apart when due; all at once without phases
+
+
+def test_ingest_relaxes_the_young_gc_threshold_while_polling_and_restores_it():
+    """Queued exchanges must not make the collector walk the queue every few hundred exchanges."""
+    import gc
+
+    from adapters.modbus.ingest import YOUNG_GC_THRESHOLD
+
+    dev = devices(device_toml(port=free_port()))[0]  # nothing listens: refused faults
+    before = gc.get_threshold()
+
+    async def session():
+        run = Ingest([dev], open_store("memory://"), session="gc", flush_every=0.01)
+        run.start()
+        during = gc.get_threshold()
+        run.stop()
+        await run.wait()
+        return during
+
+    during = asyncio.run(session())
+    assert during == (max(before[0], YOUNG_GC_THRESHOLD), *before[1:])
+    assert gc.get_threshold() == before
