@@ -46,3 +46,20 @@ def test_the_recorder_appends_one_batch_per_wake_up_not_what_came_in_meanwhile()
         return store.sizes
 
     assert asyncio.run(session()) == [2, 2]
+
+
+def test_event_ids_are_the_uuid5_of_session_source_and_sequence_in_every_respect():
+    """``event_id`` sets the UUID's slots itself (no constructor checks): it must still be
+    exactly ``uuid.uuid5`` (value, version, variant, text, hash, pickle, is_safe)."""
+    import pickle
+    import uuid
+
+    from adapters.modbus import event_id
+    from adapters.modbus.recorder import NAMESPACE
+
+    for session, source, sequence in [("s", "tank1", 1), ("bench123", "dev07", 987654321), ("x" * 70, "é", 0)]:
+        made, expected = event_id(session, source, sequence), uuid.uuid5(NAMESPACE, f"{session}/{source}/{sequence}")
+        assert type(made) is uuid.UUID and made == expected and made.int == expected.int
+        assert (made.version, made.variant, str(made), hash(made)) == \
+            (5, uuid.RFC_4122, str(expected), hash(expected))
+        assert made.is_safe is expected.is_safe and pickle.loads(pickle.dumps(made)) == expected
