@@ -49,7 +49,8 @@ def _version5(value: int) -> uuid.UUID:
     """The version-5 ``uuid.UUID`` of a 128-bit ``value``: what ``UUID(int=..., version=5)`` makes.
 
     Set as ``UUID.__init__`` sets it (its two slots, ``int`` and ``is_safe``), without its
-    argument parsing and checks: 0.3 us an id instead of 1.5, once per stored exchange.
+    argument parsing and checks: about half the constructor's cost (``event_id``, run once
+    per stored exchange, went from 2.7 to 2.3 us on a shared machine).
     """
     made = object.__new__(uuid.UUID)
     object.__setattr__(made, "int", value & _VARIANT_VERSION_MASK | _VARIANT_VERSION_5)
