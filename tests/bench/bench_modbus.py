@@ -254,15 +254,14 @@ def main() -> int:
               f"simulator CPU per exchange {t['sim_cpu_us_bare']} / {t['sim_cpu_us_lean']} / "
               f"{t['sim_cpu_us_stored']} us (bare / lean / stored)")
     late = results["lateness"]
-    if late is None:
-        return 0 if all(t["ratio"] >= 0.8 for t in results["throughput"]) else 1
-    print(f"lateness, {late['devices']} devices at {late['interval_ms']} ms for {late['seconds']} s: "
-          f"{late['rounds']} rounds, p50 {late['p50_ms']:.2f} ms, p99 {late['p99_ms']:.2f} ms, "
-          f"max {late['max_ms']:.2f} ms, missed ticks {late['missed_ticks']}")
+    if late is not None:
+        print(f"lateness, {late['devices']} devices at {late['interval_ms']} ms for {late['seconds']} s: "
+              f"{late['rounds']} rounds, p50 {late['p50_ms']:.2f} ms, p99 {late['p99_ms']:.2f} ms, "
+              f"max {late['max_ms']:.2f} ms, missed ticks {late['missed_ticks']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    ok = all(t["ratio"] >= 0.8 for t in results["throughput"]) and late["missed_ticks"] == 0
-    return 0 if ok else 1
+    ok = all(t["ratio"] >= 0.8 for t in results["throughput"]) and (late is None or late["missed_ticks"] == 0)
+    return 0 if ok else 1  # 1: a goal was not met (the figures above say which)
 
 
 if __name__ == "__main__":
