@@ -103,8 +103,10 @@ from .validation import prepare_batch, prepare_multi
 
 DEFAULT_SCHEMA: Final = "unbroken"
 # 2 dropped the foreign key events -> streams; 3 added the server functions append_events and
-# crc_rebase. An older store is upgraded when opened for writing.
-SCHEMA_VERSION: Final = 3
+# crc_rebase; 4 dropped streams.revision (a stream's revision is its newest event's, read from the
+# events' (stream_id, revision) index, so an append to an existing stream writes no streams row) and
+# made append_events lock the head by moving it. An older store is upgraded when opened for writing.
+SCHEMA_VERSION: Final = 4
 REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessing the state of the next append
 READ_PAGE: Final = 1000  # rows per query
 IDLE_CONNECTIONS: Final = 8  # pooled connections kept open between calls
@@ -144,8 +146,7 @@ _TABLES: Final = (
     f"INSERT INTO head VALUES (TRUE, 0, 0, {SCHEMA_VERSION}) ON CONFLICT DO NOTHING",
     """CREATE TABLE IF NOT EXISTS streams (
         stream_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        revision BIGINT NOT NULL)""",
+        name TEXT NOT NULL UNIQUE)""",
     """CREATE TABLE IF NOT EXISTS events (
         position BIGINT PRIMARY KEY,
         stream_id BIGINT NOT NULL,  -- no foreign key: one statement writes both, under the head lock
@@ -232,53 +233,53 @@ _APPEND_EVENTS: Final = """
         OUT moved bigint, OUT stream_moves bigint[], OUT stamped_at bigint)
     LANGUAGE plpgsql AS $fn$
     DECLARE
-        head_position bigint;
-        head_time bigint;
+        stream_ids bigint[];
         fits boolean;
+        notified bigint;
     BEGIN
-        SELECT h.position, h.recorded_at INTO head_position, head_time FROM head h FOR UPDATE;
-        SELECT array_agg(coalesce(s.revision, -1) - u.before ORDER BY u.k),
-               bool_and(coalesce(s.revision, -1) = u.before OR u.free)
+        UPDATE head SET position = position + cardinality(row_ids), recorded_at = greatest(recorded_at, guessed_time)
+        RETURNING position - cardinality(row_ids) - guessed_head, recorded_at INTO moved, stamped_at;
+        SELECT array_agg(coalesce(r.revision, -1) - u.before ORDER BY u.k), array_agg(s.stream_id ORDER BY u.k),
+               bool_and(coalesce(r.revision, -1) = u.before OR u.free)
                AND NOT EXISTS (SELECT FROM events e WHERE e.id = ANY(coalesce(retry_ids, row_ids)))
-        INTO stream_moves, fits
+        INTO stream_moves, stream_ids, fits
         FROM unnest(stream_names, revisions_before, any_only) WITH ORDINALITY AS u(name, before, free, k)
-        LEFT JOIN streams s ON s.name = u.name;
+        LEFT JOIN streams s ON s.name = u.name
+        LEFT JOIN LATERAL (SELECT e.revision FROM events e WHERE e.stream_id = s.stream_id
+                           ORDER BY e.revision DESC LIMIT 1) r ON TRUE;
         IF NOT fits THEN
+            UPDATE head SET position = position - cardinality(row_ids);
+            moved := NULL;
             stream_moves := NULL;
+            stamped_at := NULL;
             RETURN;
         END IF;
-        moved := head_position - guessed_head;
-        stamped_at := greatest(guessed_time, head_time);
-        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves) AS d(name, move)),
-        s AS (
-            INSERT INTO streams (name, revision)
-            SELECT u.n, max(u.r) + min(d.move) FROM unnest(row_streams, row_revisions) AS u(n, r)
-            JOIN d ON d.name = u.n GROUP BY u.n
-            ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
+        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves, stream_ids) AS d(name, move, stream_id)),
+        n AS (
+            INSERT INTO streams (name) SELECT d.name FROM d WHERE d.stream_id IS NULL AND d.name = ANY(row_streams)
             RETURNING stream_id, name),
+        s AS (SELECT d.name, coalesce(d.stream_id, n.stream_id) AS stream_id, d.move FROM d LEFT JOIN n USING (name)),
         e AS (
             INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-            SELECT x.p + moved, s.stream_id, u.r + d.move, u.i, u.t,
+            SELECT x.p + moved, s.stream_id, u.r + s.move, u.i, u.t,
                    CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
-                       decode('d3', 'hex') || int8send(u.r + d.move) || decode('d3', 'hex') || int8send(x.p + moved)
+                       decode('d3', 'hex') || int8send(u.r + s.move) || decode('d3', 'hex') || int8send(x.p + moved)
                        || CASE WHEN x.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
                                ELSE substring(u.b FROM x.o + 19 FOR 9) END
                        || CASE WHEN x.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
                                ELSE substring(u.b FROM x.o + 28 FOR 9) END
                        FROM x.o + 1 FOR 36) END,
                    CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, x.k, ARRAY[
-                       u.r # (u.r + d.move), x.p # (x.p + moved),
+                       u.r # (u.r + s.move), x.p # (x.p + moved),
                        CASE WHEN x.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
                        CASE WHEN x.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
             FROM unnest(row_streams, row_revisions, row_ids, row_types, row_records, row_checksums, row_places)
                  WITH ORDINALITY AS u(n, r, i, t, b, c, m, q)
-            JOIN d ON d.name = u.n JOIN s ON s.name = u.n,
+            JOIN s ON s.name = u.n,
             LATERAL (SELECT guessed_head + u.q AS p, u.m & 4294967295 AS k, ((u.m >> 32) & 65535)::integer AS o,
                             (u.m >> 48)::integer AS f,
-                            moved = 0 AND d.move = 0 AND (u.m >> 48 = 0 OR stamped_at = guessed_time) AS same) AS x),
-        h AS (UPDATE head SET position = guessed_head + cardinality(row_ids) + moved, recorded_at = stamped_at
-              RETURNING position)
-        SELECT count(pg_notify(channel_name, h.position::text)) INTO head_position FROM h;
+                            moved = 0 AND s.move = 0 AND (u.m >> 48 = 0 OR stamped_at = guessed_time) AS same) AS x)
+        SELECT count(pg_notify(channel_name, (guessed_head + moved + cardinality(row_ids))::text)) INTO notified;
     END $fn$"""
 _FUNCTIONS: Final = (_crc_rebase_sql(), _APPEND_EVENTS)
 _CALL_APPEND_EVENTS: Final = (
@@ -287,24 +288,25 @@ _CALL_APPEND_EVENTS: Final = (
 _UPGRADES: Final = {  # version: the statements that bring it to the next
     1: ("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey", "UPDATE head SET version = 2"),
     2: (*_FUNCTIONS, "UPDATE head SET version = 3"),
+    3: ("ALTER TABLE streams DROP COLUMN IF EXISTS revision", *_FUNCTIONS, "UPDATE head SET version = 4"),
 }
 _LOCK_HEAD: Final = "SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
+# A stream's revision (that of its newest event) for a row ``s`` of streams: one index probe.
+_NEWEST_REVISION: Final = (
+    "(SELECT e.revision FROM events e WHERE e.stream_id = s.stream_id ORDER BY e.revision DESC LIMIT 1)")
 # Stored ids among the transaction's events (id, stream, revision, position),
 # then its streams' revisions (NULL, name, revision, stream_id): one round trip.
-_LOOKUP: Final = """
+_LOOKUP: Final = f"""
     SELECT e.id, s.name, e.revision, e.position
     FROM events e JOIN streams s USING (stream_id) WHERE e.id = ANY(%b::uuid[])
     UNION ALL
-    SELECT NULL, name, revision, stream_id FROM streams WHERE name = ANY(%b::text[])"""
-# One statement writes a whole transaction: the streams' new revisions (a new
-# stream gets its id here), the events (joined to their stream by name), the
-# head, and the NOTIFY that wakes subscribers at the commit.
+    SELECT NULL, s.name, {_NEWEST_REVISION}, s.stream_id FROM streams s WHERE s.name = ANY(%b::text[])"""
+# One statement writes a whole transaction: the new streams (each gets its id
+# here), the events (joined to their stream by name), the head, and the NOTIFY
+# that wakes subscribers at the commit.
 _WRITE: Final = """
-    WITH s AS (
-        INSERT INTO streams (name, revision)
-        SELECT * FROM unnest(%b::text[], %b::bigint[])
-        ON CONFLICT (name) DO UPDATE SET revision = EXCLUDED.revision
-        RETURNING stream_id, name),
+    WITH n AS (INSERT INTO streams (name) SELECT unnest(%b::text[]) RETURNING stream_id, name),
+    s AS (SELECT stream_id, name FROM n UNION ALL SELECT stream_id, name FROM streams WHERE name = ANY(%b::text[])),
     e AS (
         INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
         SELECT u.p, s.stream_id, u.r, u.i, u.t, u.b, u.c
@@ -566,10 +568,11 @@ class PostgresStore(EventStore):
                     revisions[name] = revision
                 else:
                     stored[event_id] = StoredId(name, revision, position_or_id)
-            batch = _Batch(position, max(self._clock(), last_time), stored, revisions)
+            batch = _Batch(position, max(self._clock(), last_time), stored, dict(revisions))
             outcomes = _decide(batch, requests, multi)
             if batch.rows:
-                conn.execute(_WRITE, (*batch.stream_columns(), *batch.columns[:7],
+                new_streams = [name for name in batch.touched if name not in revisions]
+                conn.execute(_WRITE, (new_streams, list(batch.touched), *batch.columns[:7],
                                       batch.position, batch.now, self._channel))
         self._remember(batch.position, batch.now, batch.revisions)
         return outcomes
@@ -635,7 +638,7 @@ class PostgresStore(EventStore):
 
     def stream_revision(self, stream: str) -> int | None:
         check_open(self._closed, self.uri)
-        rows = self._query("SELECT revision FROM streams WHERE name = %s", (stream,))
+        rows = self._query(f"SELECT {_NEWEST_REVISION} FROM streams s WHERE s.name = %s", (stream,))
         return rows[0][0] if rows else None
 
     def last_position(self) -> int:
@@ -815,10 +818,6 @@ class _Batch:
         self.rows += len(encoded)
         self.revisions[stream] = self.touched[stream] = first_revision + len(encoded) - 1
         return AppendResult(first_position, self.position, first_revision + len(encoded))
-
-    def stream_columns(self) -> tuple[list[str], list[int]]:
-        """The streams written to and their revisions after the writes."""
-        return list(self.touched), list(self.touched.values())
 
 
 def _zero_run_key(length: int) -> int:
