@@ -226,9 +226,9 @@ def _crc_rebase_sql() -> str:
 # under the lock: ``_locked``).
 _APPEND_EVENTS: Final = """
     CREATE OR REPLACE FUNCTION append_events(
-        guessed_head bigint, guessed_time bigint, channel_name text, retry_ids uuid[],
+        guessed_head bigint, guessed_time bigint, channel_name text,
         stream_names text[], revisions_before bigint[], any_only boolean[],
-        row_streams text[], row_revisions bigint[], row_ids uuid[], row_types text[], row_records bytea[],
+        row_streams bigint[], row_revisions bigint[], row_ids uuid[], row_types text[], row_records bytea[],
         row_checksums bigint[], row_places bigint[],
         OUT moved bigint, OUT stream_moves bigint[], OUT stamped_at bigint)
     LANGUAGE plpgsql AS $fn$
@@ -241,54 +241,57 @@ _APPEND_EVENTS: Final = """
         RETURNING position - cardinality(row_ids) - guessed_head, recorded_at INTO moved, stamped_at;
         SELECT array_agg(coalesce(r.revision, -1) - u.before ORDER BY u.k), array_agg(s.stream_id ORDER BY u.k),
                bool_and(coalesce(r.revision, -1) = u.before OR u.free)
-               AND NOT EXISTS (SELECT FROM events e WHERE e.id = ANY(coalesce(retry_ids, row_ids)))
         INTO stream_moves, stream_ids, fits
         FROM unnest(stream_names, revisions_before, any_only) WITH ORDINALITY AS u(name, before, free, k)
         LEFT JOIN streams s ON s.name = u.name
         LEFT JOIN LATERAL (SELECT e.revision FROM events e WHERE e.stream_id = s.stream_id
                            ORDER BY e.revision DESC LIMIT 1) r ON TRUE;
-        IF NOT fits THEN
+        IF NOT fits THEN  -- nothing written: the head goes back (its time stays, a floor that never goes back)
             UPDATE head SET position = position - cardinality(row_ids);
             moved := NULL;
             stream_moves := NULL;
             stamped_at := NULL;
             RETURN;
         END IF;
-        WITH d AS (SELECT * FROM unnest(stream_names, stream_moves, stream_ids) AS d(name, move, stream_id)),
-        n AS (
-            INSERT INTO streams (name) SELECT d.name FROM d WHERE d.stream_id IS NULL AND d.name = ANY(row_streams)
+        WITH n AS (
+            INSERT INTO streams (name) SELECT stream_names[k] FROM generate_subscripts(stream_names, 1) AS k
+            WHERE stream_ids[k] IS NULL AND k = ANY(row_streams)
             RETURNING stream_id, name),
-        s AS (SELECT d.name, coalesce(d.stream_id, n.stream_id) AS stream_id, d.move FROM d LEFT JOIN n USING (name)),
         e AS (
             INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-            SELECT x.p + moved, s.stream_id, u.r + s.move, u.i, u.t,
+            SELECT x.p + moved, coalesce(stream_ids[u.s], (SELECT n.stream_id FROM n WHERE n.name = stream_names[u.s])),
+                   u.r + x.move, u.i, u.t,
                    CASE WHEN x.same THEN u.b ELSE overlay(u.b PLACING
-                       decode('d3', 'hex') || int8send(u.r + s.move) || decode('d3', 'hex') || int8send(x.p + moved)
+                       decode('d3', 'hex') || int8send(u.r + x.move) || decode('d3', 'hex') || int8send(x.p + moved)
                        || CASE WHEN x.f & 1 = 1 THEN decode('d3', 'hex') || int8send(stamped_at)
                                ELSE substring(u.b FROM x.o + 19 FOR 9) END
                        || CASE WHEN x.f & 2 = 2 THEN decode('d3', 'hex') || int8send(stamped_at)
                                ELSE substring(u.b FROM x.o + 28 FOR 9) END
                        FROM x.o + 1 FOR 36) END,
                    CASE WHEN x.same THEN u.c ELSE crc_rebase(u.c, x.k, ARRAY[
-                       u.r # (u.r + s.move), x.p # (x.p + moved),
+                       u.r # (u.r + x.move), x.p # (x.p + moved),
                        CASE WHEN x.f & 1 = 1 THEN guessed_time # stamped_at ELSE 0 END,
                        CASE WHEN x.f & 2 = 2 THEN guessed_time # stamped_at ELSE 0 END]) END
             FROM unnest(row_streams, row_revisions, row_ids, row_types, row_records, row_checksums, row_places)
-                 WITH ORDINALITY AS u(n, r, i, t, b, c, m, q)
-            JOIN s ON s.name = u.n,
-            LATERAL (SELECT guessed_head + u.q AS p, u.m & 4294967295 AS k, ((u.m >> 32) & 65535)::integer AS o,
-                            (u.m >> 48)::integer AS f,
-                            moved = 0 AND s.move = 0 AND (u.m >> 48 = 0 OR stamped_at = guessed_time) AS same) AS x)
+                 WITH ORDINALITY AS u(s, r, i, t, b, c, m, q),
+            LATERAL (SELECT guessed_head + u.q AS p, stream_moves[u.s] AS move, u.m & 4294967295 AS k,
+                            ((u.m >> 32) & 65535)::integer AS o, (u.m >> 48)::integer AS f,
+                            moved = 0 AND stream_moves[u.s] = 0 AND (u.m >> 48 = 0 OR stamped_at = guessed_time)
+                            AS same) AS x)
         SELECT count(pg_notify(channel_name, (guessed_head + moved + cardinality(row_ids))::text)) INTO notified;
     END $fn$"""
 _FUNCTIONS: Final = (_crc_rebase_sql(), _APPEND_EVENTS)
+_APPEND_EVENTS_3: Final = (  # version 3's signature, dropped by the upgrade to 4
+    "append_events(bigint, bigint, text, uuid[], text[], bigint[], boolean[], text[], bigint[], uuid[], text[], "
+    "bytea[], bigint[], bigint[])")
 _CALL_APPEND_EVENTS: Final = (
-    "SELECT * FROM append_events(%b, %b, %b, %b::uuid[], %b::text[], %b::bigint[], %b::boolean[], %b::text[], "
+    "SELECT * FROM append_events(%b, %b, %b, %b::text[], %b::bigint[], %b::boolean[], %b::bigint[], "
     "%b::bigint[], %b::uuid[], %b::text[], %b::bytea[], %b::bigint[], %b::bigint[])")
 _UPGRADES: Final = {  # version: the statements that bring it to the next
     1: ("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_stream_id_fkey", "UPDATE head SET version = 2"),
     2: (*_FUNCTIONS, "UPDATE head SET version = 3"),
-    3: ("ALTER TABLE streams DROP COLUMN IF EXISTS revision", *_FUNCTIONS, "UPDATE head SET version = 4"),
+    3: ("ALTER TABLE streams DROP COLUMN IF EXISTS revision", f"DROP FUNCTION IF EXISTS {_APPEND_EVENTS_3}",
+        *_FUNCTIONS, "UPDATE head SET version = 4"),
 }
 _LOCK_HEAD: Final = "SELECT position, recorded_at FROM head FOR UPDATE"  # the append lock
 # A stream's revision (that of its newest event) for a row ``s`` of streams: one index probe.
@@ -524,6 +527,8 @@ class PostgresStore(EventStore):
         refused request, a retry, an expected revision of a stream that
         moved): nothing was written, and ``_locked`` decides.
         """
+        from psycopg import errors
+
         position, last_time = self._head or (0, 0)
         names = list({request.stream: None for request in requests})
         guessed = {name: self._revisions[name] for name in names if name in self._revisions}
@@ -534,8 +539,13 @@ class PostgresStore(EventStore):
             return None
         if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
             return None
-        moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, _append_events_arguments(
-            position, batch, requests, names, guessed, self._channel)).fetchone()
+        arguments = _append_events_arguments(position, batch, requests, names, guessed, self._channel)
+        try:
+            moved, stream_moves, stamped_at = conn.execute(_CALL_APPEND_EVENTS, arguments).fetchone()
+        except errors.UniqueViolation as error:
+            if error.diag.constraint_name != "events_by_id":
+                raise
+            return None  # an id is stored already: the call wrote nothing, and ``_locked`` decides
         if moved is None:
             return None
         moves = dict(zip(names, stream_moves, strict=True))
@@ -893,17 +903,16 @@ def _register_array_dumpers(conn: Any) -> None:
 def _append_events_arguments(position: int, batch: _Batch, requests: list[_Request], names: list[str],
                              guessed: dict[str, int], channel: str) -> tuple:
     """The arguments of ``_CALL_APPEND_EVENTS`` for ``batch``, encoded for the guessed state."""
-    all_ids = [event.id for request in requests for event, _, _ in request.events]
     any_only = dict.fromkeys(names, True)
     for request in requests:
         any_only[request.stream] = any_only[request.stream] and request.expected is ANY
     streams, _, revisions, ids, types, records, checksums, places = batch.columns
+    index = {name: k for k, name in enumerate(names, 1)}
     return (position, batch.now, channel,
-            None if len(all_ids) == batch.rows else all_ids,  # a retry within the group: its ids too
             _array(_TextArray, [name.encode() for name in names]),
             _int8_array([guessed.get(name, -1) for name in names]),
             _array(_BoolArray, [b"\x01" if free else b"\x00" for free in any_only.values()]),
-            _array(_TextArray, [name.encode() for name in streams]), _int8_array(revisions),
+            _int8_array([index[name] for name in streams]), _int8_array(revisions),
             _array(_UuidArray, [i.bytes for i in ids]), _array(_TextArray, [t.encode() for t in types]),
             _array(_ByteaArray, records), _int8_array(checksums), _int8_array(places))
 
