@@ -40,6 +40,7 @@ from ._types import AppendResult as AppendResult
 from ._types import Metadata as Metadata
 from ._types import NewEvent as NewEvent
 from ._types import RecordedEvent as RecordedEvent
+from ._types import derived_event_id as derived_event_id
 from ._types import type_of as type_of
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "Subscription",
     "UnbrokenError",
     "WrongExpectedVersion",
+    "derived_event_id",
     "open_store",
     "type_of",
 ]

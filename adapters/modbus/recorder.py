@@ -2,9 +2,10 @@
 
 Pollers hand payloads to a ``Recorder``; it stamps each with a receive time that
 never goes back (so store positions follow receive times and a replay delivers
-them in order), gives it a deterministic id (uuid5 of session, source and
-sequence, so retrying an append is idempotent) and appends them in batches:
-one transaction per ``flush_every`` seconds, or sooner when ``max_batch`` events wait. ``add``
+them in order), gives it a deterministic, time-ordered id (``event_id``: of session,
+source, sequence and receive time, so retrying an append is idempotent) and appends
+them in batches: one transaction per ``flush_every`` seconds, or sooner when
+``max_batch`` events wait. ``add``
 takes a callback run only once the event is durable (``add_acknowledged``
 returns a future instead); ``stored`` counts only durable events.
 """
@@ -18,17 +19,22 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventstore import EventStore, Metadata, NewEvent, StoreError
+from eventstore import EventStore, Metadata, NewEvent, StoreError, derived_event_id
 
 NAMESPACE = uuid.UUID("6f1d3c1e-5b0e-4a47-9a77-0d3c6b1e2a10")
 _PREFIXES: dict[tuple[str, str], Any] = {}
 
 
-def event_id(session: str, source: str, sequence: int) -> uuid.UUID:
-    """The deterministic id of the ``sequence``-th event of ``source`` in ``session``.
+def event_id(session: str, source: str, sequence: int, received_at: int) -> uuid.UUID:
+    """The deterministic id of the ``sequence``-th event of ``source`` in ``session``, received at ``received_at``.
 
-    Equal to ``uuid.uuid5(NAMESPACE, f"{session}/{source}/{sequence}")``; the SHA-1 state
-    of the common prefix is kept, so each id hashes only its sequence number.
+    ``eventstore.derived_event_id(received_at, sha1(NAMESPACE + "session/source/sequence/received_at"))``:
+    time-ordered, so hours of polling append to the end of the store's id index (with
+    uuid5 ids each batch dirtied a random index page per event, and the store's append
+    cost grew with its size: 54 vs 40 us CPU an event after 120,000 events, offline, in
+    BENCHMARKS.md), and the receive time is part of the identity, so a second run under
+    the same ``--session`` name is never taken for a repeat of the first. The SHA-1
+    state of the common prefix is kept, so each id hashes only its own part.
     """
     prefix = _PREFIXES.get((session, source))
     if prefix is None:
@@ -37,25 +43,8 @@ def event_id(session: str, source: str, sequence: int) -> uuid.UUID:
         prefix = _PREFIXES[(session, source)] = hashlib.sha1(
             NAMESPACE.bytes + f"{session}/{source}/".encode(), usedforsecurity=False)
     digest = prefix.copy()
-    digest.update(str(sequence).encode())
-    return _version5(int.from_bytes(digest.digest()[:16]))
-
-
-_VARIANT_VERSION_MASK = ~(0xC000 << 48 | 0xF000 << 64)
-_VARIANT_VERSION_5 = 0x8000 << 48 | 5 << 76
-
-
-def _version5(value: int) -> uuid.UUID:
-    """The version-5 ``uuid.UUID`` of a 128-bit ``value``: what ``UUID(int=..., version=5)`` makes.
-
-    Set as ``UUID.__init__`` sets it (its two slots, ``int`` and ``is_safe``), without its
-    argument parsing and checks: about half the constructor's cost (``event_id``, run once
-    per stored exchange, went from 2.7 to 2.3 us on a shared machine).
-    """
-    made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", value & _VARIANT_VERSION_MASK | _VARIANT_VERSION_5)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
-    return made
+    digest.update(f"{sequence}/{received_at}".encode())
+    return derived_event_id(received_at, digest.digest())
 
 
 class Recorder:
@@ -168,7 +157,7 @@ class Recorder:
             if meta is None:
                 meta = metadata[source] = Metadata(source=source)
             events.append(NewEvent.of(
-                payload, id=event_id(session, source, sequence),
+                payload, id=event_id(session, source, sequence, received_at),
                 occurred_at=occurred_at if occurred_at is not None else received_at,
                 recorded_at=received_at, metadata=meta))
         return self.store.append(self.stream, events)

@@ -205,7 +205,7 @@ def test_event_ids_are_deterministic_and_appends_idempotent():
     from adapters.modbus import event_id
 
     first = s.events[0]
-    assert first.id == event_id("test", "tank1", s.payloads[0].sequence)
+    assert first.id == event_id("test", "tank1", s.payloads[0].sequence, s.payloads[0].received_at)
     assert [p.sequence for p in s.payloads] == sorted(p.sequence for p in s.payloads)
     assert [e.recorded_at for e in s.events] == sorted(e.recorded_at for e in s.events)
     assert all(e.recorded_at == p.received_at for e, p in zip(s.events, s.payloads, strict=True))

@@ -13,6 +13,11 @@ bare pymodbus read loop over the same registers in the same run; and lateness at
   lateness    50 devices at a 100 ms interval each, stored: how late each poll round starts
               against its schedule (p50, p99, max) and how many rounds missed their tick.
               Goal: every poll on time (no missed tick; p99 well under the interval).
+  growth      (--growth N, not by default) the storing cost as the store grows, without the
+              network: N ModbusFrame exchanges of 50 devices through the recorder into an
+              embedded store, 600 a batch, with the recorder's time-ordered ids and, alternating
+              batch by batch into a second store, with the uuid5 ids it used before (random in
+              the id index). CPU an event (all threads) in the first and the last tenth.
 
 The devices are served by unbroken's simulator in a separate process (one port per device),
 so the server's CPU is not the poller's. Figures vary with the machine; the ratio is what
@@ -21,6 +26,7 @@ and beside it the median ratio of the run pairs (each stored run over the bare r
 before it), steadier when other processes load the machine.
 
 Run:  .venv/bin/python tests/bench/bench_modbus.py [--quick] [--json OUT] [--devices N ...] [--no-lateness]
+                                                   [--growth N]
 """
 
 from __future__ import annotations
@@ -28,21 +34,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from adapters.modbus import Ingest, MbapClient, parse_devices
+import adapters.modbus.recorder as recorder_module
+from adapters.modbus import Ingest, MbapClient, Recorder, parse_devices
 from eventstore import open_store
+from projections.payloads.modbus import ModbusFrame
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -224,13 +235,68 @@ def lateness(tmp: Path, count: int, seconds: float) -> dict:
             "max_ms": max(late) / 1e6 if late else 0.0, "missed_ticks": missed}
 
 
+_UUID5_PREFIXES: dict[tuple[str, str], object] = {}
+
+
+def _uuid5_id(session: str, source: str, sequence: int, received_at: int) -> uuid.UUID:
+    """The recorder's ids before they were time-ordered, made as it made them (cached SHA-1 prefix,
+    the UUID's slots set directly): ``uuid5(NAMESPACE, f"{session}/{source}/{sequence}")``."""
+    prefix = _UUID5_PREFIXES.get((session, source))
+    if prefix is None:
+        prefix = _UUID5_PREFIXES[(session, source)] = hashlib.sha1(
+            recorder_module.NAMESPACE.bytes + f"{session}/{source}/".encode(), usedforsecurity=False)
+    digest = prefix.copy()  # type: ignore[attr-defined]
+    digest.update(str(sequence).encode())
+    value = int.from_bytes(digest.digest()[:16]) & ~(0xF << 76 | 0b11 << 62) | 5 << 76 | 0b10 << 62
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+def growth(tmp: Path, total: int, batch: int = 600, devices: int = 50) -> dict:
+    """CPU an event of recording ``total`` exchanges, time-ordered ids vs uuid5 ids, alternating by batch."""
+    ids = {"time-ordered": recorder_module.event_id, "uuid5": _uuid5_id}
+    stores = {name: open_store(f"embedded://{tmp / f'growth-{name}.db'}") for name in ids}
+    cpu: dict[str, list[float]] = {name: [] for name in ids}
+    regs = {"ec": 1.5, "ph": 6.1, "level": 40.0, "temp": 21.5}
+
+    async def record(recorder: Recorder, start: int, name: str) -> None:
+        for n in range(start, start + batch):
+            at = time.time_ns()
+            frame = ModbusFrame(device=f"dev{n % devices:02d}", unit=1, function=4, address=0,
+                                values=[1, 2, 3, 4, 5], raw=bytes(19), request=bytes(12), count=5,
+                                transaction=n & 0xFFFF, latency_ns=400_000, decoded=regs, received_at=at,
+                                session="growth", sequence=n // devices)
+            recorder.add(frame, source=frame.device, session="growth", sequence=n // devices, received_at=at)
+        before = time.process_time()
+        await recorder.flush()
+        cpu[name].append((time.process_time() - before) / batch * 1e6)
+
+    try:
+        for start in range(0, total, batch):
+            for name, make_id in ids.items():
+                recorder_module.event_id = make_id  # the recorder looks its id function up per batch
+                asyncio.run(record(Recorder(stores[name], max_batch=batch), start, name))
+    finally:
+        recorder_module.event_id = ids["time-ordered"]
+        for store in stores.values():
+            store.close()
+    tenth = max(1, len(cpu["uuid5"]) // 10)
+    return {"events": total, "batch": batch, "devices": devices,
+            **{f"cpu_us_{part}_{name}": round(statistics.median(v[sl]), 2)
+               for name, v in cpu.items() for part, sl in (("first", slice(0, tenth)), ("last", slice(-tenth, None)))}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures as JSON")
-    parser.add_argument("--devices", type=int, nargs="+", default=[1, 50], metavar="N",
-                        help="device counts of the throughput figures (default: 1 50)")
+    parser.add_argument("--devices", type=int, nargs="*", default=[1, 50], metavar="N",
+                        help="device counts of the throughput figures (default: 1 50; none: no throughput run)")
     parser.add_argument("--no-lateness", action="store_true", help="skip the lateness run")
+    parser.add_argument("--growth", type=int, metavar="N", help="also measure the storing cost over N exchanges "
+                        "(offline; time-ordered vs uuid5 ids)")
     args = parser.parse_args()
     seconds, rounds, late_s = (2.0, 2, 5.0) if args.quick else (5.0, 3, 30.0)
     load_start = os.getloadavg()[0]
@@ -240,6 +306,7 @@ def main() -> int:
             "cpus": os.cpu_count(), "python": platform.python_version(), "quick": args.quick,
             "throughput": [throughput(Path(tmp), n, seconds, rounds) for n in args.devices],
             "lateness": None if args.no_lateness else lateness(Path(tmp), 50, late_s),
+            "growth": growth(Path(tmp), args.growth) if args.growth else None,
         }
     results["load_average"] = [load_start, os.getloadavg()[0]]
     print(f"{results['date']}, load average {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
@@ -258,6 +325,12 @@ def main() -> int:
         print(f"lateness, {late['devices']} devices at {late['interval_ms']} ms for {late['seconds']} s: "
               f"{late['rounds']} rounds, p50 {late['p50_ms']:.2f} ms, p99 {late['p99_ms']:.2f} ms, "
               f"max {late['max_ms']:.2f} ms, missed ticks {late['missed_ticks']}")
+    grown = results["growth"]
+    if grown is not None:
+        print(f"growth, {grown['events']:,} exchanges of {grown['devices']} devices, {grown['batch']} a batch, "
+              f"CPU an event (first tenth -> last tenth): time-ordered ids {grown['cpu_us_first_time-ordered']} -> "
+              f"{grown['cpu_us_last_time-ordered']} us, uuid5 ids {grown['cpu_us_first_uuid5']} -> "
+              f"{grown['cpu_us_last_uuid5']} us")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     ok = all(t["ratio"] >= 0.8 for t in results["throughput"]) and (late is None or late["missed_ticks"] == 0)
