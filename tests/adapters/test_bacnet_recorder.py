@@ -213,3 +213,16 @@ def test_BN_003_recorder_restart_and_the_pipeline_to_a_bacnet_client(tmp_path):
             device.stop()
             store.close()
     run(main())
+
+
+def test_event_ids_are_deterministic_time_ordered_and_new_for_a_restarted_session():
+    """Ids follow the receive time (a long recording appends at the end of the id index), the
+    same inputs give the same id (a retried append writes nothing twice), and a recorder
+    restarted under the same session name, its sequence back at 1, never repeats an id."""
+    from adapters.bacnet.recorder import event_id
+
+    at = 1_767_225_600_000_000_000
+    assert event_id("s", "192.168.1.5", 1, at) == event_id("s", "192.168.1.5", 1, at)
+    assert event_id("s", "192.168.1.5", 1, at + 1) != event_id("s", "192.168.1.5", 1, at)
+    later = [event_id("s", "192.168.1.5", n, at + n * 1_000_000) for n in range(1, 50)]
+    assert later == sorted(later) and all(i.version == 8 for i in later)
