@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from eventstore import open_store
+from eventstore import RecordedEvent, open_store
 from replay.log import LogError, _ahead, import_log, read_log
 
 ENCODE = msgspec.json.Encoder()
@@ -207,3 +207,39 @@ def test_a_payload_type_registered_at_run_time_is_checked_as_in_process(tmp_path
     assert here_report.rejected == 40  # type: ignore[attr-defined]
     assert ahead == here and ahead_report.rejected == 40  # type: ignore[attr-defined]
     assert (tmp_path / "q2.jsonl").read_bytes() == (tmp_path / "q1.jsonl").read_bytes()
+
+
+def test_frames_are_small_and_each_rejection_stays_before_its_item(tmp_path: Path) -> None:
+    """Pending items leave as frames of at most ``FRAME_ITEMS``; delivered, they are in the order they came."""
+    from replay.log._parse import Tally
+    from replay.log._reject import Quarantine, Rejection
+
+    size = _ahead.FRAME_ITEMS
+    collector = _ahead._Collector(tmp_path / "a.jsonl")
+    order: list[object] = []
+    for n in range(2 * size + 10):
+        if n in (0, size - 1, size, 2 * size):  # at the start, either side of a frame's end, in the last frame
+            rejection = Rejection(str(collector.source), n, "line", f"bad before item {n}", b"x")
+            collector.reject(rejection)
+            order.append(rejection.reason)
+        event = RecordedEvent(uuid.UUID(int=n), "s", n, n + 1, n, n, "Tick", b"{}")
+        collector.items.append(event)
+        order.append(event)
+    collector.reject(Rejection(str(collector.source), 9_999, "line", "bad after every item", b"y"))
+    order.append("bad after every item")
+    collector.present = 3
+    data = collector.frames("events")
+    assert not collector.pending()
+    chunks = []
+    while data:
+        kind, length = _ahead.HEADER.unpack_from(data)
+        assert kind == _ahead.CHUNK
+        chunks.append(msgspec.msgpack.decode(data[_ahead.HEADER.size:_ahead.HEADER.size + length], type=_ahead.Chunk))
+        data = data[_ahead.HEADER.size + length:]
+    assert [len(c.events) for c in chunks] == [size, size, 10] and [c.present for c in chunks] == [3, 0, 0]
+    seen: list[object] = []
+    tally = Tally(collector.source, Quarantine(None), on_reject=lambda r: seen.append(r.reason))
+    for chunk in chunks:
+        for run in _ahead._deliver(chunk, tally, "events"):
+            seen += run
+    assert seen == order
