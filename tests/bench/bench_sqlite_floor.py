@@ -18,7 +18,8 @@ insert statements, so the figures say what no Python above SQLite can beat.
             in rounds; median microseconds a commit and WAL bytes a commit. Goal of the issue:
             batch-1 appends >= 1.0x pyeventsourcing's.
 
-Run:  .venv/bin/python tests/bench/bench_sqlite_floor.py --log FILE [--repeat N] [--only import|commits] [--json OUT]
+Run:  .venv/bin/python tests/bench/bench_sqlite_floor.py [--quick] [--log FILE] [--repeat N] [--rounds N]
+                                                        [--only import|commits] [--json OUT]
       (no --log: a 98,605-line arrears log is generated)
 """
 
@@ -200,20 +201,22 @@ def generate(work: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", type=Path, help="an arrears log (default: a 98,605-line one is generated)")
-    parser.add_argument("--repeat", type=int, default=3, help="passes of the import comparison (default 3)")
-    parser.add_argument("--rounds", type=int, default=15, help="rounds of 300 commits per layout (default 15)")
+    parser.add_argument("--quick", action="store_true", help="one pass, 5 rounds (with the generated log)")
+    parser.add_argument("--repeat", type=int, help="passes of the import comparison (default 3, --quick 1)")
+    parser.add_argument("--rounds", type=int, help="rounds of 300 commits per layout (default 15, --quick 5)")
     parser.add_argument("--only", choices=("import", "commits"), action="append")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     only = set(args.only or ("import", "commits"))
+    repeat, rounds = args.repeat or (1 if args.quick else 3), args.rounds or (5 if args.quick else 15)
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
     try:
         figures: dict = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          "sqlite": sqlite3.sqlite_version, "load_average_start": os.getloadavg()[0]}
         if "import" in only:
-            figures["import"] = bench_import_floor(args.log or generate(work), work, args.repeat)
+            figures["import"] = bench_import_floor(args.log or generate(work), work, repeat)
         if "commits" in only:
-            figures["commits"] = bench_commits(work, args.rounds)
+            figures["commits"] = bench_commits(work, rounds)
         figures["load_average_end"] = os.getloadavg()[0]
         print(msgspec.json.format(msgspec.json.encode(figures), indent=2).decode())
         if args.json:
