@@ -6,8 +6,9 @@ writer's commit moves positions, revisions and times, and rewrites records and
 CRCs), or leaves the append to the locked path when the outcome depends on
 more than the guess. Either way the append must behave exactly as if the store
 had never guessed: expected versions, idempotent retries, positions, times.
-Also: a store of schema version 1 (a foreign key from events to streams) is
-upgraded when opened for writing and still readable when opened read-only.
+Also: a store of schema version 1 (a foreign key from events to streams) or 3
+(a revision column in streams, the older append_events) is upgraded when opened
+for writing and still readable when opened read-only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from eventstore import (
     WrongExpectedVersion,
     open_store,
 )
-from eventstore.postgres import SCHEMA_VERSION
+from eventstore.postgres import _APPEND_EVENTS_3, SCHEMA_VERSION
 
 from .backends import drop_schema, postgres_server
 from .helpers import assert_log_shape
@@ -56,8 +57,9 @@ def test_a_stale_guess_never_lets_a_wrong_expected_version_through(uri: str) -> 
         a.append("t", events(1))  # a's guess of the head is right again; of "s" still wrong
         with pytest.raises(WrongExpectedVersion):
             a.append("s", events(1), 0)  # right by a's memory, wrong by the store
-        result = a.append("s", events(1), 2)
+        result = a.append("s", events(1), 2)  # the refused call moved the head and put it back
         assert (result.first_position, result.last_position, result.next_revision) == (5, 5, 4)
+        assert a.check_integrity() == []
         assert b.append("u", events(1), NO_STREAM).first_position == 6  # b's guessed head was 3
         assert_log_shape(list(a.read_all()))
 
@@ -122,6 +124,53 @@ def test_a_version_1_store_is_upgraded_when_opened_for_writing(uri: str) -> None
         store.append("s", events(1), 1)
         store.append("s", events(1), 2)
         assert [e.revision for e in store.read_stream("s")] == [0, 1, 2, 3]
+
+
+def _make_version_3(uri: str) -> None:
+    """Turn a fresh store into what schema version 3 was: each stream's revision kept in ``streams``,
+    and an ``append_events`` of version 3's signature (a stand-in: the upgrade must drop it)."""
+    server, schema = _server_and_schema(uri)
+    with psycopg.connect(server, autocommit=True, options=f"-c search_path={schema}") as conn:
+        conn.execute("ALTER TABLE streams ADD COLUMN revision BIGINT")
+        conn.execute("UPDATE streams s SET revision = (SELECT max(revision) FROM events e "
+                     "WHERE e.stream_id = s.stream_id)")
+        conn.execute("ALTER TABLE streams ALTER COLUMN revision SET NOT NULL")
+        conn.execute(f"CREATE FUNCTION {_APPEND_EVENTS_3} RETURNS void LANGUAGE sql AS ''")
+        conn.execute("UPDATE head SET version = 3")
+
+
+def _version_columns_and_functions(uri: str) -> tuple[int, list[str], int]:
+    """The schema version, the columns of ``streams``, and how many ``append_events`` there are."""
+    server, schema = _server_and_schema(uri)
+    with psycopg.connect(server, autocommit=True) as conn:
+        version = conn.execute(f'SELECT version FROM "{schema}".head').fetchone()[0]
+        columns = [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = 'streams' "
+            "ORDER BY ordinal_position", (schema,))]
+        functions = conn.execute("SELECT count(*) FROM pg_proc WHERE proname = 'append_events' "
+                                 "AND pronamespace = %s::regnamespace", (schema,)).fetchone()[0]
+        return version, columns, functions
+
+
+def test_a_version_3_store_is_upgraded_when_opened_for_writing(uri: str) -> None:
+    with open_store(uri) as store:
+        store.append("s", events(2))
+        store.append("t", events(1))
+    _make_version_3(uri)
+    assert _version_columns_and_functions(uri) == (3, ["stream_id", "name", "revision"], 2)
+    with open_store(uri, read_only=True) as reader:  # read-only: readable, left as it is
+        assert len(list(reader.read_all())) == 3
+        assert reader.stream_revision("s") == 1
+    assert _version_columns_and_functions(uri)[0] == 3
+    with open_store(uri, create=False) as store:
+        assert _version_columns_and_functions(uri) == (SCHEMA_VERSION, ["stream_id", "name"], 1)
+        assert store.stream_revision("s") == 1
+        assert store.append("s", events(1), 1).next_revision == 3
+        with pytest.raises(WrongExpectedVersion):
+            store.append("t", events(1), NO_STREAM)
+        assert store.append("u", events(1), NO_STREAM).first_position == 5
+        assert [e.revision for e in store.read_stream("s")] == [0, 1, 2]
+        assert store.check_integrity() == []
 
 
 def last_statement(uri: str, store) -> str:
