@@ -263,10 +263,10 @@ _APPEND_EVENTS_3: Final = (  # version 3's server function, dropped by the upgra
 # (``_locked``). Replaces version 3's PL/pgSQL function: the same work in
 # one statement cost ~40 us less server CPU a call (no function call, no
 # statements of its own).
-_APPEND_GUESSED: Final = """
+_APPEND_GUESSED_TEMPLATE: Final = """
     WITH guess AS (
         SELECT u.k, u.name, s.stream_id, coalesce(r.revision, -1) - u.before AS move,
-               coalesce(r.revision, -1) = u.before OR u.free AS fits
+               (coalesce(r.revision, -1) = u.before OR u.free) AND (s.stream_id IS NOT NULL OR u.before = -1) AS fits
         FROM unnest(%(names)b::text[], %(before)b::bigint[], %(free)b::boolean[])
              WITH ORDINALITY AS u(name, before, free, k)
         LEFT JOIN streams s ON s.name = u.name
@@ -279,16 +279,10 @@ _APPEND_GUESSED: Final = """
     h AS (
         UPDATE head SET position = position + %(count)b::bigint, recorded_at = greatest(recorded_at, %(time)b::bigint)
         WHERE (SELECT c.fits FROM c)
-        RETURNING position - %(count)b::bigint - %(head)b::bigint AS moved, recorded_at AS stamped_at),
-    n AS (
-        INSERT INTO streams (name) SELECT g.name FROM guess g, h
-        WHERE g.stream_id IS NULL AND g.k = ANY(%(row_streams)b::bigint[])
-        RETURNING stream_id, name),
+        RETURNING position - %(count)b::bigint - %(head)b::bigint AS moved, recorded_at AS stamped_at),@NEW_STREAMS@
     e AS (
         INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
-        SELECT x.p + h.moved,
-               coalesce(c.stream_ids[x.s], (SELECT n.stream_id FROM n WHERE n.name = (%(names)b::text[])[x.s])),
-               x.r + x.move, (%(ids)b::uuid[])[u.q], u.t,
+        SELECT x.p + h.moved, @STREAM_ID@, x.r + x.move, (%(ids)b::uuid[])[u.q], u.t,
                CASE WHEN x.same THEN u.b
                     ELSE rebased_record(u.b, x.m, x.r + x.move, x.p + h.moved, h.stamped_at) END,
                CASE WHEN x.same THEN x.c
@@ -304,6 +298,20 @@ _APPEND_GUESSED: Final = """
            (SELECT count(*) FROM (SELECT pg_notify(%(channel)b::text,
                                                     (%(head)b::bigint + h.moved + %(count)b::bigint)::text)) AS sent)
     FROM h, c"""
+# A stream the client does not remember (guessed new) is created here if it
+# is; when every stream is remembered (it exists: streams are never removed,
+# and ``guess`` refuses one that does not) the statement leaves this part out,
+# which saves initialising an INSERT and its subplan on every call.
+_NEW_STREAMS: Final = """
+    n AS (
+        INSERT INTO streams (name) SELECT g.name FROM guess g, h
+        WHERE g.stream_id IS NULL AND g.k = ANY(%(row_streams)b::bigint[])
+        RETURNING stream_id, name),"""
+_APPEND_GUESSED: Final = (
+    _APPEND_GUESSED_TEMPLATE.replace("@NEW_STREAMS@", _NEW_STREAMS).replace(
+        "@STREAM_ID@", "coalesce(c.stream_ids[x.s], (SELECT n.stream_id FROM n WHERE n.name = (%(names)b::text[])[x.s]))"))
+_APPEND_REMEMBERED: Final = (
+    _APPEND_GUESSED_TEMPLATE.replace("@NEW_STREAMS@", "").replace("@STREAM_ID@", "c.stream_ids[x.s]"))
 # The unique indexes that refuse a guessed append's rows when the guess missed
 # what another appender committed (``_APPEND_GUESSED``): the locked path decides.
 _GUESS_REFUSED_BY: Final = frozenset({"events_by_id", "events_stream_id_revision_key", "streams_name_key"})
@@ -561,7 +569,8 @@ class PostgresStore(EventStore):
             return None
         arguments = _guessed_arguments(position, batch, requests, names, guessed, self._channel)
         try:
-            row = conn.execute(_APPEND_GUESSED, arguments).fetchone()
+            statement = _APPEND_REMEMBERED if len(guessed) == len(names) else _APPEND_GUESSED
+            row = conn.execute(statement, arguments).fetchone()
         except errors.UniqueViolation as error:
             if error.diag.constraint_name not in _GUESS_REFUSED_BY:
                 raise
