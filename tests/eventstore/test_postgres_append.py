@@ -209,6 +209,24 @@ def test_a_retry_or_a_refusal_is_decided_on_the_locked_path(uri: str) -> None:
         assert last_statement(uri, store) == "COMMIT"
 
 
+def test_a_remembered_stream_that_is_gone_sends_the_append_to_the_locked_path(uri: str) -> None:
+    """A store skips creating streams it remembers; if one is gone (the store was emptied behind
+    its back), the guess is refused, and the locked path creates the stream again."""
+    with open_store(uri) as store:
+        store.append("s", events(2))
+        server, schema = _server_and_schema(uri)
+        with psycopg.connect(server, autocommit=True, options=f"-c search_path={schema}") as conn:
+            conn.execute("DELETE FROM events")
+            conn.execute("DELETE FROM streams")
+            conn.execute("UPDATE head SET position = 0")
+        result = store.append("s", events(1))
+        assert last_statement(uri, store) == "COMMIT"
+        assert (result.first_position, result.last_position, result.next_revision) == (1, 1, 1)
+        assert [e.revision for e in store.read_stream("s")] == [0]
+        assert store.append("s", events(1)).next_revision == 2  # remembered again: one statement
+        assert last_statement(uri, store).startswith(ON_SERVER)
+
+
 def test_re_based_times_never_go_back_and_imported_times_are_kept(uri: str) -> None:
     with open_store(uri, clock=lambda: 5_000) as ahead, open_store(uri, clock=lambda: 1_000) as behind:
         behind.append("s", events(1))
