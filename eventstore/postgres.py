@@ -5,9 +5,11 @@ lives in one schema (``schema=``, default ``unbroken``; the other query
 options go to libpq). Three tables:
 
 - ``head``: one row, the last position handed out and the last recorded
-  time. Every append transaction starts by locking it (``SELECT ... FOR
-  UPDATE``) and ends by moving it forward.
-- ``streams``: one row per stream with its current revision.
+  time. Every append transaction locks it: by moving it forward (``UPDATE``)
+  or, on the locked path, ``SELECT ... FOR UPDATE`` first.
+- ``streams``: one row per stream, its name and id. A stream's revision is
+  its newest event's (the ``(stream_id, revision)`` index), so an append to
+  an existing stream writes no ``streams`` row.
 - ``events``: one row per event, keyed by ``position``; a unique index on
   ``(stream_id, revision)`` and another on ``id`` (no foreign key to
   ``streams``: one statement writes both, under the head lock). As in the
@@ -27,26 +29,29 @@ everything queued; each request's outcome is decided on its own, so one
 refused request does not fail the others), which is what keeps throughput up
 despite the lock.
 
-One call per transaction. A store remembers the state after its own last
-commit (head position and time, its streams' revisions), encodes the next
-transaction's rows and decides its outcomes for that state, and sends them to
-the server function ``append_events`` (``_APPEND_EVENTS``; one statement in
-autocommit), which takes the head lock and re-bases everything on the real
-state: positions, revisions and stamped times move, changed records are
-rewritten in their window and their CRC re-based from the old one
+One statement per transaction. A store remembers the state after its own
+last commit (head position and time, its streams' revisions), encodes the
+next transaction's rows and decides its outcomes for that state, and sends
+them in one statement in autocommit (``_APPEND_GUESSED``), which checks the
+streams, takes the head lock by moving the head, and re-bases everything on
+the real state: positions, revisions and stamped times move, changed records
+are rewritten in their window and their CRC re-based from the old one
 (``_CRC_REBASE``). The lock is thus held only for the server's own work and
 the commit flush, never across a client round trip, whether the guess was
 right (a lone writer) or not (writers in several processes). When an outcome
 depends on more than the guess (a stored id, a refusal, an expected revision
-of a stream that moved) nothing is written and the store takes the locked
-path, two round trips pipelined: ``BEGIN``, the head lock and one lookup of
-the transaction's ids and streams; the outcomes decided in Python; one
-statement writing streams, events and head, and ``COMMIT``.
+of a stream that moved, or anything committed while the statement waited for
+the lock that its snapshot missed: the unique indexes refuse the rows) nothing
+is written and the store takes the locked path, two round trips pipelined:
+``BEGIN``, the head lock and one lookup of the transaction's ids and streams;
+the outcomes decided in Python; one statement writing streams, events and
+head, and ``COMMIT``.
 
 Durability: ``synchronous_commit = on`` on every connection; ``append``
 returns after its transaction's commit is flushed. Idempotency by event id is
-durable in every mode (ANY included): the ids are looked up under the head
-lock, and the unique index is the backstop. An append whose connection dies
+durable in every mode (ANY included): the unique index on ``id`` refuses a
+stored id in the guessed statement (the whole statement rolls back), and the
+locked path looks the ids up under the head lock. An append whose connection dies
 during COMMIT raises ``StoreUnavailable`` and may or may not be stored;
 retrying it with the same ids is safe either way.
 
@@ -105,7 +110,8 @@ DEFAULT_SCHEMA: Final = "unbroken"
 # 2 dropped the foreign key events -> streams; 3 added the server functions append_events and
 # crc_rebase; 4 dropped streams.revision (a stream's revision is its newest event's, read from the
 # events' (stream_id, revision) index, so an append to an existing stream writes no streams row) and
-# made append_events lock the head by moving it. An older store is upgraded when opened for writing.
+# append_events (one statement does its work, _APPEND_GUESSED), and added rebased_record and
+# rebased_checksum. An older store is upgraded when opened for writing.
 SCHEMA_VERSION: Final = 4
 REMEMBERED_STREAMS: Final = 100_000  # stream revisions kept for guessing the state of the next append
 READ_PAGE: Final = 1000  # rows per query
@@ -433,7 +439,7 @@ class PostgresStore(EventStore):
         otherwise scan the whole events table on every append for ever. And
         with JIT off: the penalty that turns scans off makes every plan look
         costly enough to compile (~100 ms a statement). And with generic plans
-        always: ``append_events``' statements take arrays, and a custom plan
+        always: the guessed append takes arrays, and a custom plan
         for each call's arrays cost ~100-250 us of server CPU a call in
         planning (plans do not depend on the arrays' contents).
         """
@@ -534,7 +540,7 @@ class PostgresStore(EventStore):
                 request.future.set_result(outcome)
 
     def _transaction(self, group: list) -> list:
-        """One call of ``append_events`` (``_on_server``); two more round trips when it cannot decide."""
+        """One statement (``_on_server``); two more round trips when it cannot decide."""
         if self._writer is None:
             self._writer = self._connect(writer=True)
             self._forget()
@@ -794,7 +800,7 @@ class _Batch:
         self.revisions = revisions
         self.touched: dict[str, int] = {}
         self.rows = 0
-        # name, position, revision, id, type, record, crc; then for append_events each record's
+        # name, position, revision, id, type, record, crc; then for the guessed append each record's
         # place: the key that runs a CRC past the bytes after its window, where the window starts
         # (<< 32) and which times were stamped (<< 48: 1 recorded_at, 2 occurred_at)
         self.columns: tuple[list, ...] = ([], [], [], [], [], [], [], [])
@@ -874,8 +880,8 @@ class _Array(bytes):
     """A one-dimensional PostgreSQL array already in binary wire format; its element type in ``oid``.
 
     psycopg infers a list's element type and dumps each element in Python, which
-    cost ~8 us of client CPU per array parameter of an ``append_events`` call
-    (eleven of them); these are built with ``struct`` and sent as they are.
+    cost ~8 us of client CPU per array parameter of a guessed append (ten of
+    them); these are built with ``struct`` and sent as they are.
     """
 
     oid = 0
@@ -950,7 +956,7 @@ def _guessed_arguments(position: int, batch: _Batch, requests: list[_Request], n
 
 def _rebased(result: AppendResult | BaseException, request: _Request, moved: int,
              moves: dict[str, int]) -> AppendResult | BaseException:
-    """``result`` decided for the guessed state, moved onto the real one (``append_events``)."""
+    """``result`` decided for the guessed state, moved onto the real one (``_APPEND_GUESSED``)."""
     if isinstance(result, BaseException):
         return result
     move = moves[request.stream]

@@ -1,10 +1,10 @@
-"""The PostgreSQL backend's two append paths: on the server (one call) and locked (four round trips).
+"""The PostgreSQL backend's two append paths: guessed (one statement) and locked (four round trips).
 
 A store encodes its rows for the state it guesses from its own last commit;
-the server function ``append_events`` re-bases them on the real state (another
-writer's commit moves positions, revisions and times, and rewrites records and
-CRCs), or leaves the append to the locked path when the outcome depends on
-more than the guess. Either way the append must behave exactly as if the store
+one statement re-bases them on the real state (another writer's commit moves
+positions, revisions and times, and rewrites records and CRCs), or leaves the
+append to the locked path when the outcome depends on more than the guess
+(the unique indexes refuse what the statement's snapshot missed). Either way the append must behave exactly as if the store
 had never guessed: expected versions, idempotent retries, positions, times.
 Also: a store of schema version 1 (a foreign key from events to streams) or 3
 (a revision column in streams, the older append_events) is upgraded when opened
