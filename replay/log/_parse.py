@@ -8,7 +8,9 @@ whole, to the quarantine file.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from itertools import count
 from operator import attrgetter
 from pathlib import Path
 from typing import Final
@@ -170,7 +172,8 @@ class FileOrder:
         self.tally, self.unit, self.source = tally, unit, str(tally.source)
         self.last_recorded = 0
         self.seen: dict[int, str] = {}  # keyed by the id's int: a million UUIDs kept here made the GC crawl
-        self.revisions: dict[str, int] = {}
+        # Each stream's next revision, counted in C: ``next(revisions[stream])`` (a fresh stream starts at 0).
+        self.revisions: defaultdict[str, Iterator[int]] = defaultdict(count)
 
     def stamps(self, recorded: list[int | None], occurred: list[int | None]) -> list[int]:
         """Recorded times of lines in file order: their ``recorded_at`` (else ``occurred_at``), never going back.
@@ -204,9 +207,7 @@ class FileOrder:
         keys = list(map(_ID_INT, typed.ids))
         if seen.keys().isdisjoint(keys) and len(set(keys)) == len(keys):  # the usual block: no id seen before
             seen.update(zip(keys, typed.streams, strict=True))
-            for stream in typed.streams:
-                revision = revisions[stream] = revisions.get(stream, -1) + 1
-                revs.append(revision)
+            revs = list(map(next, map(revisions.__getitem__, typed.streams)))
             if keys:
                 yield self._run(typed, stamps, revs, 0, len(keys), read)
             return
@@ -215,8 +216,7 @@ class FileOrder:
             earlier = seen.get(key)
             if earlier is None:
                 seen[key] = stream
-                revision = revisions[stream] = revisions.get(stream, -1) + 1
-                revs.append(revision)
+                revs.append(next(revisions[stream]))
                 continue
             if i > first:
                 yield self._run(typed, stamps, revs, first, i, read)

@@ -21,7 +21,6 @@ import hashlib
 import re
 import uuid
 from itertools import repeat
-from operator import attrgetter
 from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
@@ -55,9 +54,8 @@ _MISSING: Final = object()
 _CACHE_LIMIT: Final = 100_000  # entries kept by each of the fast path's caches
 _Ns = Annotated[int, msgspec.Meta(ge=-_INT64_MAX, le=_INT64_MAX)]  # a time in the int64 range (unit not applied)
 _OBJECTS: Final = msgspec.json.Decoder(list[dict])
-# The typed line's fields, taken from a whole block of lines with one ``map`` each (no Python call per line).
-_ID, _STREAM, _TYPE, _DATA, _METADATA = (attrgetter(f) for f in ("id", "stream", "type", "data", "metadata"))
-_OCCURRED, _RECORDED = attrgetter("occurred_at"), attrgetter("recorded_at")
+# A typed line's fields as a tuple, in the order ``_line_decoder`` declares them (the columns of a block).
+_FIELDS: Final = msgspec.structs.astuple
 
 
 class BadRecord(LogError):
@@ -139,9 +137,9 @@ class RecordConverter:
             lines = list(map(decoder.decode, raws))
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             return None
-        types, streams = list(map(_TYPE, lines)), list(map(_STREAM, lines))
-        data, raw_metadata = list(map(bytes, map(_DATA, lines))), list(map(bytes, map(_METADATA, lines)))
-        occurred, recorded = list(map(_OCCURRED, lines)), list(map(_RECORDED, lines))
+        # The struct's fields as columns: one transposition in C (0.7-0.9 us a line, was 0.9-1.35 with a map each).
+        ids, streams, types, occurred, recorded, raw_data, raw_meta = map(list, zip(*map(_FIELDS, lines), strict=True))
+        data, raw_metadata = list(map(bytes, raw_data)), list(map(bytes, raw_meta))
         joined = b"\n".join(raws)
         if b"\\" in joined:
             if list(map(encoder.encode, lines)) != raws:
@@ -153,14 +151,17 @@ class RecordConverter:
             if joined.count(b":") != keys + inside + "".join(streams).count(":") + "".join(types).count(":"):
                 return None
         good = self._good_names
-        if not (good.issuperset(types) and good.issuperset(streams)) and not all(map(self._learn_names, types, streams)):
+        if not (good.issuperset(types) and good.issuperset(streams)) and not all(
+            self._learn_names(type_, stream) for type_, stream in set(zip(types, streams, strict=True))
+            if type_ not in good or stream not in good
+        ):  # each new pair once: the store's checks (regular expressions) ran for every line of the block
             return None
         if max(map(len, data)) > MAX_DATA_BYTES or not _canonical_objects(data) or not self._fit_payloads(types, data):
             return None
         metadata = self._block_metadata(raw_metadata)
         if metadata is None:
             return None
-        return TypedLines(list(map(_ID, lines)), streams, types, data, occurred, recorded, metadata)
+        return TypedLines(ids, streams, types, data, occurred, recorded, metadata)
 
     def _fit_payloads(self, types: list[str], data: list[bytes]) -> bool:
         """Whether each data fits its event type's payload struct: one decode per type of all its data."""
@@ -382,7 +383,7 @@ def _line_decoder(mapping: LogMapping) -> tuple[msgspec.json.Decoder, msgspec.js
         return None
     line = msgspec.defstruct(
         "TypedLine",
-        [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", _Ns | None, None),
+        [("id", uuid.UUID), ("stream", str), ("type", str), ("occurred_at", _Ns | None, None),  # _FIELDS: this order
          ("recorded_at", _Ns | None, None), ("data", msgspec.Raw), ("metadata", msgspec.Raw, msgspec.Raw())],
         kw_only=True, forbid_unknown_fields=True, omit_defaults=True, rename=names, gc=False,
     )
