@@ -157,6 +157,11 @@ def test_a_canonical_block_is_taken_whole_and_one_doubtful_line_sends_each_line_
                  for row in rows]  # keys reversed, spaces between them
     taken = converter.convert_json_lines(respelled)
     assert isinstance(taken, TypedLines) and taken.log_events() == expected
+    escaped = [ENCODE.encode({**row, "stream": f'account-"{n % 3}"'}) for n, row in enumerate(rows)]
+    assert all(b"\\" in raw for raw in escaped)  # escapes msgspec writes itself: the block is its own encoding
+    taken = converter.convert_json_lines(escaped)
+    assert isinstance(taken, TypedLines) and taken.log_events() == [
+        general(RecordConverter(LogMapping()), raw) for raw in escaped]
     doubtful = [
         raws[:5] + [raws[5].replace(b'"account-2"', b'"account\\u002d2"')],  # an escape
         raws[:5] + [ENCODE.encode({**rows[5], "data": {"meter_id": "M", "account_id": "A"}})],  # not its payload
