@@ -27,6 +27,13 @@ passes, best of N:
            a lock held through the commit flush, hence an upper bound for any
            such design (one flush per transaction, no group commit across
            processes).
+  single   single-event appends, store vs pyeventsourcing's function mode, in
+           interleaved blocks of 300 in one process (10 rounds, order reversed
+           every other round), so both meet the same load: medians per append
+           of wall time, client CPU and the server backend's CPU (from
+           /proc/PID/stat: a server on this machine only), and the median of
+           the rounds' wall ratios. Steadier than best-of-N passes on a shared
+           machine, whose fsync rate moves between passes. Goal: >= 1.0x.
   read     read_all of every event vs a bare SELECT of the record column + msgpack
            decode of each record (goal >= 0.7x), and vs pyeventsourcing's
            select_notifications in pages of 1,000 (goal >= 1.5x).
@@ -40,7 +47,7 @@ pyeventsourcing is not a dependency of the project; install it for this benchmar
 only: .venv/bin/pip install "eventsourcing[postgres]==9.5.6" (without it those
 columns say so).
 
-Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick] [--only append|concurrent|read|latency]
+Run:  .venv/bin/python tests/bench/bench_postgres.py [--quick] [--only append|single|concurrent|read|latency]
 """
 
 from __future__ import annotations
@@ -440,6 +447,79 @@ def concurrent_section(quick: bool, es: bool) -> None:
           f"{ratio(many, es_fn_many)}")
 
 
+def backend_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of server backend ``pid``; NaN when it is not on this machine."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Appender:
+    """Single-event appends in blocks, measured per append: wall, client CPU, server backend CPU (us)."""
+
+    def __init__(self, append_one, backend_pid: int) -> None:
+        self.append_one, self.pid, self.blocks = append_one, backend_pid, []
+
+    def block(self, size: int) -> None:
+        server, client, wall = backend_cpu_s(self.pid), time.process_time(), time.perf_counter()
+        for _ in range(size):
+            self.append_one()
+        self.blocks.append(tuple((time_now - start) / size * 1e6 for time_now, start in (
+            (time.perf_counter(), wall), (time.process_time(), client), (backend_cpu_s(self.pid), server))))
+
+    def medians(self) -> str:
+        wall, client, server = (statistics.median(block[i] for block in self.blocks) for i in range(3))
+        return f"wall {wall:.0f}  client CPU {client:.0f}  server CPU {server:.0f} us/append"
+
+
+def store_appender(store) -> Appender:
+    counter = iter(range(1 << 62))
+    store.append("warm", events(1))
+    return Appender(lambda: store.append(f"s-{next(counter) % 10}", events(1)), store._writer.info.backend_pid)
+
+
+def es_appender(recorder, datastore) -> Appender:
+    from eventsourcing.persistence import StoredEvent
+
+    aggregates, versions, counter = [uuid.uuid4() for _ in range(10)], [1] * 10, iter(range(1 << 62))
+
+    def append_one() -> None:
+        k = next(counter) % 10
+        recorder.insert_events([StoredEvent(aggregates[k], versions[k], "PaymentReceived", DATA)])
+        versions[k] += 1
+
+    append_one()
+    with datastore.get_connection() as conn:
+        pid = conn.info.backend_pid
+    return Appender(append_one, pid)
+
+
+def single_section(quick: bool, es: bool) -> None:
+    if not es:
+        print("single: needs pyeventsourcing")
+        return
+    size, rounds = 300, 4 if quick else 10
+    schema, es_schema = new_schema_name(), new_schema_name()
+    datastore, recorder = es_recorder(es_schema, True)
+    try:
+        with open_store(store_uri(schema)) as store:
+            appenders = {"store": store_appender(store), "es": es_appender(recorder, datastore)}
+            for r in range(rounds):
+                for name in (("store", "es") if r % 2 == 0 else ("es", "store")):
+                    appenders[name].block(size)
+    finally:
+        datastore.close()
+        drop(schema)
+        drop(es_schema)
+    ratios = [e[0] / s[0] for s, e in zip(appenders["store"].blocks, appenders["es"].blocks, strict=True)]
+    print(f"single-event appends, interleaved blocks of {size} x {rounds} rounds (medians): "
+          f"store {appenders['store'].medians()}; es functions {appenders['es'].medians()}; "
+          f"store/es {statistics.median(ratios):.2f} (events/s, median of the rounds' ratios)")
+
+
 def read_section(quick: bool, es: bool) -> None:
     size = 20_000 if quick else 100_000
     store_rate, raw_rate = reads(size)
@@ -454,8 +534,8 @@ def latency_section(quick: bool, es: bool) -> None:
     print(f"bare INSERT + COMMIT (the floor):      {percentiles(commit_latency(count))}")
 
 
-SECTIONS = {"append": append_section, "concurrent": concurrent_section, "read": read_section,
-            "latency": latency_section}
+SECTIONS = {"append": append_section, "single": single_section, "concurrent": concurrent_section,
+            "read": read_section, "latency": latency_section}
 
 
 if __name__ == "__main__":
