@@ -107,9 +107,10 @@ async def drive(target: Any, plan: Plan, *, progress: Callable[[dict], None] | N
             continue
         j = min(int(np.searchsorted(intended, now, side="right")), i + plan.max_batch)
         batch = [_message(plan, samples, k, phases, intended, start, total_ns) for k in range(i, j)]
-        i, next_batch = j, now + interval_ns
+        i = j
         await slots.acquire()
         sent = wall_ns()
+        next_batch = sent + interval_ns  # from when this batch went, not when it was due: never closer
         samples.sent_ns[batch[0].seq:batch[-1].seq + 1] = sent
         task = asyncio.create_task(_send(target, batch, samples, slots, live))
         tasks.add(task)
