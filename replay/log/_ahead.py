@@ -52,13 +52,14 @@ from ._reject import Rejection
 HEADER: Final = struct.Struct("<cI")
 CHUNK, ERROR, END, DECLINE = b"C", b"E", b"Z", b"D"
 CHUNK_LINES: Final = 1024  # lines gathered before they are written out (as frames of FRAME_ITEMS)
-# Items a frame: the caller decodes a frame's events all at once, and 1,024 of them (2,048 objects the
-# collector counts) set off 3 young collections a frame and left the replaying process 2.5-4.5 CPU-s
-# slower over 1,004,641 events than with the store's pages of 256 (measured: frames of 256 bring it to
-# the store's 19.2-20.4 CPU-s, from 22.1-23.8).
-FRAME_ITEMS: Final = 256
+# Items a frame, by kind. A replay decodes a frame's events all at once, and 1,024 of them (2,048 objects
+# the collector counts) set off 3 young collections a frame: over 1,004,641 events the replaying process took
+# 22.1-23.8 CPU-s with frames of 1,024-1,535, 19.6-21.1 with frames of 256 (the store's pages of 256: 19.2-20.4).
+# An import runs with the collector paused and gained nothing: its 200,000-line import took 11.8-12.4 s with
+# frames of 256 against 10.8-11.2 with the 1,024 lines gathered in one frame, so it keeps one frame.
+FRAME_ITEMS: Final = {"events": 256, "lines": CHUNK_LINES}
 MIN_BYTES: Final = 16 * 1024 * 1024  # logs smaller than this are read in-process (the worker takes ~0.5 s to start)
-PIPE_BYTES: Final = 4 << 20  # Linux: let the worker run ~15,000 events (~70 frames) ahead
+PIPE_BYTES: Final = 4 << 20  # Linux: let the worker run ~20,000 events (~80 frames of ~50 KB) ahead
 EXIT_S: Final = 10.0  # deadline for a worker that sent its last frame to exit
 _ROOT: Final = str(Path(__file__).resolve().parents[2])  # the directory holding the ``replay`` package
 # Packages the worker enters without running their ``__init__``: ``replay``'s loads polars, numpy and
@@ -246,15 +247,15 @@ class _Collector:
         self.before.append(len(self.items))
 
     def frames(self, kind: str) -> bytes:
-        """Everything pending as frames of at most ``FRAME_ITEMS`` items, each rejection with the item it came before.
+        """Everything pending as frames of at most ``FRAME_ITEMS[kind]`` items, each rejection with the item it came before.
 
         A rejection that came after the last item of a frame goes to the next
         frame, before its first item; one after every item, to the last frame.
         """
         items, rejections, before = self.items, self.rejections, self.before
-        out, start, r, present = [], 0, 0, self.present
+        out, start, r, present, size = [], 0, 0, self.present, FRAME_ITEMS[kind]
         while True:
-            end = min(start + FRAME_ITEMS, len(items))
+            end = min(start + size, len(items))
             last = end == len(items)
             stop = r
             while stop < len(before) and (last or before[stop] < end):

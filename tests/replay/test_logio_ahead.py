@@ -210,11 +210,11 @@ def test_a_payload_type_registered_at_run_time_is_checked_as_in_process(tmp_path
 
 
 def test_frames_are_small_and_each_rejection_stays_before_its_item(tmp_path: Path) -> None:
-    """Pending items leave as frames of at most ``FRAME_ITEMS``; delivered, they are in the order they came."""
+    """Pending events leave as frames of at most ``FRAME_ITEMS``; delivered, they are in the order they came."""
     from replay.log._parse import Tally
     from replay.log._reject import Quarantine, Rejection
 
-    size = _ahead.FRAME_ITEMS
+    size = _ahead.FRAME_ITEMS["events"]
     collector = _ahead._Collector(tmp_path / "a.jsonl")
     order: list[object] = []
     for n in range(2 * size + 10):
