@@ -89,6 +89,31 @@ class SoakSpec:
     progress: Any = None  # callable(str) for status lines
 
 
+def _prctl() -> Any:
+    """libc's ``prctl`` (Linux), looked up in the parent: a child between fork and exec imports nothing."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent(prctl: Any, parent: int) -> None:
+    """In a child between fork and exec: have the kernel SIGKILL it when ``parent`` ends (Linux).
+
+    ``PR_SET_PDEATHSIG`` fires when the thread that forked the child ends; the soak
+    starts its processes from its main thread, which lives as long as the run. A
+    parent already gone before the call would never signal: exit at once instead.
+    Without ``prctl`` (not Linux) this does nothing.
+    """
+    if prctl is None:
+        return
+    prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 @dataclass
 class Proc:
     """One child process the soak starts, kills and restarts."""
@@ -105,11 +130,18 @@ class Proc:
     unplanned: list[str] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start (or restart) the process."""
+        """Start (or restart) the process: in a session of its own, killed if the soak dies.
+
+        Its own session lets the plan signal it alone; without the death signal a soak
+        runner killed hard (SIGKILL, a test's timeout) left its nats-server and ingest
+        processes running, holding ports and CPU, with nobody to stop them.
+        """
         limit = self.limit_mb
+        runner, prctl = os.getpid(), _prctl()
 
         def preexec() -> None:
             os.setsid()
+            _die_with_parent(prctl, runner)
             if limit:
                 size = int(limit * 1024 * 1024)
                 resource.setrlimit(resource.RLIMIT_AS, (size, size))

@@ -136,3 +136,32 @@ def test_a_ten_minute_soak_with_a_fault_every_minute(tmp_path):
     status = _status(report)
     for criterion in ("zero-loss", "invariants", "replay-match", "recovery", "memory", "no-crash"):
         assert status[criterion] == "pass", (criterion, report["criteria"])
+
+
+def test_the_processes_of_a_soak_killed_hard_die_with_it(tmp_path):
+    """A soak runner killed with SIGKILL (a test's timeout, the OOM killer) must not leave its
+    processes (nats-server, ingest, load) running: each is started with a death signal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys, time; from pathlib import Path; from load._soak import Proc\n"
+              f"p = Proc('sleeper', ['sleep', '300'], Path({str(tmp_path / 'sleeper.log')!r}))\n"
+              "p.start(); print(p.popen.pid, flush=True); time.sleep(300)\n")
+    runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(runner.stdout.readline())
+    os.kill(child, 0)  # running
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(timeout=10)
+    runner.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)  # polling the condition, with a deadline
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the soak's process outlived the killed runner")
