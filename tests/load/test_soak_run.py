@@ -127,6 +127,7 @@ def test_a_soak_on_the_embedded_store_survives_projection_kills_and_bursts(tmp_p
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1500)  # the soak's own 1,200 s bound, not the suite's 600 s default, ends it
 def test_a_ten_minute_soak_with_a_fault_every_minute(tmp_path):
     require_service("nats-server", shutil.which("nats-server") is not None, "install nats-server")
     plan = ('seed = 9\nevery = "60s"\nfirst = "30s"\ndown = "3s"\n'
