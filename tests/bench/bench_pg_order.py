@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import multiprocessing
 import os
 import sys
 import time
@@ -52,18 +51,6 @@ def _store_appender(uri: str, count: int, ready, go) -> None:
 
 def _es_appender(schema: str, functions: bool, count: int, ready, go) -> None:
     pg._es_one_appender(schema, functions, count, ready, go)
-
-
-def _start(target, args: tuple, processes: int) -> tuple[list, float]:
-    ctx = multiprocessing.get_context("spawn")
-    ready, go = ctx.Queue(), ctx.Event()
-    workers = [ctx.Process(target=target, args=(*args, ready, go)) for _ in range(processes)]
-    for worker in workers:
-        worker.start()
-    for _ in workers:
-        ready.get(timeout=60)
-    go.set()
-    return workers, time.perf_counter()
 
 
 def _tail(read_after, workers: list, started: float) -> tuple[set[int], float]:
@@ -98,7 +85,7 @@ def run_store(processes: int, per_process: int) -> dict:
     uri = pg.store_uri(schema)
     try:
         with open_store(uri) as store:
-            workers, started = _start(_store_appender, (uri, per_process), processes)
+            workers, started = pg.start_race(_store_appender, (uri, per_process), processes)
 
             def read_after(position: int) -> list[int]:
                 return [e.position for e in store.read_all(from_position=position + 1, limit=1000)]
@@ -114,7 +101,7 @@ def run_es(processes: int, per_process: int, functions: bool) -> dict:
     schema = new_schema_name()
     datastore, recorder = pg.es_recorder(schema, functions)
     try:
-        workers, started = _start(_es_appender, (schema, functions, per_process), processes)
+        workers, started = pg.start_race(_es_appender, (schema, functions, per_process), processes)
 
         def read_after(position: int) -> list[int]:
             return [n.id for n in recorder.select_notifications(start=position + 1, limit=1000)]

@@ -231,9 +231,9 @@ def es_reads(total: int) -> float:
         drop(schema)
 
 
-def _race(target, args: tuple, processes: int) -> float:
-    """Start ``processes`` spawned processes running ``target(*args, ready, go)``; once all
-    are ready, let them go; the processes finished per second (events/s = that x events each)."""
+def start_race(target, args: tuple, processes: int) -> tuple[list, float]:
+    """Start ``processes`` spawned processes running ``target(*args, ready, go)``; once all are
+    ready, let them go; (the processes, the moment they went)."""
     ctx = multiprocessing.get_context("spawn")
     ready, go = ctx.Queue(), ctx.Event()
     workers = [ctx.Process(target=target, args=(*args, ready, go)) for _ in range(processes)]
@@ -243,6 +243,12 @@ def _race(target, args: tuple, processes: int) -> float:
         ready.get(timeout=60)
     started = time.perf_counter()
     go.set()
+    return workers, started
+
+
+def _race(target, args: tuple, processes: int) -> float:
+    """``start_race``, then wait for all: the processes finished per second (events/s = that x events each)."""
+    workers, started = start_race(target, args, processes)
     for worker in workers:
         worker.join(300)
     elapsed = time.perf_counter() - started

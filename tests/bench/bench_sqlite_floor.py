@@ -31,7 +31,6 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,22 +39,15 @@ from pathlib import Path
 
 import msgspec
 
-from eventstore import open_store
-from eventstore._group_commit import insert_events
-from eventstore._sqlite import SCHEMA, connect
-from replay.log import import_log
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_import import fresh, generate, progress  # noqa: E402  (the same log and file handling)
+
+from eventstore import open_store  # noqa: E402
+from eventstore._group_commit import insert_events  # noqa: E402
+from eventstore._sqlite import SCHEMA, connect  # noqa: E402
+from replay.log import import_log  # noqa: E402
 
 TRANSACTION_ROWS = 50_000  # import_log's default batch
-
-
-def progress(text: str) -> None:
-    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
-
-
-def fresh(path: Path) -> Path:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return path
 
 
 def cpu_seconds() -> float:
@@ -191,13 +183,6 @@ def bench_commits(work: Path, rounds: int, commits: int = 300, preload: int = 20
         {"ratio_three_btrees_over_two_by_rate": theirs / ours}]
 
 
-def generate(work: Path) -> Path:
-    log = work / "arrears.jsonl"
-    subprocess.run([sys.executable, "-m", "eventstore.cli", "generate", "arrears", "--accounts", "1000",
-                    "--days", "90", "--seed", "1", "--out", str(log)], check=True, capture_output=True)
-    return log
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", type=Path, help="an arrears log (default: a 98,605-line one is generated)")
@@ -214,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          "sqlite": sqlite3.sqlite_version, "load_average_start": os.getloadavg()[0]}
         if "import" in only:
-            figures["import"] = bench_import_floor(args.log or generate(work), work, repeat)
+            figures["import"] = bench_import_floor(args.log or generate(work, 1000), work, repeat)
         if "commits" in only:
             figures["commits"] = bench_commits(work, rounds)
         figures["load_average_end"] = os.getloadavg()[0]
