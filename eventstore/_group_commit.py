@@ -57,21 +57,37 @@ class RepeatInGroup(Exception):
 
 
 class _Streams:
-    """Stream ids and revisions as this transaction sees them, and the last position, loaded in one pass.
+    """Stream ids and revisions as this transaction sees them, and the last position.
 
-    The first query also reads ``max(position)``: a small append costs one
-    SQL call fewer (each call is a visible share of a lone append's time).
+    Loaded in one query (which also reads ``max(position)``: a small append
+    costs one SQL call fewer), or, for the streams a ``StreamCache`` still
+    holds, taken from it without a query.
     """
 
-    def __init__(self, conn: sqlite3.Connection, names: set[str]) -> None:
+    def __init__(self, conn: sqlite3.Connection, names: set[str], cached: StreamCache | None = None) -> None:
         self.known: dict[str, list[int]] = {}
         self.last_position = 0
+        self.next_id = 0  # read on the first new stream: most appends create none
+        if cached is not None:
+            self.last_position, self.next_id = cached.last_position, cached.next_id
+            held = cached.known
+            for name in names:
+                entry = held.get(name)
+                if entry is not None:
+                    self.known[name] = entry[:]  # this transaction's copy: the cache changes only at COMMIT
+            names = names - self.known.keys() if len(self.known) < len(names) else set()
+        if names or cached is None:
+            self._load(conn, names, with_position=cached is None)
+        self._conn = conn
+        self.created: list[str] = []
+
+    def _load(self, conn: sqlite3.Connection, names: set[str], with_position: bool) -> None:
         ordered = sorted(names)
-        for start in range(0, max(len(ordered), 1), _CHUNK):
+        for start in range(0, len(ordered) or with_position, _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT name, stream_id, {STREAM_REVISION} FROM streams WHERE name IN ({marks})"
-            if not start:
+            if with_position and not start:
                 sql = f"SELECT NULL, max(position), NULL FROM events UNION ALL {sql}" if chunk else (
                     "SELECT NULL, max(position), NULL FROM events")
             for name, stream_id, revision in conn.execute(sql, chunk):
@@ -79,9 +95,6 @@ class _Streams:
                     self.last_position = stream_id or 0
                 else:
                     self.known[name] = [stream_id, revision]
-        self._conn = conn
-        self.next_id = 0  # read on the first new stream: most appends create none
-        self.created: list[str] = []
 
     def current(self, name: str) -> int | None:
         entry = self.known.get(name)
@@ -107,10 +120,75 @@ class _Streams:
             )
 
 
+class StreamCache:
+    """What the writer connection's own commits left: the last position, stream ids and revisions.
+
+    Each write transaction reads ``PRAGMA data_version`` once it holds the
+    write lock. SQLite changes that number whenever another connection (any
+    process) has committed since this connection last looked, and never for
+    this connection's own commits; so while it is unchanged, the state this
+    connection committed last is the file's state, and a transaction takes
+    the position and its streams' revisions from here instead of a query
+    (a lone append: one cheap PRAGMA instead of a lookup with a subquery).
+    When it changed, everything held is dropped and loaded again.
+
+    A transaction's state is held as ``pending`` and becomes the cache only
+    at ``committed`` (after COMMIT succeeded); ``rolled_back`` drops the
+    pending state, ``forget`` everything (a commit the cache did not follow).
+    """
+
+    LIMIT: Final = 100_000  # streams held; past it the cache starts empty again
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.last_position = 0
+        self.next_id = 0
+        self.known: dict[str, list[int]] = {}
+        self._pending: tuple[int, _Streams, int] | None = None
+
+    def streams(self, conn: sqlite3.Connection, names: set[str]) -> _Streams:
+        """The transaction's ``_Streams``, from the cache where it is still the file's state."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.forget()
+        streams = _Streams(conn, names, self if self.version is not None else None)
+        self._pending = (version, streams, 0)
+        return streams
+
+    def written(self, last: int) -> None:
+        """The pending transaction wrote up to position ``last``."""
+        if self._pending is not None:
+            self._pending = (self._pending[0], self._pending[1], last)
+
+    def committed(self) -> None:
+        """The pending transaction is durable: its state is the file's."""
+        if self._pending is None:
+            return
+        version, streams, last = self._pending
+        self._pending = None
+        if len(self.known) + len(streams.known) > self.LIMIT:
+            self.known.clear()
+        self.known.update(streams.known)
+        self.version, self.last_position, self.next_id = version, last, streams.next_id
+
+    def rolled_back(self) -> None:
+        """The pending transaction wrote nothing: the state before it still holds."""
+        self._pending = None
+
+    def forget(self) -> None:
+        """Drop everything: the next transaction loads its state from the file."""
+        self.version, self.last_position, self.next_id, self._pending = None, 0, 0, None
+        self.known.clear()
+
+
 def write_group(
-    conn: sqlite3.Connection, group: Sequence[Any], now: int, whole: bool = True
+    conn: sqlite3.Connection, group: Sequence[Any], now: int, whole: bool = True, cache: StreamCache | None = None
 ) -> tuple[list[Outcome], int]:
     """Write every request; return their outcomes and the last position written.
+
+    With a ``cache``, the state to write on comes from it where it still
+    holds, and this transaction's state is left pending in it (the caller
+    tells it whether the transaction committed).
 
     Raises ``sqlite3.IntegrityError`` or ``RepeatInGroup`` when an id repeats,
     having written part of the group. With ``whole`` (the group is the whole
@@ -118,7 +196,8 @@ def write_group(
     itself (``_INSERTS``); otherwise (in a savepoint) only the failed statement
     is undone. Either way the caller rolls back what is left.
     """
-    streams = _Streams(conn, {request.stream for request in group})
+    names = {request.stream for request in group}
+    streams = _Streams(conn, names) if cache is None else cache.streams(conn, names)
     last = streams.last_position
     rows: list[tuple] = []
     outcomes: list[Outcome] = []
@@ -159,6 +238,8 @@ def write_group(
     else:
         conn.executemany(_INSERT_EVENTS, rows)
     streams.save(conn)
+    if cache is not None:
+        cache.written(last)
     return outcomes, last
 
 

@@ -8,8 +8,11 @@ in one transaction, waiting up to ``COMMIT_DELAY`` for appenders it expects
 (see ``_commit_loop``). Within a group each request gets its own outcome: the
 group is written with a few ``executemany`` calls, and if an id repeats it is
 rolled back and written request by request in savepoints (``_group_commit``).
-Other processes may append to the same file; each transaction re-reads
-positions and revisions, never a cache.
+Other processes may append to the same file. A transaction takes the last
+position and its streams' revisions from the writer's own last commit only
+while SQLite's ``PRAGMA data_version`` shows that no other connection has
+committed since (``_group_commit.StreamCache``); otherwise it reads them from
+the file.
 
 Reads go page by page (``_READ_PAGE`` rows), each page its own short read
 transaction, every row's CRC-32 checked and the page decoded in one msgpack
@@ -52,7 +55,7 @@ from ._contract import (
 )
 from ._damage import inspect_before_open
 from ._errors import StoreError, StoreNotFound, StoreReadOnly
-from ._group_commit import STREAM_REVISION, RepeatInGroup, write_each, write_group
+from ._group_commit import STREAM_REVISION, RepeatInGroup, StreamCache, write_each, write_group
 from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
@@ -72,7 +75,9 @@ class _Request:
         self.stream = stream
         self.events = events  # [(NewEvent, data bytes, Metadata)]
         self.expected = expected
-        self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
+        # Set when queued for the committer; an appender committing on its own thread needs none
+        # (a Future and its Condition were a visible share of a lone append's CPU).
+        self.future: concurrent.futures.Future[AppendResult] | None = None
 
 
 class _Part(msgspec.Struct, gc=False):
@@ -94,7 +99,7 @@ class _MultiRequest:
 
     def __init__(self, parts: list[_Part]) -> None:
         self.parts = parts
-        self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
+        self.future: concurrent.futures.Future[list[AppendResult]] | None = None  # as _Request's
 
 
 class EmbeddedStore(EventStore):
@@ -168,6 +173,7 @@ class EmbeddedStore(EventStore):
         self._local = threading.local()
         self._last_recorded_at = 0
         self._last_committed = 0
+        self._cache = StreamCache()  # the writer's last committed state (used while no other connection commits)
         self._closed = False
         try:
             self._verify_tail()
@@ -179,7 +185,7 @@ class EmbeddedStore(EventStore):
     def append(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
-        return self._submit(stream, events, expected, inline=True).result()
+        return self._commit(self._request(stream, events, expected))
 
     def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
         """Every request in one SQLite transaction of its own: all are stored, or none.
@@ -192,49 +198,62 @@ class EmbeddedStore(EventStore):
         """
         prepared = prepare_multi(requests)
         multi = _MultiRequest([_Part(stream, encoded, expected) for stream, encoded, expected in prepared])
-        return self._send(multi, inline=True).result()  # type: ignore[return-value]
+        return self._commit(multi)  # type: ignore[return-value]
 
     async def append_async(
         self, stream: str, events: Iterable[NewEvent], expected: Expected = ANY
     ) -> AppendResult:
         # Never inline: committing on the event loop's thread would block the loop.
-        return await asyncio.wrap_future(self._submit(stream, events, expected, inline=False))
+        request = self._request(stream, events, expected)
+        with self._queue:
+            self._check_writable()
+            future = self._enqueue(request)
+        return await asyncio.wrap_future(future)
 
-    def _submit(
-        self, stream: str, events: Iterable[NewEvent], expected: Expected, inline: bool
-    ) -> concurrent.futures.Future[AppendResult]:
-        """Validate and encode on the caller's thread, then commit.
-
-        When nothing is committing or queued and the committer has not seen
-        concurrent appenders since its last group, a synchronous caller commits
-        its own request on its own thread: a lone appender pays no hand-off to
-        the committer and back. Otherwise the request joins the committer's
-        queue and is group-committed with the others.
-        """
+    def _request(self, stream: str, events: Iterable[NewEvent], expected: Expected) -> _Request:
+        """Validate and encode on the caller's thread."""
         encoded = prepare_batch(stream, events)
         validate_expected(expected)
-        return self._send(_Request(stream, encoded, expected), inline)  # type: ignore[return-value]
+        return _Request(stream, encoded, expected)
 
-    def _send(self, request: _Request | _MultiRequest, inline: bool) -> concurrent.futures.Future:
-        """Commit ``request`` on this thread when nothing else is going on, else queue it."""
+    def _check_writable(self) -> None:
         if self._writer is None:
             raise StoreReadOnly(f"{self.path} was opened read-only; nothing can be appended through it")
+        check_open(self._closed, self.uri)
+
+    def _commit(self, request: _Request | _MultiRequest) -> AppendResult | list[AppendResult]:
+        """Commit ``request`` and return its outcome (raise its error).
+
+        When nothing is committing or queued and the committer has not seen
+        concurrent appenders since its last group, the caller commits its own
+        request on its own thread: a lone appender pays no hand-off to the
+        committer and back (and no Future). Otherwise the request joins the
+        committer's queue and is group-committed with the others.
+        """
         with self._queue:
-            check_open(self._closed, self.uri)
-            if not (inline and not self._pending and not self._committing and not self._grouping):
-                self._enqueue(request)
-                return request.future
-            self._committing = True
+            self._check_writable()
+            if self._pending or self._committing or self._grouping:
+                future = self._enqueue(request)
+            else:
+                future = None
+                self._committing = True
+        if future is not None:
+            return future.result()
         try:
-            self._commit_group([request])
+            if isinstance(request, _MultiRequest):
+                return self._multi_transaction(request)
+            (outcome,) = self._transaction([request])
         finally:
             with self._queue:
                 self._committing = False
                 self._queue.notify_all()
-        return request.future
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    def _enqueue(self, request: _Request) -> None:
+    def _enqueue(self, request: _Request | _MultiRequest) -> concurrent.futures.Future:
         """Queue ``request`` for the committer thread (started on first use); hold ``_queue``."""
+        request.future = concurrent.futures.Future()
         self._pending.append(request)
         if self._committer is None:
             self._committer = threading.Thread(
@@ -242,6 +261,7 @@ class EmbeddedStore(EventStore):
             )
             self._committer.start()
         self._queue.notify_all()
+        return request.future
 
     def _commit_loop(self) -> None:
         """Commit whatever is queued, one transaction per group, until the store closes.
@@ -279,7 +299,7 @@ class EmbeddedStore(EventStore):
                     self._queue.notify_all()
 
     def _commit_group(self, group: list) -> None:
-        """One transaction for the group; each caller gets its own outcome.
+        """One transaction for the queued group; each caller's future gets its own outcome.
 
         A request whose caller cancelled it (an ``append_async`` whose task was
         cancelled) before its transaction began is left out: nothing of it is
@@ -288,58 +308,68 @@ class EmbeddedStore(EventStore):
         group = [r for r in group if r.future.set_running_or_notify_cancel()]
         if not group:
             return
-        if isinstance(group[0], _MultiRequest):
-            self._commit_multi(group[0])
-            return
-        conn = self._writer
-        assert conn is not None
         try:
-            with _sqlite.converted(self.path):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
-                    outcomes, last = self._write(group, now)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+            if isinstance(group[0], _MultiRequest):
+                outcomes = [self._multi_transaction(group[0])]
+            else:
+                outcomes = self._transaction(group)
         except BaseException as error:  # the whole group failed: every caller hears why
             for request in group:
                 request.future.set_exception(error)
             return
         for request, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, AppendResult):
-                request.future.set_result(outcome)
-            else:
+            if isinstance(outcome, BaseException):
                 request.future.set_exception(outcome)
-        with self._appended:
-            self._last_committed = max(self._last_committed, last)
-            self._appended.notify_all()
+            else:
+                request.future.set_result(outcome)
 
-    def _commit_multi(self, multi: _MultiRequest) -> None:
+    def _transaction(self, group: list[_Request]) -> list[AppendResult | BaseException]:
+        """One transaction for plain appends: each request's outcome; raises when the whole group failed."""
+        conn = self._writer
+        assert conn is not None
+        with _sqlite.converted(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
+                outcomes, last = self._write(group, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._roll_back(conn)
+                raise
+        self._committed(last)
+        return outcomes
+
+    def _multi_transaction(self, multi: _MultiRequest) -> list[AppendResult]:
         """One transaction for one ``append_multi``: committed only if every part succeeds."""
         conn = self._writer
         assert conn is not None
-        try:
-            with _sqlite.converted(self.path):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    now = max(self._clock(), self._last_recorded_at)
-                    outcomes, last = self._write(multi.parts, now)
-                    failed = next((i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None)
-                    if failed is not None:
-                        raise mark_request(outcomes[failed], failed)
-                    conn.execute("COMMIT")
-                    self._last_recorded_at = now
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except BaseException as error:
-            multi.future.set_exception(error)
-            return
-        multi.future.set_result(outcomes)
+        with _sqlite.converted(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = max(self._clock(), self._last_recorded_at)
+                outcomes, last = self._write(multi.parts, now)
+                failed = next((i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None)
+                if failed is not None:
+                    raise mark_request(outcomes[failed], failed)
+                conn.execute("COMMIT")
+                self._last_recorded_at = now
+            except BaseException:
+                self._roll_back(conn)
+                raise
+        self._committed(last)
+        return outcomes
+
+    def _roll_back(self, conn: sqlite3.Connection) -> None:
+        """End a failed write transaction: nothing of it was committed."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+            self._cache.rolled_back()
+        else:  # SQLite ended it on its own: whether a COMMIT that failed stored anything is not known here
+            self._cache.forget()
+
+    def _committed(self, last: int) -> None:
+        """Keep the committed state; wake ``wait_for_append`` callers: positions up to ``last`` are committed."""
+        self._cache.committed()
         with self._appended:
             self._last_committed = max(self._last_committed, last)
             self._appended.notify_all()
@@ -348,8 +378,9 @@ class EmbeddedStore(EventStore):
         """Write ``group`` in the open transaction; on a repeated id, again from scratch, one by one."""
         conn = self._writer
         try:
-            return write_group(conn, group, now)
+            return write_group(conn, group, now, cache=self._cache)
         except (sqlite3.IntegrityError, RepeatInGroup):
+            self._cache.forget()  # written one by one below, past the cache
             if conn.in_transaction:  # a stored id repeated: SQLite has rolled back already (OR ROLLBACK)
                 conn.execute("ROLLBACK")  # part of the group may be written: start the transaction over
             conn.execute("BEGIN IMMEDIATE")
