@@ -59,7 +59,7 @@ from ._group_commit import STREAM_REVISION, RepeatInGroup, StreamCache, write_ea
 from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
-from .workers import worker_exit
+from .workers import widen_pipe, worker_exit
 
 COMMIT_DELAY: Final = 0.002  # seconds a group waits for appenders known to be coming
 _READ_PAGE: Final = 256  # rows per query: keeps each page's buffers off fresh mmap'd memory
@@ -485,10 +485,7 @@ class EmbeddedStore(EventStore):
             )
         except OSError:
             return None  # no process to spare: read in this one
-        with contextlib.suppress(ImportError, OSError, AttributeError):  # Linux: let it run ~16 pages ahead
-            import fcntl
-
-            fcntl.fcntl(worker.stdout, fcntl.F_SETPIPE_SZ, READ_AHEAD_PIPE_BYTES)
+        widen_pipe(worker.stdout, READ_AHEAD_PIPE_BYTES)  # Linux: let it run ~16 pages ahead
         return worker
 
     def _pages_from(self, worker: subprocess.Popen, backwards: bool) -> Iterator[list[RecordedEvent]]:

@@ -42,7 +42,7 @@ import msgspec
 
 from eventstore import RecordedEvent
 from eventstore.payloads import payload_types
-from eventstore.workers import worker_exit
+from eventstore.workers import widen_pipe, worker_exit
 
 from ._mapping import LogError, LogMapping
 from ._parse import PendingLine, Tally, parse_lines
@@ -59,7 +59,7 @@ CHUNK_LINES: Final = 1024  # lines gathered before they are written out (as fram
 # frames of 256 against 10.8-11.2 with the 1,024 lines gathered in one frame, so it keeps one frame.
 FRAME_ITEMS: Final = {"events": 256, "lines": CHUNK_LINES}
 MIN_BYTES: Final = 16 * 1024 * 1024  # logs smaller than this are read in-process (the worker takes ~0.5 s to start)
-PIPE_BYTES: Final = 4 << 20  # Linux: let the worker run ~20,000 events (~80 frames of ~50 KB) ahead
+PIPE_BYTES: Final = 4 << 20  # Linux: let the worker run up to ~80 frames of ~50 KB ahead (widen_pipe: 1 MiB, ~20, without CAP_SYS_RESOURCE)
 EXIT_S: Final = 10.0  # deadline for a worker that sent its last frame to exit
 _ROOT: Final = str(Path(__file__).resolve().parents[2])  # the directory holding the ``replay`` package
 # Packages the worker enters without running their ``__init__``: ``replay``'s loads polars, numpy and
@@ -206,10 +206,7 @@ def _start(path: Path, mapping: LogMapping, format: str, kind: str) -> subproces
         )
     except OSError:
         return None
-    with contextlib.suppress(ImportError, OSError, AttributeError):
-        import fcntl
-
-        fcntl.fcntl(worker.stdout, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    widen_pipe(worker.stdout, PIPE_BYTES)
     return worker
 
 

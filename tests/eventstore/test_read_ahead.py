@@ -26,6 +26,7 @@ from eventstore import (
     StoreError,
     open_store,
 )
+from eventstore.workers import widen_pipe
 
 EVENTS = 1200  # several 256-row pages
 
@@ -187,3 +188,15 @@ def test_without_a_process_to_spare_the_read_runs_in_process(store_path, workers
     with open_store(f"embedded://{store_path}") as store:
         assert [e.position for e in store.read_all()] == list(range(1, EVENTS + 1))
     assert workers == [None]
+
+
+def test_widen_pipe_gives_the_most_it_may_when_more_is_asked_for() -> None:
+    """A size over /proc/sys/fs/pipe-max-size, refused without CAP_SYS_RESOURCE, still gets that maximum."""
+    fcntl = pytest.importorskip("fcntl")
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe, os.fdopen(write_end, "wb"):
+        got = widen_pipe(pipe, allowed * 4)
+        assert got == fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ)
+        assert got >= allowed
+        assert widen_pipe(pipe, 1 << 16) >= 1 << 16  # a smaller size is set as asked (never below a page)

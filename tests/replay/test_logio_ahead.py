@@ -132,6 +132,27 @@ def test_a_worker_that_dies_is_an_error_not_a_short_read(tmp_path: Path, monkeyp
         list(reader)
 
 
+def test_the_worker_can_run_many_frames_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pipe holds ~20 frames or more, also where the asked-for 4 MiB is refused (no CAP_SYS_RESOURCE)."""
+    fcntl = pytest.importorskip("fcntl")
+    log = write_log(tmp_path / "a.jsonl", 50_000, repeats=False)
+    started = []
+    real_start = _ahead._start
+
+    def start_and_keep(*args: object) -> object:
+        worker = real_start(*args)  # type: ignore[arg-type]
+        started.append(worker)
+        return worker
+
+    monkeypatch.setattr(_ahead, "_start", start_and_keep)
+    reader = read_log(log, read_ahead=True)
+    next(reader)
+    size = fcntl.fcntl(started[0].stdout, fcntl.F_GETPIPE_SZ)
+    list(reader)
+    allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    assert size >= min(_ahead.PIPE_BYTES, allowed) >= 1 << 20, size
+
+
 def test_only_long_logs_get_a_worker_by_default(tmp_path: Path) -> None:
     small = write_log(tmp_path / "a.jsonl", 10)
     assert not _ahead.wanted(small, None)
