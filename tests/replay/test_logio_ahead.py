@@ -114,29 +114,10 @@ def test_a_read_abandoned_early_stops_the_worker(tmp_path: Path) -> None:
     reader._events.close()  # type: ignore[attr-defined]  # what dropping the iterator does; the worker is reaped
 
 
-def test_a_worker_that_dies_is_an_error_not_a_short_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = write_log(tmp_path / "a.jsonl", 50_000, repeats=False)
-    started = []
-    real_start = _ahead._start
-
-    def start_then_kill(*args: object) -> object:
-        worker = real_start(*args)  # type: ignore[arg-type]
-        started.append(worker)
-        return worker
-
-    monkeypatch.setattr(_ahead, "_start", start_then_kill)
-    reader = read_log(log, read_ahead=True)
-    next(reader)
-    os.kill(started[0].pid, 9)
-    with pytest.raises(LogError, match="stopped before the end of the file"):
-        list(reader)
-
-
-def test_the_worker_can_run_many_frames_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its pipe holds ~20 frames or more, also where the asked-for 4 MiB is refused (no CAP_SYS_RESOURCE)."""
-    fcntl = pytest.importorskip("fcntl")
-    log = write_log(tmp_path / "a.jsonl", 50_000, repeats=False)
-    started = []
+@pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every log worker process started during the test, in order (started as usual)."""
+    started: list = []
     real_start = _ahead._start
 
     def start_and_keep(*args: object) -> object:
@@ -145,9 +126,25 @@ def test_the_worker_can_run_many_frames_ahead(tmp_path: Path, monkeypatch: pytes
         return worker
 
     monkeypatch.setattr(_ahead, "_start", start_and_keep)
+    return started
+
+
+def test_a_worker_that_dies_is_an_error_not_a_short_read(tmp_path: Path, workers: list) -> None:
+    log = write_log(tmp_path / "a.jsonl", 50_000, repeats=False)
     reader = read_log(log, read_ahead=True)
     next(reader)
-    size = fcntl.fcntl(started[0].stdout, fcntl.F_GETPIPE_SZ)
+    os.kill(workers[0].pid, 9)
+    with pytest.raises(LogError, match="stopped before the end of the file"):
+        list(reader)
+
+
+def test_the_worker_can_run_many_frames_ahead(tmp_path: Path, workers: list) -> None:
+    """Its pipe holds ~20 frames or more, also where the asked-for 4 MiB is refused (no CAP_SYS_RESOURCE)."""
+    fcntl = pytest.importorskip("fcntl")
+    log = write_log(tmp_path / "a.jsonl", 50_000, repeats=False)
+    reader = read_log(log, read_ahead=True)
+    next(reader)
+    size = fcntl.fcntl(workers[0].stdout, fcntl.F_GETPIPE_SZ)
     list(reader)
     allowed = int(Path("/proc/sys/fs/pipe-max-size").read_text())
     assert size >= min(_ahead.PIPE_BYTES, allowed) >= 1 << 20, size
