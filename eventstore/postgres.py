@@ -68,7 +68,6 @@ disk ``StoreFull``, anything else ``StoreError``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import re
 import struct
@@ -484,43 +483,50 @@ class PostgresStore(EventStore):
     ) -> AppendResult:
         encoded = prepare_batch(stream, events)
         validate_expected(expected)
-        return self._submit(_Request(stream, encoded, expected)).result()
+        return self._submit(_Request(stream, encoded, expected))
 
     def append_multi(self, requests: Iterable[AppendRequest]) -> list[AppendResult]:
         """Every request in one transaction of its own: all are stored, or none."""
         prepared = prepare_multi(requests)
         multi = _Multi([_Request(stream, encoded, expected) for stream, encoded, expected in prepared])
-        return self._submit(multi).result()  # type: ignore[return-value]
+        return self._submit(multi)  # type: ignore[return-value]
 
-    def _submit(self, request: _Request | _Multi) -> concurrent.futures.Future:
-        """Queue ``request``; the first appender to find no commit under way commits the queue.
+    def _submit(self, request: _Request | _Multi) -> AppendResult | list[AppendResult]:
+        """Queue ``request``; the first appender to find no commit under way commits the queue; its outcome.
 
         Leader-follower group commit: while one appender commits, others
         queue; when it is done, one of them commits everything queued in one
         transaction. A lone appender commits at once, on its own thread.
+        Outcomes are handed over in each request's ``outcome`` under
+        ``_queue`` (followers wait on it anyway; a Future each cost a lone
+        append its Condition).
         """
         if self._read_only:
             raise StoreReadOnly(f"{self._shown} was opened read-only; nothing can be appended through it")
         with self._queue:
             check_open(self._closed, self.uri)
             self._pending.append(request)
-            while self._leading and not request.future.done():
+            while self._leading and request.outcome is _PENDING:
                 self._queue.wait()
-            if request.future.done():
-                return request.future
+            if request.outcome is not _PENDING:
+                return _returned(request.outcome)
             self._leading = True
             group, self._pending = self._pending, []
         try:
             for part in transactions(group, _Multi):
                 self._commit(part)
         finally:
+            for left in group:  # the leader was interrupted (KeyboardInterrupt, say) before these ended
+                if left.outcome is _PENDING:
+                    left.outcome = StoreError("the append was interrupted before its transaction ended; "
+                                              "it may or may not be stored (retrying with the same ids is safe)")
             with self._queue:
                 self._leading = False
                 self._queue.notify_all()
-        return request.future
+        return _returned(request.outcome)
 
     def _commit(self, group: list) -> None:
-        """One transaction for ``group``; every request's future gets its outcome."""
+        """One transaction for ``group``; every request gets its outcome."""
         try:
             if self._closed:
                 raise StoreClosed(f"store {self.uri} is closed")
@@ -532,13 +538,10 @@ class PostgresStore(EventStore):
                 self._writer.close()
                 self._writer = None
             for request in group:
-                request.future.set_exception(error)
+                request.outcome = error
             return
         for request, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                request.future.set_exception(outcome)
-            else:
-                request.future.set_result(outcome)
+            request.outcome = outcome
 
     def _transaction(self, group: list) -> list:
         """One statement (``_on_server``); two more round trips when it cannot decide."""
@@ -763,24 +766,34 @@ class PostgresStore(EventStore):
         self._heard(0)
 
 
+_PENDING: Final = object()  # a request's outcome until its transaction has ended
+
+
+def _returned(outcome: Any) -> Any:
+    """A request's outcome as its caller gets it: the result, or the error raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 class _Request:
-    __slots__ = ("stream", "events", "expected", "future")
+    __slots__ = ("stream", "events", "expected", "outcome")
 
     def __init__(self, stream: str, events: list, expected: Expected) -> None:
         self.stream = stream
         self.events = events  # [(NewEvent, data bytes, Metadata)]
         self.expected = expected
-        self.future: concurrent.futures.Future[AppendResult] = concurrent.futures.Future()
+        self.outcome: Any = _PENDING  # an AppendResult or the error, set by the committing appender
 
 
 class _Multi:
     """An ``append_multi``: a transaction of its own, all or nothing."""
 
-    __slots__ = ("parts", "future")
+    __slots__ = ("parts", "outcome")
 
     def __init__(self, parts: list[_Request]) -> None:
         self.parts = parts
-        self.future: concurrent.futures.Future[list[AppendResult]] = concurrent.futures.Future()
+        self.outcome: Any = _PENDING  # as _Request's: the list of results, or the error
 
 
 
