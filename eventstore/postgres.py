@@ -32,7 +32,8 @@ despite the lock.
 One statement per transaction. A store remembers the state after its own
 last commit (head position and time, its streams' revisions), encodes the
 next transaction's rows and decides its outcomes for that state, and sends
-them in one statement in autocommit (``_APPEND_GUESSED``), which checks the
+them in one statement in autocommit (``_APPEND_GUESSED``; ``_APPEND_ONE``, its
+scalar form, for one event to a remembered stream), which checks the
 streams, takes the head lock by moving the head, and re-bases everything on
 the real state: positions, revisions and stamped times move, changed records
 are rewritten in their window and their CRC re-based from the old one
@@ -318,6 +319,33 @@ _APPEND_GUESSED: Final = (
         "@STREAM_ID@", "coalesce(c.stream_ids[x.s], (SELECT n.stream_id FROM n WHERE n.name = (%(names)b::text[])[x.s]))"))
 _APPEND_REMEMBERED: Final = (
     _APPEND_GUESSED_TEMPLATE.replace("@NEW_STREAMS@", "").replace("@STREAM_ID@", "c.stream_ids[x.s]"))
+# ``_APPEND_REMEMBERED`` for the commonest append, one event to a stream this store remembers, with
+# scalar parameters: the same guess, lock, re-basing and notification without unnesting and
+# aggregating arrays. Returns the same row (the stream's move as a one-element array).
+_APPEND_ONE: Final = """
+    WITH guess AS (
+        SELECT s.stream_id, coalesce((SELECT e.revision FROM events e WHERE e.stream_id = s.stream_id
+                                      ORDER BY e.revision DESC LIMIT 1), -1) - %(before)b::bigint AS move
+        FROM streams s WHERE s.name = %(name)b::text),
+    h AS (
+        UPDATE head SET position = position + 1, recorded_at = greatest(recorded_at, %(time)b::bigint)
+        WHERE (SELECT guess.move = 0 OR %(free)b::boolean FROM guess)
+        RETURNING position - 1 - %(head)b::bigint AS moved, recorded_at AS stamped_at),
+    e AS (
+        INSERT INTO events (position, stream_id, revision, id, type, record, checksum)
+        SELECT %(head)b::bigint + 1 + h.moved, guess.stream_id, %(revision)b::bigint + guess.move, %(id)b::uuid,
+               %(type)b::text,
+               CASE WHEN x.same THEN %(record)b::bytea
+                    ELSE rebased_record(%(record)b::bytea, %(place)b::bigint, %(revision)b::bigint + guess.move,
+                                        %(head)b::bigint + 1 + h.moved, h.stamped_at) END,
+               CASE WHEN x.same THEN %(checksum)b::bigint
+                    ELSE rebased_checksum(%(checksum)b::bigint, %(place)b::bigint, %(revision)b::bigint
+                                          # (%(revision)b::bigint + guess.move), (%(head)b::bigint + 1)
+                                          # (%(head)b::bigint + 1 + h.moved), %(time)b::bigint # h.stamped_at) END
+        FROM h, guess, LATERAL (SELECT h.moved = 0 AND guess.move = 0
+                                   AND (%(place)b::bigint >> 48 = 0 OR h.stamped_at = %(time)b::bigint) AS same) x)
+    SELECT h.moved, ARRAY[guess.move], h.stamped_at, pg_notify(%(channel)b::text, (%(head)b::bigint + 1 + h.moved)::text)
+    FROM h, guess"""
 # The unique indexes that refuse a guessed append's rows when the guess missed
 # what another appender committed (``_APPEND_GUESSED``): the locked path decides.
 _GUESS_REFUSED_BY: Final = frozenset({"events_by_id", "events_stream_id_revision_key", "streams_name_key"})
@@ -577,9 +605,12 @@ class PostgresStore(EventStore):
             return None
         if not batch.rows or any(isinstance(outcome, BaseException) for outcome in outcomes):
             return None
-        arguments = _guessed_arguments(position, batch, requests, names, guessed, self._channel)
-        try:
+        if batch.rows == 1 and len(requests) == 1 and guessed:  # one event to a remembered stream
+            statement, arguments = _APPEND_ONE, _one_arguments(position, batch, requests[0], guessed, self._channel)
+        else:
             statement = _APPEND_REMEMBERED if len(guessed) == len(names) else _APPEND_GUESSED
+            arguments = _guessed_arguments(position, batch, requests, names, guessed, self._channel)
+        try:
             row = conn.execute(statement, arguments).fetchone()
         except errors.UniqueViolation as error:
             if error.diag.constraint_name not in _GUESS_REFUSED_BY:
@@ -966,6 +997,15 @@ def _guessed_arguments(position: int, batch: _Batch, requests: list[_Request], n
             "ids": _array(_UuidArray, [i.bytes for i in ids]), "types": _array(_TextArray, [t.encode() for t in types]),
             "records": _array(_ByteaArray, records), "checksums": _int8_array(checksums),
             "places": _int8_array(places)}
+
+
+def _one_arguments(position: int, batch: _Batch, request: _Request, guessed: dict[str, int],
+                   channel: str) -> dict[str, Any]:
+    """The parameters of ``_APPEND_ONE``: ``batch`` holds one event of ``request``, whose stream is in ``guessed``."""
+    _, _, (revision,), (event_id,), (event_type,), (record,), (checksum,), (place,) = batch.columns
+    return {"head": position, "time": batch.now, "channel": channel, "name": request.stream,
+            "before": guessed[request.stream], "free": request.expected is ANY, "revision": revision,
+            "id": event_id, "type": event_type, "record": record, "checksum": checksum, "place": place}
 
 
 def _rebased(result: AppendResult | BaseException, request: _Request, moved: int,

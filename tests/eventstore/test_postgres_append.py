@@ -198,6 +198,24 @@ def test_every_plain_append_is_one_server_call_even_when_the_guess_is_wrong(uri:
         assert_log_shape(log)
 
 
+def test_one_event_to_a_remembered_stream_takes_the_scalar_statement_and_is_re_based(uri: str) -> None:
+    """The commonest append (``_APPEND_ONE``): scalar parameters, the same re-basing as the array form."""
+    with open_store(uri) as a, open_store(uri) as b:
+        a.append("s", events(1))
+        assert "SELECT u.k, u.name" in last_statement(uri, a)  # a stream it did not know yet: the array form
+        a.append("s", events(1))
+        one = last_statement(uri, a)  # (pg_stat_activity keeps the first 1,024 bytes)
+        assert one.startswith(ON_SERVER) and "SELECT s.stream_id, coalesce(" in one and "u.k" not in one
+        b.append("t", events(3))  # the head moves behind a's back; "s" does not
+        b.append("s", events(2))  # now "s" moves too
+        result = a.append("s", [NewEvent("T", b"{}", occurred_at=5)])  # ANY: re-based on the server
+        assert last_statement(uri, a) == one
+        assert (result.first_position, result.last_position, result.next_revision) == (8, 8, 5)
+        log = list(a.read_all())  # every record and CRC as if encoded for the real state (else CorruptEvent)
+        assert [(e.stream, e.revision) for e in log][-1] == ("s", 4) and log[-1].occurred_at == 5
+        assert_log_shape(log)
+
+
 def test_a_retry_or_a_refusal_is_decided_on_the_locked_path(uri: str) -> None:
     with open_store(uri) as store:
         batch = events(2)
