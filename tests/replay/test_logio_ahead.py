@@ -261,3 +261,42 @@ def test_frames_are_small_and_each_rejection_stays_before_its_item(tmp_path: Pat
         for run in _ahead._deliver(chunk, tally, "events"):
             seen += run
     assert seen == order
+
+
+def _write_frames(write_end: int, count: int, size: int) -> None:
+    """``count`` chunk frames of ``size`` bytes, numbered in their first 4 bytes, then the pipe closed."""
+    with os.fdopen(write_end, "wb") as pipe:
+        for n in range(count):
+            pipe.write(_ahead.HEADER.pack(_ahead.CHUNK, size) + n.to_bytes(4, "big") + bytes(size - 4))
+
+
+def test_the_drain_takes_frames_off_the_pipe_while_the_caller_is_busy() -> None:
+    """A worker can write far more than the pipe holds before the caller reads a frame; order is kept."""
+    import threading
+
+    count, size = 40, 100_000  # 4 MB: more than any pipe here holds (1 MiB at most, without CAP_SYS_RESOURCE)
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe:
+        drain = _ahead._Drain(pipe)
+        writer = threading.Thread(target=_write_frames, args=(write_end, count, size))
+        writer.start()
+        writer.join(timeout=30)
+        assert not writer.is_alive(), "the writer blocked: nothing took frames off the pipe"
+        numbers = []
+        while (item := drain.next()) is not None:
+            kind, payload = item
+            assert kind == _ahead.CHUNK and len(payload) == size
+            numbers.append(int.from_bytes(payload[:4], "big"))
+        assert numbers == list(range(count))  # then None: the pipe closed without an end frame
+        drain.close()
+
+
+def test_a_drain_whose_caller_stops_early_ends_its_thread() -> None:
+    """The queue full (the caller took nothing), close() still ends the thread promptly."""
+    count = _ahead.AHEAD_FRAMES + 10
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe:
+        drain = _ahead._Drain(pipe)
+        _write_frames(write_end, count, 1_000)  # ~1 MB in all: fits in the pipe and the queue's overflow
+        drain.close()
+        assert not drain._thread.is_alive()
