@@ -20,7 +20,7 @@ from itertools import chain
 from typing import Any, Final
 
 from . import _sqlite
-from ._errors import WrongExpectedVersion
+from ._errors import DuplicateIdConflict, WrongExpectedVersion
 from ._rules import StoredId, check_expected, repeated_result
 from ._types import ANY, AppendResult
 
@@ -255,6 +255,53 @@ def insert_events(conn: sqlite3.Connection, rows: list[tuple]) -> None:
         conn.executemany(_INSERTS[ROWS_PER_INSERT], [params[i : i + width] for i in range(0, len(params), width)])
     if full < len(rows):
         conn.execute(_INSERTS[len(rows) - full], list(chain.from_iterable(rows[full:])))
+
+
+def write_repeats(
+    conn: sqlite3.Connection, group: Sequence[Any], now: int, cache: StreamCache | None = None
+) -> tuple[list[Outcome], int]:
+    """Write a group that repeats stored ids: its ids looked up at once, only the new requests written.
+
+    A request whose ids are all stored as one batch of its stream gets its
+    original result; one that repeats only some, or repeats them elsewhere,
+    ``DuplicateIdConflict``; neither writes anything (a retry's result wins
+    over its expected version, as in ``retry_result``). The other requests
+    are written in order on the fast path (``write_group``), so positions
+    follow as if the repeats had been left out. A re-import of a log already
+    imported is all repeats: one lookup per ``_CHUNK`` ids instead of a
+    savepoint, a failed insert and a lookup per request (``write_each``).
+    Raises like ``write_group`` when ids repeat within the group itself: only
+    ``write_each`` sorts those out.
+    """
+    ids = [event.id for request in group for event, _, _ in request.events]
+    by_bytes = {i.bytes: i for i in ids}
+    keys = list(by_bytes)
+    stored: dict[Any, StoredId] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        rows = conn.execute(
+            "SELECT e.id, s.name, e.revision, e.position FROM events e"
+            f" JOIN streams s USING (stream_id) WHERE e.id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        stored.update((by_bytes[raw], StoredId(name, rev, pos)) for raw, name, rev, pos in rows)
+    outcomes: list[Outcome | None] = []
+    fresh: list[Any] = []
+    for request in group:
+        request_ids = [event.id for event, _, _ in request.events]
+        try:
+            repeat = repeated_result(request.stream, request_ids, {i: stored[i] for i in request_ids if i in stored})
+        except DuplicateIdConflict as conflict:
+            repeat = conflict
+        outcomes.append(repeat)
+        if repeat is None:
+            fresh.append(request)
+    last = 0
+    if fresh:
+        written, last = write_group(conn, fresh, now, cache=cache)
+        new = iter(written)
+        outcomes = [next(new) if outcome is None else outcome for outcome in outcomes]
+    return outcomes, last  # type: ignore[return-value]
 
 
 def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tuple[list[Outcome], int]:

@@ -55,7 +55,14 @@ from ._contract import (
 )
 from ._damage import inspect_before_open
 from ._errors import StoreError, StoreNotFound, StoreReadOnly
-from ._group_commit import STREAM_REVISION, RepeatInGroup, StreamCache, write_each, write_group
+from ._group_commit import (
+    STREAM_REVISION,
+    RepeatInGroup,
+    StreamCache,
+    write_each,
+    write_group,
+    write_repeats,
+)
 from ._rules import transactions, validate_expected
 from ._types import ANY, AppendResult, Expected, NewEvent, RecordedEvent
 from .validation import prepare_batch, prepare_multi
@@ -375,16 +382,27 @@ class EmbeddedStore(EventStore):
             self._appended.notify_all()
 
     def _write(self, group: list, now: int) -> tuple[list, int]:
-        """Write ``group`` in the open transaction; on a repeated id, again from scratch, one by one."""
+        """Write ``group`` in the open transaction.
+
+        On a repeated id (a retry, a re-import) the transaction starts over
+        and the group's ids are looked up at once (``write_repeats``); only
+        when ids repeat within the group itself is it written request by
+        request, each in a savepoint (``write_each``).
+        """
         conn = self._writer
-        try:
-            return write_group(conn, group, now, cache=self._cache)
-        except (sqlite3.IntegrityError, RepeatInGroup):
-            self._cache.forget()  # written one by one below, past the cache
-            if conn.in_transaction:  # a stored id repeated: SQLite has rolled back already (OR ROLLBACK)
-                conn.execute("ROLLBACK")  # part of the group may be written: start the transaction over
-            conn.execute("BEGIN IMMEDIATE")
-            return write_each(conn, group, now)
+        for write in (write_group, write_repeats):
+            try:
+                return write(conn, group, now, cache=self._cache)
+            except (sqlite3.IntegrityError, RepeatInGroup):
+                self._restart(conn)
+        return write_each(conn, group, now)  # ids repeat within the group itself: one by one
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        """Begin the write transaction again after a repeated id: nothing of the failed try stays."""
+        self._cache.forget()  # what the failed try left pending, and the one-by-one path bypasses it
+        if conn.in_transaction:  # SQLite has rolled back already when OR ROLLBACK refused a row
+            conn.execute("ROLLBACK")  # part of the group may be written
+        conn.execute("BEGIN IMMEDIATE")
 
     # -- reading ------------------------------------------------------------
     def read_stream(
