@@ -94,3 +94,16 @@ def test_a_warm_lone_append_looks_nothing_up(tmp_path: Path) -> None:
         store._writer.set_trace_callback(None)
     kinds = [s.split()[0].upper() for s in statements]
     assert kinds == ["BEGIN", "PRAGMA", "INSERT", "COMMIT"], statements
+
+
+def test_past_its_limit_the_cache_starts_again_and_appends_stay_right(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventstore._group_commit import StreamCache
+
+    monkeypatch.setattr(StreamCache, "LIMIT", 3)
+    with open_store(f"embedded://{tmp_path / 'events.db'}") as store:
+        for n in range(12):
+            result = store.append(f"pump-{n % 5}", [event(n)], expected=n // 5 - 1 if n >= 5 else NO_STREAM)
+            assert (result.first_position, result.next_revision) == (n + 1, n // 5 + 1)
+        assert len(store._cache.known) <= 3
+        assert store.check_integrity() == []
