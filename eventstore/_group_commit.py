@@ -273,18 +273,7 @@ def write_repeats(
     Raises like ``write_group`` when ids repeat within the group itself: only
     ``write_each`` sorts those out.
     """
-    ids = [event.id for request in group for event, _, _ in request.events]
-    by_bytes = {i.bytes: i for i in ids}
-    keys = list(by_bytes)
-    stored: dict[Any, StoredId] = {}
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        rows = conn.execute(
-            "SELECT e.id, s.name, e.revision, e.position FROM events e"
-            f" JOIN streams s USING (stream_id) WHERE e.id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        ).fetchall()
-        stored.update((by_bytes[raw], StoredId(name, rev, pos)) for raw, name, rev, pos in rows)
+    stored = stored_ids(conn, [event.id for request in group for event, _, _ in request.events])
     outcomes: list[Outcome | None] = []
     fresh: list[Any] = []
     for request in group:
@@ -320,22 +309,30 @@ def write_each(conn: sqlite3.Connection, group: Sequence[Any], now: int) -> tupl
     return outcomes, last
 
 
+def stored_ids(conn: sqlite3.Connection, ids: Sequence[Any]) -> dict[Any, StoredId]:
+    """Where each of ``ids`` (UUIDs) that is stored lies: its stream, revision and position (``_CHUNK`` to a query)."""
+    by_bytes = {i.bytes: i for i in ids}
+    keys = list(by_bytes)
+    stored: dict[Any, StoredId] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        rows = conn.execute(
+            "SELECT e.id, s.name, e.revision, e.position FROM events e"
+            f" JOIN streams s USING (stream_id) WHERE e.id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        stored.update((by_bytes[raw], StoredId(name, rev, pos)) for raw, name, rev, pos in rows)
+    return stored
+
+
 def retry_result(conn: sqlite3.Connection, request: Any, otherwise: BaseException | None) -> Outcome:
     """The original result when ``request`` repeats stored ids exactly; else ``otherwise``.
 
     A partial repeat, or ids stored in another stream, gives ``DuplicateIdConflict``.
     """
     ids = [event.id for event, _, _ in request.events]
-    marks = ",".join("?" * len(ids))
-    found = conn.execute(
-        "SELECT e.id, s.name, e.revision, e.position FROM events e"
-        f" JOIN streams s USING (stream_id) WHERE e.id IN ({marks})",
-        [i.bytes for i in ids],
-    ).fetchall()
-    by_bytes = {i.bytes: i for i in ids}
-    stored = {by_bytes[raw]: StoredId(name, rev, pos) for raw, name, rev, pos in found}
     try:
-        repeat = repeated_result(request.stream, ids, stored)
+        repeat = repeated_result(request.stream, ids, stored_ids(conn, ids))
     except Exception as conflict:
         return conflict
     if repeat is not None:
