@@ -144,7 +144,7 @@ class StreamCache:
         self.last_position = 0
         self.next_id = 0
         self.known: dict[str, list[int]] = {}
-        self._pending: tuple[int, _Streams, int] | None = None
+        self._pending: tuple[int, _Streams] | None = None
 
     def streams(self, conn: sqlite3.Connection, names: set[str]) -> _Streams:
         """The transaction's ``_Streams``, from the cache where it is still the file's state."""
@@ -152,19 +152,14 @@ class StreamCache:
         if version != self.version:
             self.forget()
         streams = _Streams(conn, names, self if self.version is not None else None)
-        self._pending = (version, streams, 0)
+        self._pending = (version, streams)
         return streams
 
-    def written(self, last: int) -> None:
-        """The pending transaction wrote up to position ``last``."""
-        if self._pending is not None:
-            self._pending = (self._pending[0], self._pending[1], last)
-
-    def committed(self) -> None:
-        """The pending transaction is durable: its state is the file's."""
+    def committed(self, last: int) -> None:
+        """The pending transaction, which wrote up to position ``last``, is durable: its state is the file's."""
         if self._pending is None:
             return
-        version, streams, last = self._pending
+        version, streams = self._pending
         self._pending = None
         if len(self.known) + len(streams.known) > self.LIMIT:
             self.known.clear()
@@ -238,8 +233,6 @@ def write_group(
     else:
         conn.executemany(_INSERT_EVENTS, rows)
     streams.save(conn)
-    if cache is not None:
-        cache.written(last)
     return outcomes, last
 
 
@@ -273,11 +266,11 @@ def write_repeats(
     Raises like ``write_group`` when ids repeat within the group itself: only
     ``write_each`` sorts those out.
     """
-    stored = stored_ids(conn, [event.id for request in group for event, _, _ in request.events])
+    ids = [[event.id for event, _, _ in request.events] for request in group]
+    stored = stored_ids(conn, list(chain.from_iterable(ids)))
     outcomes: list[Outcome | None] = []
     fresh: list[Any] = []
-    for request in group:
-        request_ids = [event.id for event, _, _ in request.events]
+    for request, request_ids in zip(group, ids, strict=True):
         try:
             repeat = repeated_result(request.stream, request_ids, {i: stored[i] for i in request_ids if i in stored})
         except DuplicateIdConflict as conflict:

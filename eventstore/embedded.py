@@ -248,7 +248,7 @@ class EmbeddedStore(EventStore):
             return future.result()
         try:
             if isinstance(request, _MultiRequest):
-                return self._multi_transaction(request)
+                return self._transaction(request.parts, whole=True)
             (outcome,) = self._transaction([request])
         finally:
             with self._queue:
@@ -317,7 +317,7 @@ class EmbeddedStore(EventStore):
             return
         try:
             if isinstance(group[0], _MultiRequest):
-                outcomes = [self._multi_transaction(group[0])]
+                outcomes = [self._transaction(group[0].parts, whole=True)]
             else:
                 outcomes = self._transaction(group)
         except BaseException as error:  # the whole group failed: every caller hears why
@@ -330,39 +330,29 @@ class EmbeddedStore(EventStore):
             else:
                 request.future.set_result(outcome)
 
-    def _transaction(self, group: list[_Request]) -> list[AppendResult | BaseException]:
-        """One transaction for plain appends: each request's outcome; raises when the whole group failed."""
-        conn = self._writer
-        assert conn is not None
-        with _sqlite.converted(self.path):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._last_recorded_at = max(self._clock(), self._last_recorded_at)
-                outcomes, last = self._write(group, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._roll_back(conn)
-                raise
-        self._committed(last)
-        return outcomes
+    def _transaction(self, requests: list, whole: bool = False) -> list:
+        """One transaction for ``requests``: each one's outcome; raises when the whole transaction failed.
 
-    def _multi_transaction(self, multi: _MultiRequest) -> list[AppendResult]:
-        """One transaction for one ``append_multi``: committed only if every part succeeds."""
+        ``whole`` (an ``append_multi``'s parts): committed only if every
+        request succeeds, else the first refusal is raised with its
+        ``request_index`` and nothing is written.
+        """
         conn = self._writer
         assert conn is not None
         with _sqlite.converted(self.path):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 now = max(self._clock(), self._last_recorded_at)
-                outcomes, last = self._write(multi.parts, now)
-                failed = next((i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None)
-                if failed is not None:
-                    raise mark_request(outcomes[failed], failed)
+                outcomes, last = self._write(requests, now)
+                if whole:
+                    failed = next((i for i, o in enumerate(outcomes) if isinstance(o, BaseException)), None)
+                    if failed is not None:
+                        raise mark_request(outcomes[failed], failed)
                 conn.execute("COMMIT")
-                self._last_recorded_at = now
             except BaseException:
                 self._roll_back(conn)
                 raise
+        self._last_recorded_at = now
         self._committed(last)
         return outcomes
 
@@ -376,7 +366,7 @@ class EmbeddedStore(EventStore):
 
     def _committed(self, last: int) -> None:
         """Keep the committed state; wake ``wait_for_append`` callers: positions up to ``last`` are committed."""
-        self._cache.committed()
+        self._cache.committed(last)
         with self._appended:
             self._last_committed = max(self._last_committed, last)
             self._appended.notify_all()
